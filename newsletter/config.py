@@ -1,0 +1,210 @@
+"""Configuration: config.yaml parsed once into frozen pydantic models; all validation lives here.
+
+Defaults run offline: the bundled market snapshot, the sample subscribers and the built-in local
+SMTP capture server. Relative paths resolve against the config file's folder. Secrets never live
+in the file: it names the environment variables that hold them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from newsletter.errors import ConfigError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+BUILTIN_SNAPSHOT_DIR = PACKAGE_DIR / "data" / "market"
+BUILTIN_SUBSCRIBERS = PACKAGE_DIR / "data" / "sample_subscribers.csv"
+BUILTIN_SMTP_HOST = "builtin"
+
+_TICKER = re.compile(r"^\^?[A-Z][A-Z0-9.\-]{0,9}$")
+
+
+class _Section(BaseModel):
+    """Base of every section: immutable, and unknown keys are errors (a typo must not pass)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_tickers(values: list[str]) -> list[str]:
+    for value in values:
+        for ticker in value.split("+"):
+            if not _TICKER.match(ticker):
+                raise ValueError(f"'{value}' is not a ticker symbol such as SPY, ^GSPC or GOOGL+GOOG")
+    return values
+
+
+class NewsletterSection(_Section):
+    name: str = "Rotation Digest"
+    from_address: str = "Rotation Digest <digest@example.com>"
+    reply_to: str | None = None
+    list_id: str = "rotation-digest.example.com"
+    base_url: str = "https://digest.example.com"
+    unsubscribe_mailto: str = "unsubscribe@example.com"
+    unsubscribe_secret_env: str = "NEWSLETTER_UNSUBSCRIBE_SECRET"
+    postal_address: str = "Rotation Digest, 1 Example Street, Springfield, USA"
+
+    @field_validator("base_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if not value.startswith("https://"):
+            raise ValueError(f"must be an absolute https:// URL, got '{value}'")
+        return value.rstrip("/")
+
+    @field_validator("list_id")
+    @classmethod
+    def _list_id(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.\-]*\.[A-Za-z]{2,}", value):
+            raise ValueError(f"must be a dotted name such as digest.example.com, got '{value}'")
+        return value
+
+
+class MarketSection(_Section):
+    provider: Literal["snapshot"] = "snapshot"
+    snapshot_dir: Path = BUILTIN_SNAPSHOT_DIR
+
+
+class StatsSection(_Section):
+    scoreboard: list[str] = Field(default_factory=lambda: ["SPY", "IWM", "QQQ", "RSP", "DIA"])
+    spread_long: str = "IWM"
+    spread_short: str = "SPY"
+    megacaps: list[str] = Field(
+        default_factory=lambda: ["NVDA", "MSFT", "AAPL", "GOOGL+GOOG", "AMZN", "META"]
+    )
+    concentration_index: str = "^GSPC"
+    ratio_chart_sessions: int = Field(default=252, ge=20, le=2520)
+
+    _tickers = field_validator("scoreboard", "megacaps")(_check_tickers)
+
+    @field_validator("spread_long", "spread_short", "concentration_index")
+    @classmethod
+    def _ticker(cls, value: str) -> str:
+        _check_tickers([value])
+        return value
+
+
+class SubscribersSection(_Section):
+    file: Path = BUILTIN_SUBSCRIBERS
+
+
+class SmtpSection(_Section):
+    host: str = BUILTIN_SMTP_HOST
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["none", "starttls", "tls"] = "none"
+    username: str | None = None
+    password_env: str | None = None
+    timeout_s: float = Field(default=30.0, gt=0, le=600)
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.host == BUILTIN_SMTP_HOST
+
+
+class PathsSection(_Section):
+    var_dir: Path = Path("var")
+
+
+class TemplatesSection(_Section):
+    dir: Path = PACKAGE_DIR.parent / "templates"
+
+
+class Config(_Section):
+    """The whole configuration; `source` is the file it came from (None: built-in defaults)."""
+
+    newsletter: NewsletterSection = NewsletterSection()
+    market: MarketSection = MarketSection()
+    stats: StatsSection = StatsSection()
+    subscribers: SubscribersSection = SubscribersSection()
+    smtp: SmtpSection = SmtpSection()
+    paths: PathsSection = PathsSection()
+    templates: TemplatesSection = TemplatesSection()
+    source: Path | None = None
+
+    @property
+    def issues_dir(self) -> Path:
+        return self.paths.var_dir / "issues"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.paths.var_dir / "outbox"
+
+
+_PATH_KEYS = (
+    ("market", "snapshot_dir"),
+    ("subscribers", "file"),
+    ("paths", "var_dir"),
+    ("templates", "dir"),
+)
+
+
+def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        if name == "source":
+            continue
+        dotted = f"{prefix}{name}"
+        keys.append(dotted)
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys.extend(_known_keys(annotation, f"{dotted}."))
+    return keys
+
+
+def _describe(error: dict[str, Any], label: str) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(key, _known_keys(Config), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"{label}: unknown key '{key}'{hint}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{label}: {key}: {message}, got {error.get('input')!r}"
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    for section, key in _PATH_KEYS:
+        block = raw.get(section)
+        if isinstance(block, dict) and isinstance(block.get(key), str):
+            path = Path(block[key]).expanduser()
+            block[key] = path if path.is_absolute() else base / path
+
+
+def parse_config(raw: object, label: str, base: Path) -> Config:
+    """Validate an already-parsed YAML document; `label` names it in messages."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{label}: the top level must be a mapping of sections, got {raw!r}")
+    _resolve_paths(raw, base)
+    raw.setdefault("paths", {}).setdefault("var_dir", base / "var")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        more = len(err.errors()) - 1
+        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        raise ConfigError(_describe(dict(first), label) + suffix) from err
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate `path`; every problem becomes a ConfigError naming the file and key."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise ConfigError(
+            f"config file {path} not found (pass --config FILE, or run from the project folder)"
+        ) from err
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(err, 'problem', err)})") from err
+    config = parse_config(raw, str(path), path.resolve().parent)
+    return config.model_copy(update={"source": path})

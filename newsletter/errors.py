@@ -1,0 +1,52 @@
+"""Errors raised by newsletter.
+
+Every error the product raises on purpose derives from one base, so the CLI catches one type and
+prints one line. Each message says what failed, where, and what to do about it.
+
+* NewsletterError                 base; carries exit_code (default 1)
+  x ConfigError                   bad/missing config file, unknown key, missing env secret (exit 2)
+  x DataError                     market data unusable for the requested issue
+    + AsOfError                   requested --as-of outside the data or not a date (exit 2)
+    + InsufficientDataError       a ticker lacks a session the statistics need
+  x RenderError                   template folder/template missing, undefined variable
+  x SubscriberError               unreadable subscriber list or invalid row (file:line)
+  x DeliveryError                 SMTP connect/auth/protocol failure (wraps the smtplib error)
+"""
+
+
+class NewsletterError(Exception):
+    """Base class of all errors the product raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(NewsletterError):
+    """The configuration file is missing, malformed, or names an unset secret."""
+
+    exit_code = 2
+
+
+class DataError(NewsletterError):
+    """Market data cannot support the requested issue."""
+
+
+class AsOfError(DataError):
+    """The requested as-of date cannot be served from the data."""
+
+    exit_code = 2
+
+
+class InsufficientDataError(DataError):
+    """A ticker is missing a session that a statistic needs."""
+
+
+class RenderError(NewsletterError):
+    """A template could not be found or rendered."""
+
+
+class SubscriberError(NewsletterError):
+    """The subscriber list cannot be read or holds an invalid row."""
+
+
+class DeliveryError(NewsletterError, ConnectionError):
+    """The SMTP server could not be reached, refused the login, or broke the protocol."""

@@ -1,0 +1,57 @@
+"""NYSE sessions from exchange_calendars: as-of resolution and the digest's period bases.
+
+Definitions (PRODUCT.md): the as-of session is the last NYSE session on or before the requested
+date; the week's base is the last session of the previous calendar week; YTD's is the last session
+of the previous year; 1M's the last session on or before the same calendar date a month earlier.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import exchange_calendars as xcals
+import pandas as pd
+
+NYSE = "XNYS"
+
+
+@dataclass(frozen=True, slots=True)
+class ReportDates:
+    """The sessions one issue's returns are measured from and to."""
+
+    as_of: date
+    prev_close: date
+    month_base: date
+    ytd_base: date
+
+
+class TradingCalendar:
+    """The NYSE calendar over a fixed range of dates."""
+
+    def __init__(self, start: date, end: date) -> None:
+        self._calendar = xcals.get_calendar(NYSE, start=pd.Timestamp(start), end=pd.Timestamp(end))
+
+    @property
+    def sessions(self) -> pd.DatetimeIndex:
+        return self._calendar.sessions
+
+    @property
+    def first_session(self) -> date:
+        return self._calendar.first_session.date()  # type: ignore[no-any-return]
+
+    def session_on_or_before(self, day: date) -> date:
+        """The last NYSE session on or before `day` (holidays and weekends step back)."""
+        session = self._calendar.date_to_session(pd.Timestamp(day), direction="previous")
+        return session.date()  # type: ignore[no-any-return]
+
+    def report_dates(self, as_of: date) -> ReportDates:
+        """The period bases for an issue whose as-of session is `as_of`."""
+        monday = as_of - timedelta(days=as_of.weekday())
+        month_ago = (pd.Timestamp(as_of) - pd.DateOffset(months=1)).date()
+        return ReportDates(
+            as_of=as_of,
+            prev_close=self.session_on_or_before(monday - timedelta(days=1)),
+            month_base=self.session_on_or_before(month_ago),
+            ytd_base=self.session_on_or_before(date(as_of.year - 1, 12, 31)),
+        )
