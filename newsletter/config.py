@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import yaml
@@ -208,3 +209,39 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(err, 'problem', err)})") from err
     config = parse_config(raw, str(path), path.resolve().parent)
     return config.model_copy(update={"source": path})
+
+
+class Secrets(BaseModel):
+    """Secrets read from the environment; repr never shows them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    smtp_password: str | None = Field(default=None, repr=False)
+    unsubscribe_key: bytes | None = Field(default=None, repr=False)
+
+
+def resolve_secrets(config: Config, environ: Mapping[str, str]) -> Secrets:
+    """Read the secrets `config` names from `environ`; a required one that is unset is an error.
+
+    The unsubscribe key may be unset only with the built-in capture server, where nothing
+    leaves the machine (the pipeline then signs with a one-off key and says so).
+    """
+    label = str(config.source or "config")
+    password = None
+    name = config.smtp.password_env
+    if name:
+        password = environ.get(name)
+        if not password:
+            raise ConfigError(
+                f"SMTP password not found: env var {name} is unset (set it, or change smtp.password_env in {label})"
+            )
+    elif config.smtp.username:
+        raise ConfigError(f"{label}: smtp.username is set but smtp.password_env is not; name the variable holding the password")
+    key_name = config.newsletter.unsubscribe_secret_env
+    key = environ.get(key_name)
+    if not key and not config.smtp.is_builtin:
+        raise ConfigError(
+            f"unsubscribe secret not found: env var {key_name} is unset (set it to a long random "
+            f"string, or change newsletter.unsubscribe_secret_env in {label})"
+        )
+    return Secrets(smtp_password=password, unsubscribe_key=key.encode() if key else None)

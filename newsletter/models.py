@@ -180,6 +180,11 @@ class Chart:
     def filename(self) -> str:
         return f"{self.name}.png"
 
+    @property
+    def content_id(self) -> str:
+        """The Content-ID (without angle brackets) the HTML refers to as cid:."""
+        return f"{self.name}@charts.rotation-digest"
+
 
 @dataclass(frozen=True, slots=True)
 class Issue:
@@ -224,3 +229,26 @@ class DeliveryReport:
     @property
     def ok(self) -> bool:
         return not self.refused
+
+
+TICKER_NAMES = {
+    "SPY": "S&P 500",
+    "IWM": "Russell 2000",
+    "QQQ": "Nasdaq-100",
+    "RSP": "S&P 500 Equal Weight",
+    "DIA": "Dow Jones",
+    "^GSPC": "S&P 500 index",
+    "^RUT": "Russell 2000 index",
+    "^NDX": "Nasdaq-100 index",
+    "NVDA": "Nvidia",
+    "MSFT": "Microsoft",
+    "AAPL": "Apple",
+    "GOOGL+GOOG": "Alphabet",
+    "AMZN": "Amazon",
+    "META": "Meta",
+}
+
+
+def display_name(ticker: str) -> str:
+    """A reader-facing name for a ticker or share-class group; the ticker itself if unknown."""
+    return TICKER_NAMES.get(ticker, ticker)

@@ -1,0 +1,169 @@
+"""Charts for the digest: matplotlib (Agg) to PNG bytes in memory; no files written.
+
+Each chart is drawn for a 600 px email column at 2x (1200 px wide), on an opaque background
+(Gmail's dark mode inverts transparent PNGs), and saved without timestamps so the same input
+gives the same bytes. Colours are a blue/orange pair that colour-blind readers tell apart.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import date
+from typing import TYPE_CHECKING
+
+import matplotlib as mpl
+
+mpl.use("Agg")
+
+import matplotlib.dates as mdates
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.ticker import FuncFormatter, PercentFormatter
+from PIL import Image
+
+from newsletter.models import Chart, display_name
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from newsletter.models import Prices, WeekStats
+
+WIDTH_IN = 6.0
+DPI = 200
+UP = "#1f6fb4"
+DOWN = "#d9731a"
+INK = "#1b2733"
+MUTED = "#6b7785"
+GRID = "#e3e7ec"
+BACKGROUND = "#ffffff"
+WEEK_SHADE = "#fbe3cc"
+PALETTE_COLOURS = 64
+
+_STYLE = {
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.edgecolor": GRID,
+    "axes.labelcolor": INK,
+    "axes.titlesize": 11,
+    "axes.titleweight": "bold",
+    "axes.titlecolor": INK,
+    "axes.titlelocation": "left",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "xtick.color": MUTED,
+    "ytick.color": MUTED,
+    "axes.grid": True,
+    "axes.axisbelow": True,
+    "grid.color": GRID,
+    "grid.linewidth": 0.8,
+    "figure.facecolor": BACKGROUND,
+    "axes.facecolor": BACKGROUND,
+    "savefig.facecolor": BACKGROUND,
+}
+
+
+def _to_png(fig: Figure) -> bytes:
+    """The figure as an optimised palette PNG with no metadata (same input, same bytes).
+
+    Flat charts like these need few colours: a 64-colour palette looks the same and is a
+    fraction of the size of a full-colour PNG.
+    """
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    plt.close(fig)
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        palette = image.convert("RGB").quantize(
+            colors=PALETTE_COLOURS, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE
+        )
+    out = io.BytesIO()
+    palette.save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
+def _signed_pct(value: float, digits: int = 1) -> str:
+    return f"{value * 100:+.{digits}f}%".replace("-", "\u2212")
+
+
+def ratio_series(prices: Prices, long: str, short: str, as_of: date, sessions: int) -> pd.Series:
+    """long/short adjusted-close ratio over the last `sessions` sessions up to `as_of`."""
+    frame = prices.adjusted.loc[: pd.Timestamp(as_of), [long, short]].dropna()
+    return (frame[long] / frame[short]).iloc[-sessions:]
+
+
+def render_ratio_chart(prices: Prices, stats: WeekStats, sessions: int) -> Chart:
+    """The long/short relative-strength line over the last year, this week shaded."""
+    spread = stats.spread_5d
+    ratio = ratio_series(prices, spread.long, spread.short, stats.as_of, sessions)
+    week_change = float(ratio.iloc[-1] / ratio.loc[pd.Timestamp(stats.prev_close)] - 1)
+    with plt.rc_context(_STYLE):
+        fig, ax = plt.subplots(figsize=(WIDTH_IN, 3.0), layout="constrained")
+        ax.axvspan(pd.Timestamp(stats.prev_close), ratio.index[-1], color=WEEK_SHADE, lw=0)
+        ax.plot(ratio.index, ratio.to_numpy(), color=UP, lw=1.8)
+        ax.plot(ratio.index[-1], ratio.iloc[-1], "o", color=DOWN, ms=5)
+        ax.set_title(
+            f"{display_name(spread.long)} vs {display_name(spread.short)} "
+            f"({spread.long}/{spread.short}, total return)"
+        )
+        ax.annotate(
+            f"this week {_signed_pct(week_change)}",
+            xy=(ratio.index[-1], ratio.iloc[-1]),
+            xytext=(-8, 10),
+            textcoords="offset points",
+            ha="right",
+            color=INK,
+            fontweight="bold",
+        )
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3f}"))
+        ax.xaxis.set_major_locator(mdates.MonthLocator(bymonth=(1, 4, 7, 10)))
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%b %Y"))
+        ax.margins(x=0.01)
+        width, height = (int(d * DPI) for d in fig.get_size_inches())
+        png = _to_png(fig)
+    alt = (
+        f"Line chart of the {spread.long}/{spread.short} ratio over the last {len(ratio)} sessions: "
+        f"{display_name(spread.long)} {'gained' if week_change >= 0 else 'lost'} "
+        f"{abs(week_change) * 100:.1f}% against {display_name(spread.short)} this week."
+    )
+    return Chart("relative_strength", png, alt, width, height)
+
+
+def render_week_returns_chart(stats: WeekStats) -> Chart:
+    """The week's total returns of the scoreboard, sorted, as horizontal bars."""
+    items = sorted(stats.returns.items(), key=lambda item: item[1].week)
+    labels = [f"{display_name(t)} ({t})" for t, _ in items]
+    values = [r.week * 100 for _, r in items]
+    with plt.rc_context(_STYLE):
+        fig, ax = plt.subplots(figsize=(WIDTH_IN, 0.42 * len(items) + 1.0), layout="constrained")
+        colours = [UP if v >= 0 else DOWN for v in values]
+        bars = ax.barh(labels, values, color=colours, height=0.62)
+        ax.axvline(0, color=MUTED, lw=0.8)
+        ax.grid(axis="y", visible=False)
+        ax.xaxis.set_major_formatter(PercentFormatter(decimals=None))
+        ax.bar_label(
+            bars,
+            labels=[_signed_pct(v / 100, 2) for v in values],
+            padding=4,
+            color=INK,
+            fontweight="bold",
+        )
+        span = (max(0.0, *values) - min(0.0, *values)) or 1.0
+        ax.set_xlim(min(0.0, *values) - 0.3 * span, max(0.0, *values) + 0.3 * span)
+        ax.set_title(f"Total return, week to {stats.as_of:%a} {stats.as_of.day} {stats.as_of:%b %Y}")
+        width, height = (int(d * DPI) for d in fig.get_size_inches())
+        png = _to_png(fig)
+    best_ticker, best = items[-1]
+    worst_ticker, worst = items[0]
+    alt = (
+        f"Bar chart of this week's returns: best {display_name(best_ticker)} "
+        f"{_signed_pct(best.week, 2)}, worst {display_name(worst_ticker)} {_signed_pct(worst.week, 2)}."
+    )
+    return Chart("week_returns", png, alt, width, height)
+
+
+def render_charts(prices: Prices, stats: WeekStats, ratio_sessions: int) -> tuple[Chart, ...]:
+    """Every chart of the digest, in the order the email shows them."""
+    return (
+        render_week_returns_chart(stats),
+        render_ratio_chart(prices, stats, ratio_sessions),
+    )

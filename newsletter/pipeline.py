@@ -1,0 +1,235 @@
+"""The one place that knows the stage order: data -> stats -> charts -> render -> compose -> deliver.
+
+Drivers (the CLI today; the scheduler and preview later) call `build_issue` and `send_issue`.
+Everything is built first, then written through one sink (`write_issue_folder`), then sent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from newsletter.charts import render_charts
+from newsletter.compose import ListInfo, compose_message
+from newsletter.delivery import CaptureServer, Outgoing, SendLedger, SmtpSettings, deliver
+from newsletter.errors import AsOfError
+from newsletter.headline import write_headline
+from newsletter.market.calendar import TradingCalendar
+from newsletter.market.snapshot import SnapshotSource
+from newsletter.market.weights import load_start_of_year_weights
+from newsletter.models import Issue, Prices
+from newsletter.render import make_environment, render_html, render_issue
+from newsletter.stats import compute_week_stats, member_tickers
+from newsletter.subscribers import load_subscribers
+from newsletter.unsubscribe import make_token
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+    from datetime import datetime
+
+    from newsletter.config import Config, Secrets
+    from newsletter.models import DeliveryReport, RenderedIssue, Subscriber, WeekStats
+
+logger = logging.getLogger(__name__)
+
+LEDGER_FILE = "sent.jsonl"
+REQUEST_SLACK_DAYS = 14
+FILE_MODE = 0o644
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltIssue:
+    """A built issue: what is mailed, its numbers, and the folder holding its files."""
+
+    stats: WeekStats
+    rendered: RenderedIssue
+    folder: Path
+
+
+def required_tickers(config: Config) -> list[str]:
+    """Every ticker the statistics read, each once, in a stable order."""
+    s = config.stats
+    tickers = [*s.scoreboard, s.spread_long, s.spread_short, s.concentration_index]
+    for member in s.megacaps:
+        tickers.extend(member_tickers(member))
+    return list(dict.fromkeys(tickers))
+
+
+def _common_range(prices: Prices) -> tuple[date, date]:
+    firsts = [prices.adjusted[t].first_valid_index() for t in prices.tickers]
+    lasts = [prices.adjusted[t].last_valid_index() for t in prices.tickers]
+    return max(firsts).date(), min(lasts).date()
+
+
+def load_market(config: Config, requested: date | None) -> tuple[Prices, date, TradingCalendar]:
+    """Prices aligned to NYSE sessions, and the as-of session they serve for `requested`.
+
+    The default as-of is the last session every required ticker has. A request outside the data
+    is an AsOfError naming the range available.
+    """
+    started = time.perf_counter()
+    source = SnapshotSource(config.market.snapshot_dir)
+    prices = source.fetch(required_tickers(config))
+    first, last = _common_range(prices)
+    available = f"the data covers {first.isoformat()} to {last.isoformat()} for every ticker the digest needs"
+    if requested is not None and not first <= requested <= last + timedelta(days=REQUEST_SLACK_DAYS):
+        raise AsOfError(f"no data for --as-of {requested.isoformat()}: {available}")
+    start = prices.adjusted.index[0].date()
+    calendar = TradingCalendar(start, max(last, requested or last) + timedelta(days=7))
+    as_of = last if requested is None else calendar.session_on_or_before(requested)
+    if not first <= as_of <= last:
+        raise AsOfError(
+            f"no data for --as-of {requested} (NYSE session {as_of.isoformat()}): {available}"
+        )
+    sessions = calendar.sessions[(calendar.sessions >= prices.adjusted.index[0]) & (calendar.sessions <= prices.adjusted.index[-1])]
+    aligned = Prices(
+        adjusted=prices.adjusted.reindex(sessions),
+        raw=prices.raw.reindex(sessions),
+        source=prices.source,
+    )
+    logger.info(
+        "Loaded %d tickers, %d sessions from %s in %.2f s",
+        len(prices.tickers), len(sessions), source.name, time.perf_counter() - started,
+    )
+    return aligned, as_of, calendar
+
+
+def build_issue(config: Config, requested: date | None, out_dir: Path | None = None) -> BuiltIssue:
+    """Compute, chart and render the issue for the session on or before `requested`."""
+    prices, as_of, calendar = load_market(config, requested)
+    started = time.perf_counter()
+    dates = calendar.report_dates(as_of)
+    s = config.stats
+    stats = compute_week_stats(
+        prices,
+        dates,
+        scoreboard=s.scoreboard,
+        spread_long=s.spread_long,
+        spread_short=s.spread_short,
+        megacaps=s.megacaps,
+        concentration_index=s.concentration_index,
+        weights=load_start_of_year_weights(config.market.snapshot_dir, as_of.year),
+    )
+    charts = render_charts(prices, stats, s.ratio_chart_sessions)
+    subject, preheader = write_headline(stats)
+    issue = Issue(
+        stats=stats,
+        charts=charts,
+        subject=subject,
+        preheader=preheader,
+        newsletter_name=config.newsletter.name,
+        base_url=config.newsletter.base_url,
+        postal_address=config.newsletter.postal_address,
+    )
+    env = make_environment(config.templates.dir)
+    rendered = render_issue(issue, env)
+    folder = out_dir or config.issues_dir / as_of.isoformat()
+    write_issue_folder(folder, rendered, stats, render_html(issue, env, "file"))
+    logger.info(
+        "Built issue %s: %d charts, %d KB HTML in %.2f s",
+        as_of, len(charts), len(rendered.html.encode()) // 1024, time.perf_counter() - started,
+    )
+    return BuiltIssue(stats=stats, rendered=rendered, folder=folder)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temporary file and rename, so a crash never leaves half a file."""
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+        tmp.write(data)
+        tmp.flush()
+        os.fsync(tmp.fileno())
+    Path(tmp.name).chmod(FILE_MODE)
+    Path(tmp.name).replace(path)
+
+
+def write_issue_folder(folder: Path, rendered: RenderedIssue, stats: WeekStats, preview_html: str) -> None:
+    """The issue's files: email.html (cid: refs), preview.html (image files), email.txt, PNGs, stats.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_atomic(folder / "email.html", rendered.html.encode())
+    _write_atomic(folder / "preview.html", preview_html.encode())
+    _write_atomic(folder / "email.txt", rendered.text.encode())
+    for chart in rendered.images:
+        _write_atomic(folder / chart.filename, chart.png)
+    _write_atomic(folder / "stats.json", (json.dumps(stats.to_json(), indent=2) + "\n").encode())
+
+
+def _list_info(config: Config) -> ListInfo:
+    n = config.newsletter
+    return ListInfo(
+        sender=n.from_address,
+        list_id=n.list_id,
+        list_name=n.name,
+        base_url=n.base_url,
+        unsubscribe_mailto=n.unsubscribe_mailto,
+        reply_to=n.reply_to,
+    )
+
+
+def _messages(
+    built: BuiltIssue, subscribers: Sequence[Subscriber], info: ListInfo, key: bytes, now: datetime
+) -> Iterator[Outgoing]:
+    for subscriber in subscribers:
+        token = make_token(key, info.list_id, subscriber.email)
+        yield Outgoing(subscriber.email, compose_message(built.rendered, subscriber, info, token=token, now=now))
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What a send did, and where its copies went."""
+
+    report: DeliveryReport
+    recipients: int
+    destination: str
+
+
+def send_issue(
+    config: Config,
+    built: BuiltIssue,
+    secrets_: Secrets,
+    now: datetime,
+    on_start: Callable[[int], None] = lambda total: None,
+    on_progress: Callable[[], None] = lambda: None,
+) -> SendResult:
+    """Deliver the built issue to every subscriber not yet in its ledger."""
+    subscribers = load_subscribers(config.subscribers.file)
+    info = _list_info(config)
+    key = secrets_.unsubscribe_key
+    if key is None:
+        logger.warning(
+            "%s is unset: unsubscribe links in this local run are signed with a one-off key",
+            config.newsletter.unsubscribe_secret_env,
+        )
+        key = secrets.token_bytes(32)
+    ledger = SendLedger(config.issues_dir / built.stats.as_of.isoformat() / LEDGER_FILE)
+    on_start(len(subscribers))
+    messages = _messages(built, subscribers, info, key, now)
+    smtp = config.smtp
+    if smtp.is_builtin:
+        with CaptureServer(config.outbox_dir) as server:
+            report = deliver(messages, server.settings(smtp.timeout_s), info.envelope_sender, ledger, on_progress)
+        destination = f"built-in capture server, Maildir {config.outbox_dir}"
+    else:
+        settings = SmtpSettings(
+            host=smtp.host,
+            port=smtp.port,
+            security=smtp.security,
+            timeout_s=smtp.timeout_s,
+            username=smtp.username,
+            password=secrets_.smtp_password,
+        )
+        report = deliver(messages, settings, info.envelope_sender, ledger, on_progress)
+        destination = f"SMTP server {smtp.host}:{smtp.port}"
+    logger.info(
+        "Sent issue %s: %d sent, %d already sent, %d refused",
+        built.stats.as_of, len(report.sent), len(report.skipped), len(report.refused),
+    )
+    return SendResult(report=report, recipients=len(subscribers), destination=destination)
+

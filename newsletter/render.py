@@ -1,0 +1,130 @@
+"""Jinja rendering of an Issue into HTML (CSS inlined) and plain text; pure strings, no files.
+
+Autoescape is on for every template except the text/plain one, and undefined variables fail
+loudly (StrictUndefined) so a template mistake breaks the build, not a subscriber's inbox.
+Numbers are formatted by the filters registered here, in one place.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import css_inline
+import jinja2
+
+from newsletter.errors import RenderError
+from newsletter.models import RenderedIssue, display_name
+
+if TYPE_CHECKING:
+    from newsletter.models import Chart, Issue
+
+HTML_TEMPLATE = "issue.html.j2"
+TEXT_TEMPLATE = "issue.txt.j2"
+UNSUBSCRIBE_MARKER = "urn:rotation-digest:unsubscribe-url"
+"""Stands in the rendered issue for each subscriber's own unsubscribe URL (see compose)."""
+
+ImageMode = Literal["cid", "file"]
+
+
+def signed_pct(value: float, digits: int = 2) -> str:
+    """0.0163 -> '+1.63%'; the minus sign is a true minus for legibility."""
+    return f"{value * 100:+.{digits}f}%".replace("-", "\u2212")
+
+
+def plain_pct(value: float, digits: int = 1) -> str:
+    """0.253 -> '25.3%'."""
+    return f"{value * 100:.{digits}f}%".replace("-", "\u2212")
+
+
+def signed_pp(value: float, digits: int = 2) -> str:
+    """A difference of two returns in percentage points: 0.0989 -> '+9.89 pp'."""
+    return f"{value * 100:+.{digits}f} pp".replace("-", "\u2212")
+
+
+def long_date(day: date) -> str:
+    """date(2024, 7, 16) -> 'Tue 16 Jul 2024'."""
+    return f"{day:%a} {day.day} {day:%b %Y}"
+
+
+def make_environment(template_dir: Path) -> jinja2.Environment:
+    """The Jinja environment over `template_dir`, with the digest's filters."""
+    if not template_dir.is_dir():
+        raise RenderError(
+            f"template folder {template_dir} not found (set templates.dir in config.yaml)"
+        )
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(template_dir),
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("html.j2", "html"),
+            disabled_extensions=("txt.j2",),
+            default=True,
+        ),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        signed_pct=signed_pct,
+        pct=plain_pct,
+        pp=signed_pp,
+        long_date=long_date,
+        name=display_name,
+    )
+    return env
+
+
+def _render(env: jinja2.Environment, name: str, **context: object) -> str:
+    try:
+        return env.get_template(name).render(**context)
+    except jinja2.TemplateNotFound as err:
+        raise RenderError(f"template '{err.name}' not found in {env.loader.searchpath}") from err  # type: ignore[union-attr]
+    except jinja2.TemplateError as err:
+        where = f"{err.filename}:{err.lineno}" if isinstance(err, jinja2.TemplateSyntaxError) else name
+        raise RenderError(f"template {where}: {err.message}") from err
+
+
+def _image_src(chart: Chart, mode: ImageMode) -> str:
+    return f"cid:{chart.content_id}" if mode == "cid" else chart.filename
+
+
+_INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+
+
+def render_html(issue: Issue, env: jinja2.Environment, images: ImageMode) -> str:
+    """The issue as one HTML page with inlined CSS; images as cid: refs or as sibling files."""
+    charts = {chart.name: chart for chart in issue.charts}
+    html = _render(
+        env,
+        HTML_TEMPLATE,
+        issue=issue,
+        stats=issue.stats,
+        charts=charts,
+        image_src=lambda chart: _image_src(chart, images),
+        unsubscribe_url=UNSUBSCRIBE_MARKER,
+    )
+    try:
+        return _INLINER.inline(html)
+    except (css_inline.InlineError, ValueError) as err:
+        raise RenderError(f"CSS inlining failed for {HTML_TEMPLATE}: {err}") from err
+
+
+def render_issue(issue: Issue, env: jinja2.Environment) -> RenderedIssue:
+    """The issue as it is mailed: HTML referring to its images by cid:, and the text part."""
+    text = _render(
+        env,
+        TEXT_TEMPLATE,
+        issue=issue,
+        stats=issue.stats,
+        charts={chart.name: chart for chart in issue.charts},
+        unsubscribe_url=UNSUBSCRIBE_MARKER,
+    )
+    return RenderedIssue(
+        as_of=issue.stats.as_of,
+        subject=issue.subject,
+        html=render_html(issue, env, "cid"),
+        text=text,
+        images=issue.charts,
+    )
