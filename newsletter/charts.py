@@ -18,7 +18,7 @@ mpl.use("Agg")
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import pandas as pd
-from matplotlib.ticker import FuncFormatter, PercentFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 from PIL import Image
 
 from newsletter.models import Chart, display_name
@@ -41,13 +41,9 @@ PALETTE_COLOURS = 64
 
 _STYLE = {
     "font.family": "DejaVu Sans",
-    "font.size": 9,
+    "font.size": 11,
     "axes.edgecolor": GRID,
     "axes.labelcolor": INK,
-    "axes.titlesize": 11,
-    "axes.titleweight": "bold",
-    "axes.titlecolor": INK,
-    "axes.titlelocation": "left",
     "axes.spines.top": False,
     "axes.spines.right": False,
     "xtick.color": MUTED,
@@ -81,6 +77,11 @@ def _to_png(fig: Figure) -> bytes:
     return out.getvalue()
 
 
+def _title(fig: Figure, text: str) -> None:
+    """A bold title flush with the figure's left edge (axes titles clip beside long labels)."""
+    fig.suptitle(text, x=0.01, ha="left", fontsize=13, fontweight="bold", color=INK)
+
+
 def _signed_pct(value: float, digits: int = 1) -> str:
     return f"{value * 100:+.{digits}f}%".replace("-", "\u2212")
 
@@ -101,9 +102,10 @@ def render_ratio_chart(prices: Prices, stats: WeekStats, sessions: int) -> Chart
         ax.axvspan(pd.Timestamp(stats.prev_close), ratio.index[-1], color=WEEK_SHADE, lw=0)
         ax.plot(ratio.index, ratio.to_numpy(), color=UP, lw=1.8)
         ax.plot(ratio.index[-1], ratio.iloc[-1], "o", color=DOWN, ms=5)
-        ax.set_title(
+        _title(
+            fig,
             f"{display_name(spread.long)} vs {display_name(spread.short)} "
-            f"({spread.long}/{spread.short}, total return)"
+            f"({spread.long}/{spread.short}, total return)",
         )
         ax.annotate(
             f"this week {_signed_pct(week_change)}",
@@ -139,6 +141,7 @@ def render_week_returns_chart(stats: WeekStats) -> Chart:
         bars = ax.barh(labels, values, color=colours, height=0.62)
         ax.axvline(0, color=MUTED, lw=0.8)
         ax.grid(axis="y", visible=False)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
         ax.xaxis.set_major_formatter(PercentFormatter(decimals=None))
         ax.bar_label(
             bars,
@@ -148,8 +151,9 @@ def render_week_returns_chart(stats: WeekStats) -> Chart:
             fontweight="bold",
         )
         span = (max(0.0, *values) - min(0.0, *values)) or 1.0
-        ax.set_xlim(min(0.0, *values) - 0.3 * span, max(0.0, *values) + 0.3 * span)
-        ax.set_title(f"Total return, week to {stats.as_of:%a} {stats.as_of.day} {stats.as_of:%b %Y}")
+        low, high = min(0.0, *values), max(0.0, *values)
+        ax.set_xlim(low - (0.45 * span if low < 0 else 0.05 * span), high + 0.3 * span)
+        _title(fig, f"Total return, week to {stats.as_of:%a} {stats.as_of.day} {stats.as_of:%b %Y}")
         width, height = (int(d * DPI) for d in fig.get_size_inches())
         png = _to_png(fig)
     best_ticker, best = items[-1]
