@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import matplotlib as mpl
 
@@ -39,7 +39,7 @@ BACKGROUND = "#ffffff"
 WEEK_SHADE = "#fbe3cc"
 PALETTE_COLOURS = 64
 
-_STYLE = {
+_STYLE: dict[Any, Any] = {
     "font.family": "DejaVu Sans",
     "font.size": 11,
     "axes.edgecolor": GRID,
@@ -99,7 +99,13 @@ def render_ratio_chart(prices: Prices, stats: WeekStats, sessions: int) -> Chart
     week_change = float(ratio.iloc[-1] / ratio.loc[pd.Timestamp(stats.prev_close)] - 1)
     with plt.rc_context(_STYLE):
         fig, ax = plt.subplots(figsize=(WIDTH_IN, 3.0), layout="constrained")
-        ax.axvspan(pd.Timestamp(stats.prev_close), ratio.index[-1], color=WEEK_SHADE, lw=0)
+        # matplotlib's date units accept Timestamps; its stubs admit only floats.
+        ax.axvspan(
+            cast("float", pd.Timestamp(stats.prev_close)),
+            cast("float", ratio.index[-1]),
+            color=WEEK_SHADE,
+            lw=0,
+        )
         ax.plot(ratio.index, ratio.to_numpy(), color=UP, lw=1.8)
         ax.plot(ratio.index[-1], ratio.iloc[-1], "o", color=DOWN, ms=5)
         _title(
@@ -117,8 +123,9 @@ def render_ratio_chart(prices: Prices, stats: WeekStats, sessions: int) -> Chart
             fontweight="bold",
         )
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3f}"))
-        ax.xaxis.set_major_locator(mdates.MonthLocator(bymonth=(1, 4, 7, 10)))
-        ax.xaxis.set_major_formatter(mdates.DateFormatter("%b %Y"))
+        # matplotlib.dates ships without annotations for these two constructors.
+        ax.xaxis.set_major_locator(mdates.MonthLocator(bymonth=(1, 4, 7, 10)))  # type: ignore[no-untyped-call]
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%b %Y"))  # type: ignore[no-untyped-call]
         ax.margins(x=0.01)
         width, height = (int(d * DPI) for d in fig.get_size_inches())
         png = _to_png(fig)

@@ -55,7 +55,7 @@ def _describe_built(built: BuiltIssue) -> list[str]:
     return [
         f"Issue {stats.as_of.isoformat()} (week since the close of {stats.prev_close.isoformat()})",
         f"  Subject: {built.rendered.subject}",
-        f"  {display_name(spread.long)} − {display_name(spread.short)}, 5 sessions: "
+        f"  {display_name(spread.long)} - {display_name(spread.short)}, 5 sessions: "
         f"{signed_pp(spread.value)} (rank {spread.rank:,} of {spread.of:,}; {since})",
         f"  Draft:   {built.folder / 'preview.html'}",
     ]
@@ -87,7 +87,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = send_issue(
             config,
             built,
-            secrets,
+            secrets=secrets,
             now=datetime.now(UTC),
             on_start=lambda total: progress.update(task, total=total),
             on_progress=lambda: progress.advance(task),
@@ -110,8 +110,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     secrets = resolve_secrets(config, os.environ)
     print(f"{args.config}: OK")
     print(config.model_dump_json(indent=2, exclude={"source"}))
-    print(f"SMTP password: {'set' if secrets.smtp_password else 'not needed'}; "
-          f"unsubscribe key: {'set' if secrets.unsubscribe_key else 'unset (built-in server only)'}")
+    print(
+        f"SMTP password: {'set' if secrets.smtp_password else 'not needed'}; "
+        f"unsubscribe key: {'set' if secrets.unsubscribe_key else 'unset (built-in server only)'}"
+    )
     return 0
 
 
@@ -124,20 +126,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--config", type=Path, default=DEFAULT_CONFIG, metavar="FILE",
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        metavar="FILE",
         help="configuration file (default: ./config.yaml)",
     )
-    common.add_argument("--verbose", action="store_true", help="log each stage and show tracebacks on errors")
+    common.add_argument(
+        "--verbose", action="store_true", help="log each stage and show tracebacks on errors"
+    )
     as_of = argparse.ArgumentParser(add_help=False)
     as_of.add_argument(
-        "--as-of", metavar="YYYY-MM-DD",
+        "--as-of",
+        metavar="YYYY-MM-DD",
         help="build the issue for the last NYSE session on or before this date "
         "(default: the last session in the data)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser(
-        "run", parents=[common, as_of],
+        "run",
+        parents=[common, as_of],
         help="build the issue and send it to every subscriber",
         description="Build the week's issue into var/issues/<as-of>/ and send it to every subscriber "
         "who has not received it yet. With smtp.host: builtin the messages go to a local capture "
@@ -147,15 +156,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run)
 
     build = commands.add_parser(
-        "build", parents=[common, as_of],
+        "build",
+        parents=[common, as_of],
         help="build the issue without sending it",
         description="Build the issue (email.html, preview.html, email.txt, charts, stats.json) without sending.",
     )
-    build.add_argument("--out", type=Path, metavar="DIR", help="folder for the files (default: var/issues/<as-of>/)")
+    build.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="folder for the files (default: var/issues/<as-of>/)",
+    )
     build.set_defaults(handler=cmd_build)
 
     check = commands.add_parser(
-        "check-config", parents=[common],
+        "check-config",
+        parents=[common],
         help="validate the configuration and show it with secrets masked",
         description="Load and validate the configuration, check that the secrets it names are set, "
         "and print the effective settings (secrets are never printed).",
@@ -181,7 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
-        print("Error: interrupted; run the same command again to resume where it stopped", file=sys.stderr)
+        print(
+            "Error: interrupted; run the same command again to resume where it stopped",
+            file=sys.stderr,
+        )
         return 130
     except Exception as err:
         if args.verbose:

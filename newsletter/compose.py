@@ -75,7 +75,7 @@ def compose_message(
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg.set_content(rendered.text.replace(UNSUBSCRIBE_MARKER, url))
     msg.add_alternative(rendered.html.replace(UNSUBSCRIBE_MARKER, url), subtype="html")
-    html_part = msg.get_payload()[1]  # type: ignore[index]
+    html_part = next(part for part in msg.iter_parts() if part.get_content_type() == "text/html")
     for chart in rendered.images:
         html_part.add_related(
             chart.png,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import difflib
 import re
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml
@@ -36,7 +36,9 @@ def _check_tickers(values: list[str]) -> list[str]:
     for value in values:
         for ticker in value.split("+"):
             if not _TICKER.match(ticker):
-                raise ValueError(f"'{value}' is not a ticker symbol such as SPY, ^GSPC or GOOGL+GOOG")
+                raise ValueError(
+                    f"'{value}' is not a ticker symbol such as SPY, ^GSPC or GOOGL+GOOG"
+                )
     return values
 
 
@@ -206,7 +208,9 @@ def load_config(path: Path) -> Config:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(err, 'problem', err)})") from err
+        raise ConfigError(
+            f"{path}:{where} is not valid YAML ({getattr(err, 'problem', err)})"
+        ) from err
     config = parse_config(raw, str(path), path.resolve().parent)
     return config.model_copy(update={"source": path})
 
@@ -236,7 +240,9 @@ def resolve_secrets(config: Config, environ: Mapping[str, str]) -> Secrets:
                 f"SMTP password not found: env var {name} is unset (set it, or change smtp.password_env in {label})"
             )
     elif config.smtp.username:
-        raise ConfigError(f"{label}: smtp.username is set but smtp.password_env is not; name the variable holding the password")
+        raise ConfigError(
+            f"{label}: smtp.username is set but smtp.password_env is not; name the variable holding the password"
+        )
     key_name = config.newsletter.unsubscribe_secret_env
     key = environ.get(key_name)
     if not key and not config.smtp.is_builtin:

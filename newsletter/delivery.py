@@ -60,7 +60,10 @@ class SmtpOutbox:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -156,12 +159,17 @@ class Outgoing:
     message: EmailMessage
 
 
+def _text(reply: str | bytes) -> str:
+    return reply if isinstance(reply, str) else reply.decode(errors="replace")
+
+
 def _smtp_reply(err: smtplib.SMTPException) -> str:
+    """The server's reply code and text for a refusal, as the report shows it."""
     if isinstance(err, smtplib.SMTPRecipientsRefused):
         code, reply = next(iter(err.recipients.values()))
-        return f"{code} {reply.decode(errors='replace')}"
+        return f"{code} {_text(reply)}"
     if isinstance(err, smtplib.SMTPResponseException):
-        return f"{err.smtp_code} {err.smtp_error.decode(errors='replace')}"
+        return f"{err.smtp_code} {_text(err.smtp_error)}"
     return str(err)
 
 
@@ -200,7 +208,9 @@ def deliver(
                     continue
                 except smtplib.SMTPException as err:
                     report.refused[item.recipient] = _smtp_reply(err)
-                    logger.warning("SMTP refused %s: %s", item.recipient, report.refused[item.recipient])
+                    logger.warning(
+                        "SMTP refused %s: %s", item.recipient, report.refused[item.recipient]
+                    )
                 else:
                     ledger.record(item.recipient, str(item.message["Message-ID"]))
                     report.sent.append(item.recipient)
@@ -218,7 +228,7 @@ class _MaildirHandler:
     def __init__(self, directory: Path) -> None:
         self.maildir = mailbox.Maildir(directory, create=True)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd hook name)
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         trace = f"X-Envelope-From: {envelope.mail_from}\r\nX-Envelope-To: {', '.join(envelope.rcpt_tos)}\r\n"
         self.maildir.add(trace.encode() + envelope.original_content)
         return "250 Message accepted for delivery"
@@ -247,6 +257,9 @@ class CaptureServer:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self._controller.stop()

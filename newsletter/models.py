@@ -48,7 +48,7 @@ class PeriodReturns:
 
 @dataclass(frozen=True, slots=True)
 class SpreadStats:
-    """The rolling 5-session return spread long − short ending at the as-of session."""
+    """The rolling 5-session return spread long - short ending at the as-of session."""
 
     long: str
     short: str

@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import tempfile
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from secrets import token_bytes
 from typing import TYPE_CHECKING
+
+import pandas as pd
 
 from newsletter.charts import render_charts
 from newsletter.compose import ListInfo, compose_message
@@ -64,8 +66,9 @@ def required_tickers(config: Config) -> list[str]:
 
 
 def _common_range(prices: Prices) -> tuple[date, date]:
-    firsts = [prices.adjusted[t].first_valid_index() for t in prices.tickers]
-    lasts = [prices.adjusted[t].last_valid_index() for t in prices.tickers]
+    present = [prices.adjusted[t].dropna().index for t in prices.tickers]
+    firsts = [pd.Timestamp(index[0]) for index in present]
+    lasts = [pd.Timestamp(index[-1]) for index in present]
     return max(firsts).date(), min(lasts).date()
 
 
@@ -80,7 +83,9 @@ def load_market(config: Config, requested: date | None) -> tuple[Prices, date, T
     prices = source.fetch(required_tickers(config))
     first, last = _common_range(prices)
     available = f"the data covers {first.isoformat()} to {last.isoformat()} for every ticker the digest needs"
-    if requested is not None and not first <= requested <= last + timedelta(days=REQUEST_SLACK_DAYS):
+    if requested is not None and not first <= requested <= last + timedelta(
+        days=REQUEST_SLACK_DAYS
+    ):
         raise AsOfError(f"no data for --as-of {requested.isoformat()}: {available}")
     start = prices.adjusted.index[0].date()
     calendar = TradingCalendar(start, max(last, requested or last) + timedelta(days=7))
@@ -89,7 +94,10 @@ def load_market(config: Config, requested: date | None) -> tuple[Prices, date, T
         raise AsOfError(
             f"no data for --as-of {requested} (NYSE session {as_of.isoformat()}): {available}"
         )
-    sessions = calendar.sessions[(calendar.sessions >= prices.adjusted.index[0]) & (calendar.sessions <= prices.adjusted.index[-1])]
+    sessions = calendar.sessions[
+        (calendar.sessions >= prices.adjusted.index[0])
+        & (calendar.sessions <= prices.adjusted.index[-1])
+    ]
     aligned = Prices(
         adjusted=prices.adjusted.reindex(sessions),
         raw=prices.raw.reindex(sessions),
@@ -97,7 +105,10 @@ def load_market(config: Config, requested: date | None) -> tuple[Prices, date, T
     )
     logger.info(
         "Loaded %d tickers, %d sessions from %s in %.2f s",
-        len(prices.tickers), len(sessions), source.name, time.perf_counter() - started,
+        len(prices.tickers),
+        len(sessions),
+        source.name,
+        time.perf_counter() - started,
     )
     return aligned, as_of, calendar
 
@@ -135,7 +146,10 @@ def build_issue(config: Config, requested: date | None, out_dir: Path | None = N
     write_issue_folder(folder, rendered, stats, render_html(issue, env, "file"))
     logger.info(
         "Built issue %s: %d charts, %d KB HTML in %.2f s",
-        as_of, len(charts), len(rendered.html.encode()) // 1024, time.perf_counter() - started,
+        as_of,
+        len(charts),
+        len(rendered.html.encode()) // 1024,
+        time.perf_counter() - started,
     )
     return BuiltIssue(stats=stats, rendered=rendered, folder=folder)
 
@@ -150,7 +164,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
     Path(tmp.name).replace(path)
 
 
-def write_issue_folder(folder: Path, rendered: RenderedIssue, stats: WeekStats, preview_html: str) -> None:
+def write_issue_folder(
+    folder: Path, rendered: RenderedIssue, stats: WeekStats, preview_html: str
+) -> None:
     """The issue's files: email.html (cid: refs), preview.html (image files), email.txt, PNGs, stats.json."""
     folder.mkdir(parents=True, exist_ok=True)
     _write_atomic(folder / "email.html", rendered.html.encode())
@@ -178,7 +194,10 @@ def _messages(
 ) -> Iterator[Outgoing]:
     for subscriber in subscribers:
         token = make_token(key, info.list_id, subscriber.email)
-        yield Outgoing(subscriber.email, compose_message(built.rendered, subscriber, info, token=token, now=now))
+        yield Outgoing(
+            subscriber.email,
+            compose_message(built.rendered, subscriber, info, token=token, now=now),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +212,8 @@ class SendResult:
 def send_issue(
     config: Config,
     built: BuiltIssue,
-    secrets_: Secrets,
+    *,
+    secrets: Secrets,
     now: datetime,
     on_start: Callable[[int], None] = lambda total: None,
     on_progress: Callable[[], None] = lambda: None,
@@ -201,20 +221,22 @@ def send_issue(
     """Deliver the built issue to every subscriber not yet in its ledger."""
     subscribers = load_subscribers(config.subscribers.file)
     info = _list_info(config)
-    key = secrets_.unsubscribe_key
+    key = secrets.unsubscribe_key
     if key is None:
         logger.warning(
             "%s is unset: unsubscribe links in this local run are signed with a one-off key",
             config.newsletter.unsubscribe_secret_env,
         )
-        key = secrets.token_bytes(32)
+        key = token_bytes(32)
     ledger = SendLedger(config.issues_dir / built.stats.as_of.isoformat() / LEDGER_FILE)
     on_start(len(subscribers))
     messages = _messages(built, subscribers, info, key, now)
     smtp = config.smtp
     if smtp.is_builtin:
         with CaptureServer(config.outbox_dir) as server:
-            report = deliver(messages, server.settings(smtp.timeout_s), info.envelope_sender, ledger, on_progress)
+            report = deliver(
+                messages, server.settings(smtp.timeout_s), info.envelope_sender, ledger, on_progress
+            )
         destination = f"built-in capture server, Maildir {config.outbox_dir}"
     else:
         settings = SmtpSettings(
@@ -223,13 +245,15 @@ def send_issue(
             security=smtp.security,
             timeout_s=smtp.timeout_s,
             username=smtp.username,
-            password=secrets_.smtp_password,
+            password=secrets.smtp_password,
         )
         report = deliver(messages, settings, info.envelope_sender, ledger, on_progress)
         destination = f"SMTP server {smtp.host}:{smtp.port}"
     logger.info(
         "Sent issue %s: %d sent, %d already sent, %d refused",
-        built.stats.as_of, len(report.sent), len(report.skipped), len(report.refused),
+        built.stats.as_of,
+        len(report.sent),
+        len(report.skipped),
+        len(report.refused),
     )
     return SendResult(report=report, recipients=len(subscribers), destination=destination)
-

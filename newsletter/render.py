@@ -82,7 +82,9 @@ def _render(env: jinja2.Environment, name: str, **context: object) -> str:
     except jinja2.TemplateNotFound as err:
         raise RenderError(f"template '{err.name}' not found in {env.loader.searchpath}") from err  # type: ignore[union-attr]
     except jinja2.TemplateError as err:
-        where = f"{err.filename}:{err.lineno}" if isinstance(err, jinja2.TemplateSyntaxError) else name
+        where = (
+            f"{err.filename}:{err.lineno}" if isinstance(err, jinja2.TemplateSyntaxError) else name
+        )
         raise RenderError(f"template {where}: {err.message}") from err
 
 

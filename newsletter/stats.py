@@ -47,7 +47,9 @@ def period_return(series: pd.Series, start: date, end: date) -> float:
     return _price_at(series, end) / _price_at(series, start) - 1
 
 
-def compute_returns(prices: Prices, tickers: Sequence[str], dates: ReportDates) -> dict[str, PeriodReturns]:
+def compute_returns(
+    prices: Prices, tickers: Sequence[str], dates: ReportDates
+) -> dict[str, PeriodReturns]:
     """Week, 1M and YTD total returns (adjusted closes) for each ticker."""
     returns = {}
     for ticker in tickers:
@@ -61,7 +63,7 @@ def compute_returns(prices: Prices, tickers: Sequence[str], dates: ReportDates) 
 
 
 def rolling_spread(prices: Prices, long: str, short: str, as_of: date) -> pd.Series:
-    """The 5-session total-return spread long − short at every session up to `as_of`."""
+    """The 5-session total-return spread long - short at every session up to `as_of`."""
     frame = prices.adjusted.loc[: pd.Timestamp(as_of), [long, short]]
     window = frame / frame.shift(SPREAD_SESSIONS) - 1
     return (window[long] - window[short]).dropna()
@@ -80,8 +82,8 @@ def compute_spread(prices: Prices, long: str, short: str, as_of: date) -> Spread
     earlier = spreads[spreads.index < stamp]
     at_least = earlier[earlier >= value]
     both = prices.adjusted[[long, short]].dropna()
-    position = prices.adjusted.index.get_loc(stamp)
-    window_start = prices.adjusted.index[position - SPREAD_SESSIONS]
+    position = int(prices.adjusted.index.searchsorted(stamp))
+    window_start = pd.Timestamp(prices.adjusted.index[position - SPREAD_SESSIONS])
     return SpreadStats(
         long=long,
         short=short,
@@ -92,8 +94,8 @@ def compute_spread(prices: Prices, long: str, short: str, as_of: date) -> Spread
         rank=int((spreads > value).sum()) + 1,
         of=len(spreads),
         percentile=100.0 * float((spreads <= value).sum()) / len(spreads),
-        largest_since=at_least.index[-1].date() if len(at_least) else None,
-        history_start=both.index[0].date(),
+        largest_since=pd.Timestamp(at_least.index[-1]).date() if len(at_least) else None,
+        history_start=pd.Timestamp(both.index[0]).date(),
     )
 
 
@@ -109,7 +111,7 @@ def compute_concentration(
     weights: IndexWeights,
     dates: ReportDates,
 ) -> Concentration:
-    """Each member's contribution w × r to the index's YTD price return, and its share of it.
+    """Each member's contribution w * r to the index's YTD price return, and its share of it.
 
     Weights are at the close of the YTD base session; returns are price returns (raw closes), as
     the index itself is a price index. A share-class group sums its classes' weights and

@@ -51,13 +51,17 @@ def load_subscribers(path: Path) -> list[Subscriber]:
     with handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None or "email" not in reader.fieldnames:
-            raise SubscriberError(f"{path}: line 1: header must name an 'email' column (and optionally 'name')")
+            raise SubscriberError(
+                f"{path}: line 1: header must name an 'email' column (and optionally 'name')"
+            )
         for row in reader:
             line = reader.line_num
             raw_email = row.get("email") or ""
             address = normalise_address(raw_email)
             if address is None:
-                raise SubscriberError(f"{path}: line {line}: '{raw_email}' is not a valid email address")
+                raise SubscriberError(
+                    f"{path}: line {line}: '{raw_email}' is not a valid email address"
+                )
             name = (row.get("name") or "").strip()
             if _NAME_FORBIDDEN.search(name):
                 raise SubscriberError(f"{path}: line {line}: the name contains control characters")

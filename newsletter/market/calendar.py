@@ -34,7 +34,8 @@ class TradingCalendar:
 
     @property
     def sessions(self) -> pd.DatetimeIndex:
-        return self._calendar.sessions
+        sessions: pd.DatetimeIndex = self._calendar.sessions
+        return sessions
 
     @property
     def first_session(self) -> date:

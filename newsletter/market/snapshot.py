@@ -41,7 +41,9 @@ def read_price_file(path: Path, ticker: str) -> pd.DataFrame:
         raise DataError(f"{path}: cannot be read as CSV ({err})") from err
     missing = [column for column in _REQUIRED if column not in frame.columns]
     if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; header is {list(frame.columns)}")
+        raise DataError(
+            f"{path}: missing column(s) {', '.join(missing)}; header is {list(frame.columns)}"
+        )
 
     dates = pd.to_datetime(frame["date"], format="%Y-%m-%d", errors="coerce")
     close = pd.to_numeric(frame["close"], errors="coerce")
@@ -57,10 +59,14 @@ def read_price_file(path: Path, ticker: str) -> pd.DataFrame:
     duplicated = dates.duplicated()
     if duplicated.any():
         row = int(duplicated.to_numpy().argmax())
-        raise DataError(f"{path}: line {row + 1 + _HEADER_LINES}: duplicate date {frame['date'][row]}")
+        raise DataError(
+            f"{path}: line {row + 1 + _HEADER_LINES}: duplicate date {frame['date'][row]}"
+        )
     if not dates.is_monotonic_increasing:
         row = int((dates.diff() < pd.Timedelta(0)).to_numpy().argmax())
-        raise DataError(f"{path}: line {row + 1 + _HEADER_LINES}: date {frame['date'][row]} is out of order")
+        raise DataError(
+            f"{path}: line {row + 1 + _HEADER_LINES}: date {frame['date'][row]} is out of order"
+        )
     return pd.DataFrame(
         {"raw": close.to_numpy(), "adjusted": adjusted.to_numpy()},
         index=pd.DatetimeIndex(dates, name="date"),
@@ -78,7 +84,10 @@ class SnapshotSource:
         return "bundled market snapshot (Yahoo Finance exports; see PROVENANCE.md)"
 
     def fetch(self, tickers: Sequence[str]) -> Prices:
-        frames = {ticker: read_price_file(ticker_file(self.directory, ticker), ticker) for ticker in tickers}
+        frames = {
+            ticker: read_price_file(ticker_file(self.directory, ticker), ticker)
+            for ticker in tickers
+        }
         adjusted = pd.DataFrame({ticker: frame["adjusted"] for ticker, frame in frames.items()})
         raw = pd.DataFrame({ticker: frame["raw"] for ticker, frame in frames.items()})
         return Prices(adjusted=adjusted.sort_index(), raw=raw.sort_index(), source=self.name)
