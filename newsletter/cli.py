@@ -71,6 +71,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console  # noqa: PLC0415
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn  # noqa: PLC0415
 
     from newsletter.config import resolve_secrets  # noqa: PLC0415
@@ -81,7 +82,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     built = build_issue(config, _parse_as_of(args.as_of))
     print("\n".join(_describe_built(built)))
     with Progress(
-        TextColumn("Sending"), BarColumn(), MofNCompleteColumn(), transient=True, disable=args.quiet
+        TextColumn("Sending"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=args.quiet,
     ) as progress:
         task = progress.add_task("send", total=None)
         result = send_issue(

@@ -8,6 +8,7 @@ same deterministic Message-ID, so the receiving side can drop the copy.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import mailbox
@@ -247,7 +248,10 @@ class CaptureServer:
     def __init__(self, maildir: Path) -> None:
         self.maildir = maildir
         self.port = free_loopback_port()
-        self._controller = Controller(_MaildirHandler(maildir), hostname=LOOPBACK, port=self.port)
+        self._loop = asyncio.new_event_loop()
+        self._controller = Controller(
+            _MaildirHandler(maildir), hostname=LOOPBACK, port=self.port, loop=self._loop
+        )
 
     def settings(self, timeout_s: float) -> SmtpSettings:
         return SmtpSettings(host=LOOPBACK, port=self.port, security="none", timeout_s=timeout_s)
@@ -263,3 +267,4 @@ class CaptureServer:
         tb: TracebackType | None,
     ) -> None:
         self._controller.stop()
+        self._loop.close()

@@ -1,0 +1,89 @@
+"""Shared fixtures: a real SMTP server on 127.0.0.1, config files in tmp_path, raw snapshot reads."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import gzip
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aiosmtpd.controller import Controller
+
+from newsletter.delivery import free_loopback_port
+
+REPO = Path(__file__).resolve().parent.parent
+SNAPSHOT = REPO / "newsletter" / "data" / "market"
+
+
+@dataclass
+class RecordingHandler:
+    """Accepts every message and keeps the envelopes; refuses the addresses in `refuse`."""
+
+    refuse: dict[str, str] = field(default_factory=dict)
+    envelopes: list[Any] = field(default_factory=list)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.envelopes.append(envelope)
+        return "250 Message accepted for delivery"
+
+
+@dataclass
+class SmtpEndpoint:
+    host: str
+    port: int
+    handler: RecordingHandler
+
+    @property
+    def envelopes(self) -> list[Any]:
+        return self.handler.envelopes
+
+
+@pytest.fixture
+def smtp_server(request: pytest.FixtureRequest) -> Iterator[SmtpEndpoint]:
+    """A real aiosmtpd server on loopback; `@pytest.mark.smtp_refuse({...})` sets refusals."""
+    marker = request.node.get_closest_marker("smtp_refuse")
+    handler = RecordingHandler(refuse=dict(marker.args[0]) if marker else {})
+    port = free_loopback_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, loop=asyncio.new_event_loop())
+    controller.start()
+    try:
+        yield SmtpEndpoint("127.0.0.1", port, handler)
+    finally:
+        controller.stop()
+        controller.loop.close()
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[..., Path]:
+    """Write a config.yaml in tmp_path: the shipped defaults with `sections` merged over them."""
+
+    def write(**sections: dict[str, Any]) -> Path:
+        raw = yaml.safe_load((REPO / "config.yaml").read_text())
+        raw["templates"]["dir"] = str(REPO / "templates")
+        raw["subscribers"]["file"] = str(REPO / "newsletter" / "data" / "sample_subscribers.csv")
+        raw["paths"]["var_dir"] = str(tmp_path / "var")
+        for name, values in sections.items():
+            raw.setdefault(name, {}).update(values)
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        return path
+
+    return write
+
+
+def read_raw_closes(ticker: str, column: str = "adj_close") -> dict[str, float]:
+    """date -> close straight from the bundled gzip CSV, with no package code involved."""
+    name = ticker.removeprefix("^")
+    with gzip.open(SNAPSHOT / f"{name}.csv.gz", "rt", newline="") as handle:
+        return {row["date"]: float(row[column]) for row in csv.DictReader(handle)}
