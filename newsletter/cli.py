@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -199,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except NewsletterError as err:
         if args.verbose:
-            logging.exception("failed")
+            traceback.print_exc(file=sys.stderr)
         print(f"Error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
@@ -210,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as err:
         if args.verbose:
-            logging.exception("unexpected failure")
+            traceback.print_exc(file=sys.stderr)
         print(
             f"Error: unexpected {type(err).__name__}: {err} (run again with --verbose for the traceback)",
             file=sys.stderr,

@@ -108,6 +108,11 @@ class SmtpOutbox:
             ) from err
         return smtp
 
+    def _drop(self) -> None:
+        if self._smtp is not None:
+            self._smtp.close()
+            self._smtp = None
+
     def send(self, message: EmailMessage, sender: str, recipient: str) -> None:
         """Send one message; SMTP refusals raise smtplib errors, connection loss DeliveryError."""
         if self._smtp is None:
@@ -115,12 +120,14 @@ class SmtpOutbox:
         try:
             refused = self._smtp.send_message(message, from_addr=sender, to_addrs=[recipient])
         except smtplib.SMTPServerDisconnected as err:
-            self._smtp = None
+            self._drop()
             raise DeliveryError(
                 f"SMTP server {self.settings.host}:{self.settings.port} dropped the connection"
             ) from err
-        except (TimeoutError, OSError) as err:
-            self._smtp = None
+        except smtplib.SMTPException:
+            raise  # a refusal of this message: the caller reports it (SMTPException is an OSError)
+        except OSError as err:
+            self._drop()
             raise DeliveryError(
                 f"SMTP server {self.settings.host}:{self.settings.port} did not answer in time: {err}"
             ) from err

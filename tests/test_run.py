@@ -1,0 +1,149 @@
+"""End to end: `newsletter run` delivers one well-formed message per subscriber over real SMTP."""
+
+from __future__ import annotations
+
+import csv
+import email
+import mailbox
+import re
+from email import policy
+from email.message import EmailMessage
+from email.utils import parseaddr, parsedate_to_datetime
+
+import pytest
+
+from newsletter.cli import main
+from newsletter.config import BUILTIN_SUBSCRIBERS
+
+from .conftest import SmtpEndpoint
+
+REQUIRED_HEADERS = (
+    "From", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post",
+)
+
+
+def sample_addresses() -> list[str]:
+    with BUILTIN_SUBSCRIBERS.open(newline="") as handle:
+        return [row["email"] for row in csv.DictReader(handle)]
+
+
+def parse(raw: bytes) -> EmailMessage:
+    message = email.message_from_bytes(raw, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def check_message(message: EmailMessage, recipient: str) -> None:
+    """The structure and headers the issue requires, checked on the parsed message."""
+    for name in REQUIRED_HEADERS:
+        assert message[name], f"missing {name}"
+        assert len(message.get_all(name)) == 1, f"duplicate {name}"
+    assert parseaddr(str(message["To"]))[1] == recipient
+    assert parsedate_to_datetime(str(message["Date"])).tzinfo is not None
+    assert re.fullmatch(r"<[^<>@\s]+@[^<>@\s]+>", str(message["Message-ID"]))
+    assert re.fullmatch(r".+ <[a-z0-9.-]+>", str(message["List-Id"]))
+    unsubscribe = str(message["List-Unsubscribe"])
+    assert re.fullmatch(r"<https://[^>]+/u/[A-Za-z0-9_.-]+>, <mailto:[^>]+>", unsubscribe)
+    assert str(message["List-Unsubscribe-Post"]) == "List-Unsubscribe=One-Click"
+
+    assert message.get_content_type() == "multipart/alternative"
+    text_part, related = message.get_payload()
+    assert text_part.get_content_type() == "text/plain"
+    assert related.get_content_type() == "multipart/related"
+    html_part, *images = related.get_payload()
+    assert html_part.get_content_type() == "text/html"
+    assert len(images) == 2
+    html = html_part.get_content()
+    cids = set(re.findall(r'src="cid:([^"]+)"', html))
+    parts = {str(image["Content-ID"]).strip("<>"): image for image in images}
+    assert cids == set(parts), "every cid: must resolve to an image part and every image be used"
+    for image in parts.values():
+        assert image.get_content_type() == "image/png"
+        assert image.get_content().startswith(b"\x89PNG\r\n\x1a\n")
+    https_link = unsubscribe.split(">")[0].lstrip("<")
+    assert https_link in html
+    assert https_link in text_part.get_content()
+
+
+def test_run_delivers_one_message_per_subscriber_to_a_real_smtp_server(write_config, smtp_server: SmtpEndpoint, capsys):
+    config = write_config(smtp={"host": smtp_server.host, "port": smtp_server.port})
+    env_secret = {"NEWSLETTER_UNSUBSCRIBE_SECRET": "test-secret-test-secret"}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env_secret.items():
+            mp.setenv(key, value)
+        code = main(["run", "--config", str(config), "--as-of", "2024-07-16", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    addresses = sample_addresses()
+    received = [env.rcpt_tos for env in smtp_server.envelopes]
+    assert sorted(sum(received, [])) == sorted(addresses)
+    assert all(len(rcpts) == 1 for rcpts in received)
+    ids = set()
+    for envelope in smtp_server.envelopes:
+        assert envelope.mail_from == "digest@example.com"
+        message = parse(envelope.original_content)
+        check_message(message, envelope.rcpt_tos[0])
+        ids.add(str(message["Message-ID"]))
+        assert "Record rotation" in str(message["Subject"])
+    assert len(ids) == len(addresses)
+    out = capsys.readouterr().out
+    assert "Issue 2024-07-16" in out
+    assert "Sent:    5 of 5 messages" in out
+
+
+def test_run_again_sends_nothing_twice(write_config, smtp_server: SmtpEndpoint, monkeypatch):
+    monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "test-secret-test-secret")
+    config = write_config(smtp={"host": smtp_server.host, "port": smtp_server.port})
+    argv = ["run", "--config", str(config), "--as-of", "2024-07-16", "--quiet"]
+    assert main(argv) == 0
+    assert main(argv) == 0
+    assert len(smtp_server.envelopes) == len(sample_addresses())
+
+
+@pytest.mark.smtp_refuse({"grace.hopper@example.org": "550 5.1.1 No such user"})
+def test_a_refused_address_is_reported_and_retried_on_the_next_run(write_config, smtp_server, monkeypatch, capsys):
+    monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "test-secret-test-secret")
+    config = write_config(smtp={"host": smtp_server.host, "port": smtp_server.port})
+    argv = ["run", "--config", str(config), "--as-of", "2024-07-16", "--quiet"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "Refused: grace.hopper@example.org: 550 5.1.1 No such user" in err
+    assert len(smtp_server.envelopes) == 4
+
+    smtp_server.handler.refuse.clear()
+    assert main(argv) == 0
+    delivered = sorted(env.rcpt_tos[0] for env in smtp_server.envelopes)
+    assert delivered == sorted(sample_addresses())
+
+
+def test_default_run_delivers_to_the_builtin_capture_server(write_config, monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("NEWSLETTER_UNSUBSCRIBE_SECRET", raising=False)
+    config = write_config()
+    assert main(["run", "--config", str(config), "--quiet"]) == 0
+    outbox = mailbox.Maildir(tmp_path / "var" / "outbox", create=False)
+    messages = [parse(outbox.get_bytes(key)) for key in outbox.keys()]
+    assert len(messages) == len(sample_addresses())
+    for message in messages:
+        check_message(message, str(message["X-Envelope-To"]))
+    issue = tmp_path / "var" / "issues" / "2025-02-20"
+    for name in ("email.html", "preview.html", "email.txt", "stats.json", "week_returns.png", "relative_strength.png"):
+        assert (issue / name).is_file(), name
+    preview = (issue / "preview.html").read_text()
+    assert 'src="week_returns.png"' in preview
+    assert "cid:" not in preview
+    out = capsys.readouterr().out
+    assert "Issue 2025-02-20" in out
+    assert "built-in capture server" in out
+
+
+def test_smtp_server_that_is_down_gives_one_clear_line(write_config, capsys, monkeypatch):
+    from newsletter.delivery import free_loopback_port  # noqa: PLC0415
+
+    monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "test-secret-test-secret")
+    port = free_loopback_port()
+    config = write_config(smtp={"host": "127.0.0.1", "port": port, "timeout_s": 5})
+    code = main(["run", "--config", str(config), "--as-of", "2024-07-16", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert lines == [lines[0]]
+    assert lines[0].startswith(f"Error: cannot connect to SMTP server 127.0.0.1:{port}")
