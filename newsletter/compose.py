@@ -16,7 +16,7 @@ from email.utils import format_datetime, parseaddr
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from newsletter.render import UNSUBSCRIBE_MARKER
+from newsletter.models import UNSUBSCRIBE_MARKER
 
 if TYPE_CHECKING:
     from datetime import datetime

@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
+UNSUBSCRIBE_MARKER = "urn:rotation-digest:unsubscribe-url"
+"""Stands in the rendered issue for each subscriber's own unsubscribe URL (see compose)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Prices:
@@ -35,6 +38,25 @@ class Prices:
     @property
     def tickers(self) -> list[str]:
         return [str(column) for column in self.adjusted.columns]
+
+
+@dataclass(frozen=True, slots=True)
+class ReportDates:
+    """The sessions one issue's returns are measured from and to."""
+
+    as_of: date
+    prev_close: date
+    month_base: date
+    ytd_base: date
+
+
+@dataclass(frozen=True, slots=True)
+class IndexWeights:
+    """Index weights (fractions) per ticker at the close of `as_of`, and where they came from."""
+
+    as_of: date
+    weights: dict[str, float]
+    source: str
 
 
 @dataclass(frozen=True, slots=True)

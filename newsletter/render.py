@@ -15,15 +15,13 @@ import css_inline
 import jinja2
 
 from newsletter.errors import RenderError
-from newsletter.models import RenderedIssue, display_name
+from newsletter.models import UNSUBSCRIBE_MARKER, RenderedIssue, display_name
 
 if TYPE_CHECKING:
     from newsletter.models import Chart, Issue
 
 HTML_TEMPLATE = "issue.html.j2"
 TEXT_TEMPLATE = "issue.txt.j2"
-UNSUBSCRIBE_MARKER = "urn:rotation-digest:unsubscribe-url"
-"""Stands in the rendered issue for each subscriber's own unsubscribe URL (see compose)."""
 
 ImageMode = Literal["cid", "file"]
 

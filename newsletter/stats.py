@@ -24,9 +24,7 @@ from newsletter.models import (
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from newsletter.market.calendar import ReportDates
-    from newsletter.market.weights import IndexWeights
-    from newsletter.models import Prices
+    from newsletter.models import IndexWeights, Prices, ReportDates
 
 SPREAD_SESSIONS = 5
 

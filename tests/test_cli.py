@@ -21,7 +21,10 @@ def test_unknown_config_key_names_the_key_and_the_file(tmp_path, capsys):
     config = tmp_path / "config.yaml"
     config.write_text("smtp:\n  prot: 25\n")
     assert main(["build", "--config", str(config)]) == 2
-    assert one_line_error(capsys) == f"Error: {config}: unknown key 'smtp.prot' (did you mean 'smtp.port'?)"
+    assert (
+        one_line_error(capsys)
+        == f"Error: {config}: unknown key 'smtp.prot' (did you mean 'smtp.port'?)"
+    )
 
 
 def test_unknown_section_names_the_key(tmp_path, capsys):
@@ -68,19 +71,26 @@ def test_as_of_outside_the_data_names_the_range(write_config, capsys):
 
 def test_as_of_not_a_date(write_config, capsys):
     assert main(["build", "--config", str(write_config()), "--as-of", "last friday"]) == 2
-    assert one_line_error(capsys) == "Error: --as-of must be a date as YYYY-MM-DD, got 'last friday'"
+    assert (
+        one_line_error(capsys) == "Error: --as-of must be a date as YYYY-MM-DD, got 'last friday'"
+    )
 
 
 def test_as_of_on_a_holiday_resolves_to_the_session_before(write_config, tmp_path, capsys):
     out = tmp_path / "draft"
-    assert main(["build", "--config", str(write_config()), "--as-of", "2024-07-04", "--out", str(out)]) == 0
+    assert (
+        main(["build", "--config", str(write_config()), "--as-of", "2024-07-04", "--out", str(out)])
+        == 0
+    )
     assert "Issue 2024-07-03 (week since the close of 2024-06-28)" in capsys.readouterr().out
     assert (out / "stats.json").is_file()
 
 
 def test_missing_secret_with_a_real_server_is_a_config_error(write_config, capsys, monkeypatch):
     monkeypatch.delenv("NEWSLETTER_UNSUBSCRIBE_SECRET", raising=False)
-    config = write_config(smtp={"host": "smtp.example.com", "password_env": "NL_TEST_PASSWORD", "username": "u"})
+    config = write_config(
+        smtp={"host": "smtp.example.com", "password_env": "NL_TEST_PASSWORD", "username": "u"}
+    )
     monkeypatch.setenv("NL_TEST_PASSWORD", "pw")
     assert main(["run", "--config", str(config)]) == 2
     assert one_line_error(capsys) == (
@@ -98,7 +108,9 @@ def test_missing_secret_with_a_real_server_is_a_config_error(write_config, capsy
 def test_check_config_never_prints_secrets(write_config, capsys, monkeypatch):
     monkeypatch.setenv("NL_TEST_PASSWORD", "hunter2-very-secret")
     monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "another-secret-value")
-    config = write_config(smtp={"host": "smtp.example.com", "password_env": "NL_TEST_PASSWORD", "username": "u"})
+    config = write_config(
+        smtp={"host": "smtp.example.com", "password_env": "NL_TEST_PASSWORD", "username": "u"}
+    )
     assert main(["check-config", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "hunter2" not in out
@@ -112,12 +124,16 @@ def test_verbose_shows_the_traceback(tmp_path, capsys):
     assert main(["build", "--config", str(config), "--verbose"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" in err
-    assert err.strip().endswith("Error: " + f"{config}: unknown key 'smtp.prot' (did you mean 'smtp.port'?)")
+    assert err.strip().endswith(
+        "Error: " + f"{config}: unknown key 'smtp.prot' (did you mean 'smtp.port'?)"
+    )
 
 
 def test_every_command_has_help():
     parser = build_parser()
-    subparsers = next(a for a in parser._actions if isinstance(a, type(parser._subparsers._group_actions[0])))
+    subparsers = next(
+        a for a in parser._actions if isinstance(a, type(parser._subparsers._group_actions[0]))
+    )
     assert set(subparsers.choices) == {"run", "build", "check-config"}
     for name, sub in subparsers.choices.items():
         assert sub.description, name
@@ -133,5 +149,7 @@ def test_help_does_not_import_heavy_libraries():
         "heavy = {'pandas', 'matplotlib', 'exchange_calendars', 'pydantic'} & set(sys.modules); "
         "print(sorted(heavy))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "[]"

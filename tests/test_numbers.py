@@ -20,8 +20,14 @@ from newsletter.pipeline import BuiltIssue, build_issue
 from .conftest import SNAPSHOT, read_raw_closes
 
 SCOREBOARD = ["SPY", "IWM", "QQQ", "RSP", "DIA"]
-MEGACAPS = {"NVDA": ["NVDA"], "MSFT": ["MSFT"], "AAPL": ["AAPL"], "GOOGL+GOOG": ["GOOGL", "GOOG"],
-            "AMZN": ["AMZN"], "META": ["META"]}
+MEGACAPS = {
+    "NVDA": ["NVDA"],
+    "MSFT": ["MSFT"],
+    "AAPL": ["AAPL"],
+    "GOOGL+GOOG": ["GOOGL", "GOOG"],
+    "AMZN": ["AMZN"],
+    "META": ["META"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +36,13 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BuiltIssue]:
     root = tmp_path_factory.mktemp("numbers")
     config_path = root / "config.yaml"
     repo = Path(__file__).resolve().parent.parent
-    config_path.write_text(f"templates:\n  dir: {repo / 'templates'}\npaths:\n  var_dir: {root / 'var'}\n")
+    config_path.write_text(
+        f"templates:\n  dir: {repo / 'templates'}\npaths:\n  var_dir: {root / 'var'}\n"
+    )
     config = load_config(config_path)
-    return {day: build_issue(config, date.fromisoformat(day)) for day in ("2024-07-16", "2024-07-17")}
+    return {
+        day: build_issue(config, date.fromisoformat(day)) for day in ("2024-07-16", "2024-07-17")
+    }
 
 
 def sessions_until(ticker: str, day: str) -> list[str]:
@@ -89,7 +99,9 @@ def test_largest_since_is_the_latest_earlier_session_at_least_as_large(write_con
     expected = max(d for d, v in spreads.items() if d < "2024-11-08" and v >= value)
     assert spread.largest_since == date.fromisoformat(expected)
     assert spread.rank == 1 + sum(v > value for v in spreads.values())
-    assert spread.percentile == pytest.approx(100 * sum(v <= value for v in spreads.values()) / len(spreads))
+    assert spread.percentile == pytest.approx(
+        100 * sum(v <= value for v in spreads.values()) / len(spreads)
+    )
 
 
 def test_scoreboard_returns_use_the_documented_bases(built):
@@ -97,7 +109,9 @@ def test_scoreboard_returns_use_the_documented_bases(built):
     # Week: last session of the previous calendar week (Fri 12 Jul); 1M: last session on or
     # before 16 Jun (a Sunday) = Fri 14 Jun; YTD: last session of 2023 = Fri 29 Dec.
     assert (stats.prev_close, stats.month_base, stats.ytd_base) == (
-        date(2024, 7, 12), date(2024, 6, 14), date(2023, 12, 29),
+        date(2024, 7, 12),
+        date(2024, 6, 14),
+        date(2023, 12, 29),
     )
     for ticker in SCOREBOARD:
         r = stats.returns[ticker]
@@ -118,7 +132,10 @@ def _weights() -> dict[str, float]:
     ("day", "nvda_share", "group_share"),
     # PROVENANCE.md's ranges from the two weight estimates: 25.2-25.4 % / 55.9-56.4 % at 07-16,
     # 24.6-24.8 % / 54.4-54.9 % at 07-17. The article says "more than a quarter" and 55 %.
-    [("2024-07-16", (0.252, 0.254), (0.559, 0.564)), ("2024-07-17", (0.246, 0.248), (0.544, 0.549))],
+    [
+        ("2024-07-16", (0.252, 0.254), (0.559, 0.564)),
+        ("2024-07-17", (0.246, 0.248), (0.544, 0.549)),
+    ],
 )
 def test_mega_cap_contributions(built, day, nvda_share, group_share):
     conc = built[day].stats.concentration
@@ -155,12 +172,21 @@ def test_stats_json_matches_the_contract(built):
     assert set(data["returns"]) == set(SCOREBOARD)
     assert set(data["returns"]["SPY"]) >= {"1W", "1M", "YTD"}
     assert set(data["spread_5d"]) >= {
-        "long", "short", "value", "rank", "of", "percentile", "largest_since", "history_start"
+        "long",
+        "short",
+        "value",
+        "rank",
+        "of",
+        "percentile",
+        "largest_since",
+        "history_start",
     }
     conc = data["concentration"]
     assert set(conc) >= {"index", "index_ytd", "weights_as_of", "members", "group_share"}
     assert set(conc["members"]["NVDA"]) >= {"weight", "ytd", "contribution", "share"}
-    assert data["spread_5d"]["value"] == pytest.approx(ret("IWM", "2024-07-09", "2024-07-16") - ret("SPY", "2024-07-09", "2024-07-16"))
+    assert data["spread_5d"]["value"] == pytest.approx(
+        ret("IWM", "2024-07-09", "2024-07-16") - ret("SPY", "2024-07-09", "2024-07-16")
+    )
 
 
 def test_every_figure_in_the_text_part_comes_from_the_stats(built):
@@ -172,3 +198,23 @@ def test_every_figure_in_the_text_part_comes_from_the_stats(built):
     assert f"+{ret('IWM', '2024-07-12', '2024-07-16') * 100:.2f}%" in text
     assert "56.2%" in text  # the six mega caps' share, 10.57 pp of +18.81 %
     assert "Record rotation" in issue.rendered.subject
+
+
+def test_a_gap_in_the_data_is_an_error_naming_ticker_and_session(tmp_path, write_config):
+    import gzip  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+
+    snapshot = tmp_path / "snapshot"
+    shutil.copytree(SNAPSHOT, snapshot)
+    with gzip.open(SNAPSHOT / "QQQ.csv.gz", "rt") as handle:
+        rows = [line for line in handle if not line.startswith("2024-07-12,")]
+    (snapshot / "QQQ.csv.gz").unlink()
+    (snapshot / "QQQ.csv").write_text("".join(rows))
+    config = load_config(write_config(market={"snapshot_dir": str(snapshot)}))
+    from newsletter.errors import InsufficientDataError  # noqa: PLC0415
+
+    with pytest.raises(InsufficientDataError) as err:
+        build_issue(config, date(2024, 7, 16))
+    assert str(err.value) == (
+        "QQQ has no price for session 2024-07-12, which this issue needs; pick another --as-of or repair the data"
+    )

@@ -18,7 +18,14 @@ from newsletter.config import BUILTIN_SUBSCRIBERS
 from .conftest import SmtpEndpoint
 
 REQUIRED_HEADERS = (
-    "From", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post",
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "List-Id",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
 )
 
 
@@ -60,12 +67,14 @@ def check_message(message: EmailMessage, recipient: str) -> None:
     for image in parts.values():
         assert image.get_content_type() == "image/png"
         assert image.get_content().startswith(b"\x89PNG\r\n\x1a\n")
-    https_link = unsubscribe.split(">")[0].lstrip("<")
+    https_link = unsubscribe.split(">", maxsplit=1)[0].lstrip("<")
     assert https_link in html
     assert https_link in text_part.get_content()
 
 
-def test_run_delivers_one_message_per_subscriber_to_a_real_smtp_server(write_config, smtp_server: SmtpEndpoint, capsys):
+def test_run_delivers_one_message_per_subscriber_to_a_real_smtp_server(
+    write_config, smtp_server: SmtpEndpoint, capsys
+):
     config = write_config(smtp={"host": smtp_server.host, "port": smtp_server.port})
     env_secret = {"NEWSLETTER_UNSUBSCRIBE_SECRET": "test-secret-test-secret"}
     with pytest.MonkeyPatch.context() as mp:
@@ -75,7 +84,7 @@ def test_run_delivers_one_message_per_subscriber_to_a_real_smtp_server(write_con
     assert code == 0, capsys.readouterr().err
     addresses = sample_addresses()
     received = [env.rcpt_tos for env in smtp_server.envelopes]
-    assert sorted(sum(received, [])) == sorted(addresses)
+    assert sorted(r for rcpts in received for r in rcpts) == sorted(addresses)
     assert all(len(rcpts) == 1 for rcpts in received)
     ids = set()
     for envelope in smtp_server.envelopes:
@@ -100,7 +109,9 @@ def test_run_again_sends_nothing_twice(write_config, smtp_server: SmtpEndpoint, 
 
 
 @pytest.mark.smtp_refuse({"grace.hopper@example.org": "550 5.1.1 No such user"})
-def test_a_refused_address_is_reported_and_retried_on_the_next_run(write_config, smtp_server, monkeypatch, capsys):
+def test_a_refused_address_is_reported_and_retried_on_the_next_run(
+    write_config, smtp_server, monkeypatch, capsys
+):
     monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "test-secret-test-secret")
     config = write_config(smtp={"host": smtp_server.host, "port": smtp_server.port})
     argv = ["run", "--config", str(config), "--as-of", "2024-07-16", "--quiet"]
@@ -115,17 +126,26 @@ def test_a_refused_address_is_reported_and_retried_on_the_next_run(write_config,
     assert delivered == sorted(sample_addresses())
 
 
-def test_default_run_delivers_to_the_builtin_capture_server(write_config, monkeypatch, tmp_path, capsys):
+def test_default_run_delivers_to_the_builtin_capture_server(
+    write_config, monkeypatch, tmp_path, capsys
+):
     monkeypatch.delenv("NEWSLETTER_UNSUBSCRIBE_SECRET", raising=False)
     config = write_config()
     assert main(["run", "--config", str(config), "--quiet"]) == 0
     outbox = mailbox.Maildir(tmp_path / "var" / "outbox", create=False)
-    messages = [parse(outbox.get_bytes(key)) for key in outbox.keys()]
+    messages = [parse(outbox.get_bytes(key)) for key in outbox.iterkeys()]
     assert len(messages) == len(sample_addresses())
     for message in messages:
         check_message(message, str(message["X-Envelope-To"]))
     issue = tmp_path / "var" / "issues" / "2025-02-20"
-    for name in ("email.html", "preview.html", "email.txt", "stats.json", "week_returns.png", "relative_strength.png"):
+    for name in (
+        "email.html",
+        "preview.html",
+        "email.txt",
+        "stats.json",
+        "week_returns.png",
+        "relative_strength.png",
+    ):
         assert (issue / name).is_file(), name
     preview = (issue / "preview.html").read_text()
     assert 'src="week_returns.png"' in preview

@@ -7,23 +7,14 @@ of the previous year; 1M's the last session on or before the same calendar date 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, timedelta
 
 import exchange_calendars as xcals
 import pandas as pd
 
+from newsletter.models import ReportDates
+
 NYSE = "XNYS"
-
-
-@dataclass(frozen=True, slots=True)
-class ReportDates:
-    """The sessions one issue's returns are measured from and to."""
-
-    as_of: date
-    prev_close: date
-    month_base: date
-    ytd_base: date
 
 
 class TradingCalendar:

@@ -7,28 +7,19 @@ estimated is written in PROVENANCE.md beside it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from newsletter.errors import DataError
+from newsletter.models import IndexWeights
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 WEIGHTS_FOLDER = "sp500_weights"
 WEIGHT_COLUMN = "weight_pct_mid"
-
-
-@dataclass(frozen=True, slots=True)
-class IndexWeights:
-    """Index weights (fractions) per ticker at the close of `as_of`, and where they came from."""
-
-    as_of: date
-    weights: dict[str, float]
-    source: str
 
 
 def load_start_of_year_weights(snapshot_dir: Path, year: int) -> IndexWeights | None:
