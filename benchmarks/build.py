@@ -24,8 +24,16 @@ def main() -> None:
     timings = []
     with tempfile.TemporaryDirectory() as tmp:
         command = [
-            sys.executable, "-m", "newsletter", "build",
-            "--config", str(REPO / "config.yaml"), "--as-of", args.as_of, "--out", tmp,
+            sys.executable,
+            "-m",
+            "newsletter",
+            "build",
+            "--config",
+            str(REPO / "config.yaml"),
+            "--as-of",
+            args.as_of,
+            "--out",
+            tmp,
         ]
         for run in range(1, args.runs + 1):
             started = time.perf_counter()
@@ -33,8 +41,10 @@ def main() -> None:
             timings.append(time.perf_counter() - started)
             print(f"run {run}: {timings[-1]:.2f} s")
         sizes = {p.name: p.stat().st_size for p in sorted(Path(tmp).iterdir())}
-    print(f"newsletter build --as-of {args.as_of}, cold process: median {statistics.median(timings):.2f} s "
-          f"(min {min(timings):.2f}, max {max(timings):.2f}, {args.runs} runs)")
+    print(
+        f"newsletter build --as-of {args.as_of}, cold process: median {statistics.median(timings):.2f} s "
+        f"(min {min(timings):.2f}, max {max(timings):.2f}, {args.runs} runs)"
+    )
     for name, size in sizes.items():
         print(f"  {name}: {size / 1024:.1f} KB")
 
