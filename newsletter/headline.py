@@ -34,7 +34,7 @@ def write_headline(stats: WeekStats) -> tuple[str, str]:
         subject = f"{lead}, the most since {spread.largest_since:%B %Y}"
         detail = f"rank {spread.rank} of {spread.of:,} five-session windows since {spread.history_start:%Y}"
     else:
-        subject = f"Week to {stats.as_of:%d %b %Y}: {lead}"
+        subject = f"Week to {stats.as_of.day} {stats.as_of:%b %Y}: {lead}"
         detail = f"rank {spread.rank} of {spread.of:,} five-session windows since {spread.history_start:%Y}"
     preheader = f"{lead}: {detail}. The scoreboard, the mega caps and the charts inside."
     return subject, preheader

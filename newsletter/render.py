@@ -41,6 +41,11 @@ def signed_pp(value: float, digits: int = 2) -> str:
     return f"{value * 100:+.{digits}f} pp".replace("-", "\u2212")
 
 
+def thousands(value: int) -> str:
+    """6066 -> '6,066'."""
+    return f"{value:,}"
+
+
 def long_date(day: date) -> str:
     """date(2024, 7, 16) -> 'Tue 16 Jul 2024'."""
     return f"{day:%a} {day.day} {day:%b %Y}"
@@ -69,6 +74,7 @@ def make_environment(template_dir: Path) -> jinja2.Environment:
         pct=plain_pct,
         pp=signed_pp,
         long_date=long_date,
+        thousands=thousands,
         name=display_name,
     )
     return env
