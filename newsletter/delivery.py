@@ -56,18 +56,6 @@ class SmtpOutbox:
         self.settings = settings
         self._smtp: smtplib.SMTP | None = None
 
-    def __enter__(self) -> Self:
-        self.open()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def open(self) -> None:
         """Connect, secure and log in; failures raise DeliveryError with the fix to try."""
         self._smtp = self._connect()

@@ -11,6 +11,7 @@ import logging
 import os
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -232,23 +233,22 @@ def send_issue(
     on_start(len(subscribers))
     messages = _messages(built, subscribers, info, key, now)
     smtp = config.smtp
-    if smtp.is_builtin:
-        with CaptureServer(config.outbox_dir) as server:
-            report = deliver(
-                messages, server.settings(smtp.timeout_s), info.envelope_sender, ledger, on_progress
+    with ExitStack() as stack:
+        if smtp.is_builtin:
+            server = stack.enter_context(CaptureServer(config.outbox_dir))
+            settings = server.settings(smtp.timeout_s)
+            destination = f"built-in capture server, Maildir {config.outbox_dir}"
+        else:
+            settings = SmtpSettings(
+                host=smtp.host,
+                port=smtp.port,
+                security=smtp.security,
+                timeout_s=smtp.timeout_s,
+                username=smtp.username,
+                password=secrets.smtp_password,
             )
-        destination = f"built-in capture server, Maildir {config.outbox_dir}"
-    else:
-        settings = SmtpSettings(
-            host=smtp.host,
-            port=smtp.port,
-            security=smtp.security,
-            timeout_s=smtp.timeout_s,
-            username=smtp.username,
-            password=secrets.smtp_password,
-        )
+            destination = f"SMTP server {smtp.host}:{smtp.port}"
         report = deliver(messages, settings, info.envelope_sender, ledger, on_progress)
-        destination = f"SMTP server {smtp.host}:{smtp.port}"
     logger.info(
         "Sent issue %s: %d sent, %d already sent, %d refused",
         built.stats.as_of,
