@@ -8,7 +8,6 @@ gives the same bytes. Colours are a blue/orange pair that colour-blind readers t
 from __future__ import annotations
 
 import io
-from datetime import date
 from typing import TYPE_CHECKING, Any, cast
 
 import matplotlib as mpl
@@ -26,7 +25,8 @@ from newsletter.models import Chart, display_name
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from newsletter.models import Prices, WeekStats
+    from newsletter.models import Prices
+    from newsletter.weekstats import WeekStats
 
 WIDTH_IN = 6.0
 DPI = 200
@@ -37,6 +37,8 @@ MUTED = "#6b7785"
 GRID = "#e3e7ec"
 BACKGROUND = "#ffffff"
 WEEK_SHADE = "#fbe3cc"
+SHORT_AVERAGE = 50
+LONG_AVERAGE = 200
 PALETTE_COLOURS = 64
 
 _STYLE: dict[Any, Any] = {
@@ -86,19 +88,17 @@ def _signed_pct(value: float, digits: int = 1) -> str:
     return f"{value * 100:+.{digits}f}%".replace("-", "\u2212")
 
 
-def ratio_series(prices: Prices, long: str, short: str, as_of: date, sessions: int) -> pd.Series:
-    """long/short adjusted-close ratio over the last `sessions` sessions up to `as_of`."""
-    frame = prices.adjusted.loc[: pd.Timestamp(as_of), [long, short]].dropna()
-    return (frame[long] / frame[short]).iloc[-sessions:]
-
-
 def render_ratio_chart(prices: Prices, stats: WeekStats, sessions: int) -> Chart:
-    """The long/short relative-strength line over the last year, this week shaded."""
-    spread = stats.spread_5d
-    ratio = ratio_series(prices, spread.long, spread.short, stats.as_of, sessions)
-    week_change = float(ratio.iloc[-1] / ratio.loc[pd.Timestamp(stats.prev_close)] - 1)
+    """The long/short relative-strength line over the last year with its 50/200-session averages."""
+    strength = stats.relative_strength
+    full = prices.ratio(strength.long, strength.short).loc[: pd.Timestamp(stats.as_of)]
+    ratio = full.iloc[-sessions:]
+    averages = {
+        window: full.rolling(window).mean().iloc[-sessions:]
+        for window in (SHORT_AVERAGE, LONG_AVERAGE)
+    }
     with plt.rc_context(_STYLE):
-        fig, ax = plt.subplots(figsize=(WIDTH_IN, 3.0), layout="constrained")
+        fig, ax = plt.subplots(figsize=(WIDTH_IN, 3.2), layout="constrained")
         # matplotlib's date units accept Timestamps; its stubs admit only floats.
         ax.axvspan(
             cast("float", pd.Timestamp(stats.prev_close)),
@@ -106,17 +106,39 @@ def render_ratio_chart(prices: Prices, stats: WeekStats, sessions: int) -> Chart
             color=WEEK_SHADE,
             lw=0,
         )
-        ax.plot(ratio.index, ratio.to_numpy(), color=UP, lw=1.8)
-        ax.plot(ratio.index[-1], ratio.iloc[-1], "o", color=DOWN, ms=5)
+        ax.plot(
+            averages[LONG_AVERAGE].index,
+            averages[LONG_AVERAGE].to_numpy(),
+            color=MUTED,
+            lw=1.2,
+            ls=(0, (4, 2)),
+            label=f"{LONG_AVERAGE}-session average",
+        )
+        ax.plot(
+            averages[SHORT_AVERAGE].index,
+            averages[SHORT_AVERAGE].to_numpy(),
+            color=DOWN,
+            lw=1.2,
+            label=f"{SHORT_AVERAGE}-session average",
+        )
+        ax.plot(
+            ratio.index,
+            ratio.to_numpy(),
+            color=UP,
+            lw=1.8,
+            label=f"{strength.long}/{strength.short}",
+        )
+        ax.plot(ratio.index[-1], ratio.iloc[-1], "o", color=UP, ms=5)
+        ax.legend(loc="upper left", frameon=False, fontsize=9, ncols=3)
         _title(
             fig,
-            f"{display_name(spread.long)} vs {display_name(spread.short)} "
-            f"({spread.long}/{spread.short}, total return)",
+            f"{display_name(strength.long)} vs {display_name(strength.short)} "
+            f"({strength.long}/{strength.short}, total return)",
         )
         ax.annotate(
-            f"this week {_signed_pct(week_change)}",
+            f"this week {_signed_pct(strength.week_change)}",
             xy=(ratio.index[-1], ratio.iloc[-1]),
-            xytext=(-8, 10),
+            xytext=(-8, -16 if strength.week_change < 0 else 10),
             textcoords="offset points",
             ha="right",
             color=INK,
@@ -126,24 +148,33 @@ def render_ratio_chart(prices: Prices, stats: WeekStats, sessions: int) -> Chart
         # matplotlib.dates ships without annotations for these two constructors.
         ax.xaxis.set_major_locator(mdates.MonthLocator(bymonth=(1, 4, 7, 10)))  # type: ignore[no-untyped-call]
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%b %Y"))  # type: ignore[no-untyped-call]
-        ax.margins(x=0.01)
+        ax.margins(x=0.01, y=0.12)
         width, height = (int(d * DPI) for d in fig.get_size_inches())
         png = _to_png(fig)
+    above = "above" if strength.vs_sma200 >= 0 else "below"
     alt = (
-        f"Line chart of the {spread.long}/{spread.short} ratio over the last {len(ratio)} sessions: "
-        f"{display_name(spread.long)} {'gained' if week_change >= 0 else 'lost'} "
-        f"{abs(week_change) * 100:.1f}% against {display_name(spread.short)} this week."
+        f"Line chart of the {strength.long}/{strength.short} ratio over the last {len(ratio)} sessions: "
+        f"{display_name(strength.long)} {'gained' if strength.week_change >= 0 else 'lost'} "
+        f"{abs(strength.week_change) * 100:.1f}% against the {display_name(strength.short)} this week "
+        f"and stands {abs(strength.vs_sma200) * 100:.1f}% {above} its 200-session average."
     )
     return Chart("relative_strength", png, alt, width, height)
 
 
 def render_week_returns_chart(stats: WeekStats) -> Chart:
     """The week's total returns of the scoreboard, sorted, as horizontal bars."""
-    items = sorted(stats.returns.items(), key=lambda item: item[1].week)
+    weekly = {
+        t: r["1W"]
+        for t, r in stats.returns.items()
+        if r["1W"] is not None and not t.startswith("^")
+    }
+    if stats.breadth is not None:
+        weekly.update({sector.ticker: sector.week for sector in stats.breadth.sectors})
+    items = sorted(weekly.items(), key=lambda item: item[1])
     labels = [f"{display_name(t)} ({t})" for t, _ in items]
-    values = [r.week * 100 for _, r in items]
+    values = [r * 100 for _, r in items]
     with plt.rc_context(_STYLE):
-        fig, ax = plt.subplots(figsize=(WIDTH_IN, 0.42 * len(items) + 1.0), layout="constrained")
+        fig, ax = plt.subplots(figsize=(WIDTH_IN, 0.3 * len(items) + 1.0), layout="constrained")
         colours = [UP if v >= 0 else DOWN for v in values]
         bars = ax.barh(labels, values, color=colours, height=0.62)
         ax.axvline(0, color=MUTED, lw=0.8)
@@ -166,8 +197,8 @@ def render_week_returns_chart(stats: WeekStats) -> Chart:
     best_ticker, best = items[-1]
     worst_ticker, worst = items[0]
     alt = (
-        f"Bar chart of this week's returns: best {display_name(best_ticker)} "
-        f"{_signed_pct(best.week, 2)}, worst {display_name(worst_ticker)} {_signed_pct(worst.week, 2)}."
+        f"Bar chart of this week's returns of {len(items)} funds: best {display_name(best_ticker)} "
+        f"{_signed_pct(best, 2)}, worst {display_name(worst_ticker)} {_signed_pct(worst, 2)}."
     )
     return Chart("week_returns", png, alt, width, height)
 

@@ -21,6 +21,7 @@ from newsletter.errors import ConfigError
 PACKAGE_DIR = Path(__file__).resolve().parent
 BUILTIN_SNAPSHOT_DIR = PACKAGE_DIR / "data" / "market"
 BUILTIN_SUBSCRIBERS = PACKAGE_DIR / "data" / "sample_subscribers.csv"
+BUILTIN_KEY_DATES = PACKAGE_DIR / "data" / "key_dates.csv"
 BUILTIN_SMTP_HOST = "builtin"
 
 _TICKER = re.compile(r"^\^?[A-Z][A-Z0-9.\-]{0,9}$")
@@ -70,21 +71,43 @@ class NewsletterSection(_Section):
 class MarketSection(_Section):
     provider: Literal["snapshot"] = "snapshot"
     snapshot_dir: Path = BUILTIN_SNAPSHOT_DIR
+    key_dates_file: Path = BUILTIN_KEY_DATES
+
+
+SECTOR_SPDRS = ["XLB", "XLC", "XLE", "XLF", "XLI", "XLK", "XLP", "XLRE", "XLU", "XLV", "XLY"]
 
 
 class StatsSection(_Section):
     scoreboard: list[str] = Field(default_factory=lambda: ["SPY", "IWM", "QQQ", "RSP", "DIA"])
+    long_indexes: list[str] = Field(default_factory=lambda: ["^GSPC", "^RUT", "^NDX"])
     spread_long: str = "IWM"
     spread_short: str = "SPY"
+    index_spread_long: str = "^RUT"
+    index_spread_short: str = "^GSPC"
     megacaps: list[str] = Field(
         default_factory=lambda: ["NVDA", "MSFT", "AAPL", "GOOGL+GOOG", "AMZN", "META"]
     )
     concentration_index: str = "^GSPC"
+    equal_weight: str = "RSP"
+    sectors: list[str] = Field(default_factory=lambda: list(SECTOR_SPDRS))
+    rates: str = "^TNX"
+    key_dates_horizon_days: int = Field(default=35, ge=1, le=366)
     ratio_chart_sessions: int = Field(default=252, ge=20, le=2520)
 
-    _tickers = field_validator("scoreboard", "megacaps")(_check_tickers)
+    @field_validator("scoreboard", "long_indexes", "megacaps", "sectors")
+    @classmethod
+    def _ticker_lists(cls, values: list[str]) -> list[str]:
+        return _check_tickers(values)
 
-    @field_validator("spread_long", "spread_short", "concentration_index")
+    @field_validator(
+        "spread_long",
+        "spread_short",
+        "index_spread_long",
+        "index_spread_short",
+        "concentration_index",
+        "equal_weight",
+        "rates",
+    )
     @classmethod
     def _ticker(cls, value: str) -> str:
         _check_tickers([value])
@@ -139,6 +162,7 @@ class Config(_Section):
 
 _PATH_KEYS = (
     ("market", "snapshot_dir"),
+    ("market", "key_dates_file"),
     ("subscribers", "file"),
     ("paths", "var_dir"),
     ("templates", "dir"),

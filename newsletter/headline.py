@@ -1,40 +1,132 @@
 """The subject line and preheader, generated from the week's most notable statistic.
 
-Rules, in order: a record 5-session spread (rank 1 over the whole history) leads with "record";
-a spread that ranks in the top 1 % leads with "largest since <month year>"; otherwise the line
-reports the scoreboard. Every number in these words is a figure from stats.json, rounded.
+The first rule that applies wins:
+1. `record`: this week's small-minus-large 5-session spread is the largest *episode* in the
+   longest history available (the index pair ^RUT/^GSPC from 1987 when present, else IWM/SPY).
+2. `rare`: it is among the top 5 episodes of that history ("the most since <month year>").
+3. `megacap_drop`: the largest mega-cap contributor fell 10 % or more over seven days.
+4. `big_move`: the S&P 500 (SPY) moved 3 % or more over the week.
+5. `scoreboard`: who beat whom this week, by how much.
+An editor's subject or preheader replaces the generated one (rule `editor`). Every number in
+these words is a figure in stats.json, rounded; "largest since" appears only when the episode
+ranking supports it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from newsletter.models import display_name
 
 if TYPE_CHECKING:
-    from newsletter.models import WeekStats
+    from newsletter.weekstats import SpreadStats, WeekStats
 
-TOP_PERCENTILE = 99.0
+RARE_EPISODE_RANK = 5
+MEGACAP_DROP = -0.10
+BIG_MOVE = 0.03
+
+
+@dataclass(frozen=True, slots=True)
+class Headline:
+    """The subject and preheader, and the rule that produced the subject."""
+
+    subject: str
+    preheader: str
+    rule: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"subject": self.subject, "preheader": self.preheader, "rule": self.rule}
+
+
+def _pct(value: float) -> str:
+    return f"{abs(value) * 100:.1f}%"
 
 
 def _points(value: float) -> str:
     return f"{abs(value) * 100:.1f} points"
 
 
-def write_headline(stats: WeekStats) -> tuple[str, str]:
-    """(subject, preheader) for the issue; both plain text, escaped later by the templates."""
-    spread = stats.spread_5d
+def _month(day: Any) -> str:
+    return f"{day:%B %Y}"
+
+
+def _lead(spread: SpreadStats) -> str:
     long_name, short_name = display_name(spread.long), display_name(spread.short)
-    leader, laggard = (long_name, short_name) if spread.value >= 0 else (short_name, long_name)
-    lead = f"{leader} beat the {laggard} by {_points(spread.value)} in five sessions"
-    if spread.value > 0 and spread.rank == 1:
-        subject = f"Record rotation: {lead}"
-        detail = f"the widest gap since our data starts in {spread.history_start:%B %Y}"
-    elif spread.value > 0 and spread.percentile >= TOP_PERCENTILE and spread.largest_since:
-        subject = f"{lead}, the most since {spread.largest_since:%B %Y}"
-        detail = f"rank {spread.rank} of {spread.of:,} five-session windows since {spread.history_start:%Y}"
-    else:
-        subject = f"Week to {stats.as_of.day} {stats.as_of:%b %Y}: {lead}"
-        detail = f"rank {spread.rank} of {spread.of:,} five-session windows since {spread.history_start:%Y}"
-    preheader = f"{lead}: {detail}. The scoreboard, the mega caps and the charts inside."
-    return subject, preheader
+    if spread.value >= 0:
+        return f"{long_name} beat the {short_name} by {_points(spread.value)} in five sessions"
+    return f"{short_name} beat the {long_name} by {_points(spread.value)} in five sessions"
+
+
+def _support(stats: WeekStats) -> str:
+    """The preheader's second fact: the mega caps' share, or the scoreboard's week."""
+    conc = stats.concentration
+    if conc is not None:
+        lead = next(m for m in conc.members if m.name == conc.lead)
+        return (
+            f"{display_name(lead.name)} {'fell' if lead.seven_day < 0 else 'rose'} {_pct(lead.seven_day)} "
+            f"in seven days; six mega caps made {_pct(conc.group_share)} of the index's gain this year."
+            if len(conc.members) == 6
+            else f"{display_name(lead.name)} {'fell' if lead.seven_day < 0 else 'rose'} "
+            f"{_pct(lead.seven_day)} in seven days."
+        )
+    week = stats.returns.get(stats.spread_5d.short, {}).get("1W")
+    if week is None:
+        return "The scoreboard, the charts and the dates ahead inside."
+    return f"The {display_name(stats.spread_5d.short)} {'rose' if week >= 0 else 'fell'} {_pct(week)} on the week."
+
+
+def _generated(stats: WeekStats) -> Headline:
+    spread = stats.spread_5d_index or stats.spread_5d
+    since = _month(spread.history_start)
+    if spread.value > 0 and spread.episode_rank == 1:
+        return Headline(
+            subject=f"Record rotation: {_lead(spread)}",
+            preheader=f"The largest five-session small-cap outperformance in data back to {since}. {_support(stats)}",
+            rule="record",
+        )
+    if (
+        spread.value > 0
+        and spread.episode_rank <= RARE_EPISODE_RANK
+        and spread.episode_largest_since
+    ):
+        return Headline(
+            subject=f"{_lead(spread)}, the most since {_month(spread.episode_largest_since)}",
+            preheader=f"Number {spread.episode_rank} of {spread.episodes:,} such episodes since {since}. {_support(stats)}",
+            rule="rare",
+        )
+    conc = stats.concentration
+    if conc is not None:
+        lead = next(m for m in conc.members if m.name == conc.lead)
+        if lead.seven_day <= MEGACAP_DROP:
+            return Headline(
+                subject=f"{display_name(lead.name)} fell {_pct(lead.seven_day)} in seven days as {_lead(stats.spread_5d)}",
+                preheader=_support(stats),
+                rule="megacap_drop",
+            )
+    week = stats.returns.get(stats.spread_5d.short, {}).get("1W")
+    if week is not None and abs(week) >= BIG_MOVE:
+        return Headline(
+            subject=f"The {display_name(stats.spread_5d.short)} {'rose' if week > 0 else 'fell'} {_pct(week)} this week",
+            preheader=f"{_lead(stats.spread_5d)}. {_support(stats)}",
+            rule="big_move",
+        )
+    return Headline(
+        subject=f"Week to {stats.as_of.day} {stats.as_of:%b %Y}: {_lead(stats.spread_5d)}",
+        preheader=_support(stats),
+        rule="scoreboard",
+    )
+
+
+def write_headline(
+    stats: WeekStats, *, subject: str | None = None, preheader: str | None = None
+) -> Headline:
+    """The issue's headline: generated by the rules above unless the editor supplied words."""
+    generated = _generated(stats)
+    if subject is None and preheader is None:
+        return generated
+    return Headline(
+        subject=subject or generated.subject,
+        preheader=preheader or generated.preheader,
+        rule="editor" if subject else generated.rule,
+    )

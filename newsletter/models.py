@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from newsletter.weekstats import WeekStats
 
 UNSUBSCRIBE_MARKER = "urn:rotation-digest:unsubscribe-url"
 """Stands in the rendered issue for each subscriber's own unsubscribe URL (see compose)."""
@@ -39,15 +41,41 @@ class Prices:
     def tickers(self) -> list[str]:
         return [str(column) for column in self.adjusted.columns]
 
+    def ratio(self, long: str, short: str) -> pd.Series:
+        """long/short adjusted-close ratio at every session both have (relative strength)."""
+        frame = self.adjusted[[long, short]].dropna()
+        return frame[long] / frame[short]
+
 
 @dataclass(frozen=True, slots=True)
 class ReportDates:
-    """The sessions one issue's returns are measured from and to."""
+    """The sessions one issue's returns are measured from and to (see market/calendar.py)."""
 
     as_of: date
     prev_close: date
+    seven_days_base: date
     month_base: date
+    quarter_base: date
     ytd_base: date
+    year_base: date
+
+
+@dataclass(frozen=True, slots=True)
+class StatsSpec:
+    """Which tickers each statistic reads (from config.yaml's `stats` section)."""
+
+    scoreboard: tuple[str, ...]
+    long_indexes: tuple[str, ...]
+    spread_long: str
+    spread_short: str
+    index_spread_long: str
+    index_spread_short: str
+    megacaps: tuple[str, ...]
+    concentration_index: str
+    equal_weight: str
+    sectors: tuple[str, ...]
+    rates: str
+    key_dates_horizon_days: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,135 +85,6 @@ class IndexWeights:
     as_of: date
     weights: dict[str, float]
     source: str
-
-
-@dataclass(frozen=True, slots=True)
-class PeriodReturns:
-    """Total returns of one ticker over the digest's standard periods (fractions)."""
-
-    week: float
-    month: float
-    ytd: float
-
-
-@dataclass(frozen=True, slots=True)
-class SpreadStats:
-    """The rolling 5-session return spread long - short ending at the as-of session."""
-
-    long: str
-    short: str
-    value: float
-    long_return: float
-    short_return: float
-    window_start: date
-    rank: int
-    of: int
-    percentile: float
-    largest_since: date | None
-    history_start: date
-
-
-@dataclass(frozen=True, slots=True)
-class MemberContribution:
-    """One mega cap (or share-class group) and its part of the index's YTD return."""
-
-    name: str
-    tickers: tuple[str, ...]
-    weight: float
-    week: float
-    ytd: float
-    contribution: float
-    share: float
-
-
-@dataclass(frozen=True, slots=True)
-class Concentration:
-    """Mega caps' contribution to the index's YTD price return from start-of-year weights."""
-
-    index: str
-    index_ytd: float
-    weights_as_of: date
-    weights_source: str
-    members: tuple[MemberContribution, ...]
-    group_contribution: float
-    group_share: float
-
-
-@dataclass(frozen=True, slots=True)
-class WeekStats:
-    """Everything the digest says in numbers for one as-of session."""
-
-    as_of: date
-    prev_close: date
-    month_base: date
-    ytd_base: date
-    returns: dict[str, PeriodReturns]
-    spread_5d: SpreadStats
-    concentration: Concentration | None
-    concentration_note: str | None
-    data_source: str
-
-    def to_json(self) -> dict[str, Any]:
-        """The stats.json contract: keys are never renamed, only added."""
-        spread = self.spread_5d
-        return {
-            "as_of": self.as_of.isoformat(),
-            "prev_close": self.prev_close.isoformat(),
-            "period_bases": {
-                "1W": self.prev_close.isoformat(),
-                "1M": self.month_base.isoformat(),
-                "YTD": self.ytd_base.isoformat(),
-            },
-            "returns": {
-                ticker: {"1W": r.week, "1M": r.month, "YTD": r.ytd}
-                for ticker, r in self.returns.items()
-            },
-            "spread_5d": {
-                "long": spread.long,
-                "short": spread.short,
-                "value": spread.value,
-                "long_return": spread.long_return,
-                "short_return": spread.short_return,
-                "window_start": spread.window_start.isoformat(),
-                "rank": spread.rank,
-                "of": spread.of,
-                "percentile": spread.percentile,
-                "largest_since": _iso(spread.largest_since),
-                "history_start": spread.history_start.isoformat(),
-            },
-            "concentration": _concentration_json(self.concentration),
-            "concentration_note": self.concentration_note,
-            "data_source": self.data_source,
-        }
-
-
-def _iso(day: date | None) -> str | None:
-    return None if day is None else day.isoformat()
-
-
-def _concentration_json(conc: Concentration | None) -> dict[str, Any] | None:
-    if conc is None:
-        return None
-    return {
-        "index": conc.index,
-        "index_ytd": conc.index_ytd,
-        "basis": "price",
-        "weights_as_of": conc.weights_as_of.isoformat(),
-        "weights_source": conc.weights_source,
-        "members": {
-            m.name: {
-                "tickers": list(m.tickers),
-                "weight": m.weight,
-                "1W": m.week,
-                "ytd": m.ytd,
-                "contribution": m.contribution,
-                "share": m.share,
-            }
-            for m in conc.members
-        },
-        "group_contribution": conc.group_contribution,
-        "group_share": conc.group_share,
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,9 +158,21 @@ TICKER_NAMES = {
     "QQQ": "Nasdaq-100",
     "RSP": "S&P 500 Equal Weight",
     "DIA": "Dow Jones",
-    "^GSPC": "S&P 500 index",
-    "^RUT": "Russell 2000 index",
-    "^NDX": "Nasdaq-100 index",
+    "^GSPC": "S&P 500",
+    "^RUT": "Russell 2000",
+    "^NDX": "Nasdaq-100",
+    "^TNX": "10-year Treasury yield",
+    "XLB": "Materials",
+    "XLC": "Communication Services",
+    "XLE": "Energy",
+    "XLF": "Financials",
+    "XLI": "Industrials",
+    "XLK": "Technology",
+    "XLP": "Consumer Staples",
+    "XLRE": "Real Estate",
+    "XLU": "Utilities",
+    "XLV": "Health Care",
+    "XLY": "Consumer Discretionary",
     "NVDA": "Nvidia",
     "MSFT": "Microsoft",
     "AAPL": "Apple",

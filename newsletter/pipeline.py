@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from secrets import token_bytes
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -26,11 +26,13 @@ from newsletter.delivery import CaptureServer, Outgoing, SendLedger, SmtpSetting
 from newsletter.errors import AsOfError
 from newsletter.headline import write_headline
 from newsletter.market.calendar import TradingCalendar
+from newsletter.market.events import load_key_dates
 from newsletter.market.snapshot import SnapshotSource
 from newsletter.market.weights import load_start_of_year_weights
-from newsletter.models import Issue, Prices
+from newsletter.models import UNSUBSCRIBE_MARKER, Issue, Prices, StatsSpec
 from newsletter.render import make_environment, render_html, render_issue
-from newsletter.stats import compute_week_stats, member_tickers
+from newsletter.stats import compute_week_stats, member_tickers, required_tickers, spec_tickers
+from newsletter.stats.strength import YEAR_SESSIONS
 from newsletter.subscribers import load_subscribers
 from newsletter.unsubscribe import make_token
 
@@ -39,12 +41,15 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from newsletter.config import Config, Secrets
-    from newsletter.models import DeliveryReport, RenderedIssue, Subscriber, WeekStats
+    from newsletter.models import DeliveryReport, RenderedIssue, Subscriber
+    from newsletter.weekstats import WeekStats
 
 logger = logging.getLogger(__name__)
 
 LEDGER_FILE = "sent.jsonl"
 REQUEST_SLACK_DAYS = 14
+EXAMPLE_TOKEN = "example-token"
+KEY_DATES_SOURCE = "Federal Reserve FOMC calendars and BLS CPI release schedules (see KEY_DATES.md)"
 FILE_MODE = 0o644
 
 
@@ -57,40 +62,73 @@ class BuiltIssue:
     folder: Path
 
 
-def required_tickers(config: Config) -> list[str]:
-    """Every ticker the statistics read, each once, in a stable order."""
+def stats_spec(config: Config) -> StatsSpec:
+    """The statistics' inputs, from config.yaml's `stats` section."""
     s = config.stats
-    tickers = [*s.scoreboard, s.spread_long, s.spread_short, s.concentration_index]
-    for member in s.megacaps:
-        tickers.extend(member_tickers(member))
-    return list(dict.fromkeys(tickers))
+    return StatsSpec(
+        scoreboard=tuple(s.scoreboard),
+        long_indexes=tuple(s.long_indexes),
+        spread_long=s.spread_long,
+        spread_short=s.spread_short,
+        index_spread_long=s.index_spread_long,
+        index_spread_short=s.index_spread_short,
+        megacaps=tuple(s.megacaps),
+        concentration_index=s.concentration_index,
+        equal_weight=s.equal_weight,
+        sectors=tuple(s.sectors),
+        rates=s.rates,
+        key_dates_horizon_days=s.key_dates_horizon_days,
+    )
 
 
-def _common_range(prices: Prices) -> tuple[date, date]:
-    present = [prices.adjusted[t].dropna().index for t in prices.tickers]
-    firsts = [pd.Timestamp(index[0]) for index in present]
-    lasts = [pd.Timestamp(index[-1]) for index in present]
-    return max(firsts).date(), min(lasts).date()
+def _present(prices: Prices, tickers: list[str]) -> pd.DatetimeIndex:
+    """Sessions at which every one of `tickers` has a close."""
+    return pd.DatetimeIndex(prices.adjusted[tickers].dropna().index)
 
 
-def load_market(config: Config, requested: date | None) -> tuple[Prices, date, TradingCalendar]:
-    """Prices aligned to NYSE sessions, and the as-of session they serve for `requested`.
+@dataclass(frozen=True, slots=True)
+class Market:
+    """Prices aligned to NYSE sessions, the calendar, and the as-of session they serve."""
 
-    The default as-of is the last session every required ticker has. A request outside the data
-    is an AsOfError naming the range available.
+    prices: Prices
+    calendar: TradingCalendar
+    as_of: date
+
+
+def load_market(config: Config, requested: date | None) -> Market:
+    """Load the prices and resolve `requested` to the as-of session they serve.
+
+    An issue can be built for any session at which the headline pair (IWM and SPY) has a close
+    and a year of history behind it; sections whose tickers lack data say so. The default is the
+    last session at which the whole scoreboard, the pair and the mega caps all have closes.
     """
     started = time.perf_counter()
+    spec = stats_spec(config)
     source = SnapshotSource(config.market.snapshot_dir)
-    prices = source.fetch(required_tickers(config))
-    first, last = _common_range(prices)
-    available = f"the data covers {first.isoformat()} to {last.isoformat()} for every ticker the digest needs"
+    prices = source.fetch(spec_tickers(spec))
+    required = _present(prices, required_tickers(spec))
+    if len(required) <= YEAR_SESSIONS:
+        raise AsOfError(
+            f"{' and '.join(required_tickers(spec))} have under a year of common history"
+        )
+    first, last = required[YEAR_SESSIONS].date(), required[-1].date()
+    complete = [*spec.scoreboard, *required_tickers(spec), spec.concentration_index]
+    complete += [t for member in spec.megacaps for t in member_tickers(member)]
+    default = _present(prices, complete)
+    available = (
+        f"the data covers {first.isoformat()} to {last.isoformat()} "
+        f"({' and '.join(required_tickers(spec))} with a year of history)"
+    )
     if requested is not None and not first <= requested <= last + timedelta(
         days=REQUEST_SLACK_DAYS
     ):
         raise AsOfError(f"no data for --as-of {requested.isoformat()}: {available}")
     start = prices.adjusted.index[0].date()
     calendar = TradingCalendar(start, max(last, requested or last) + timedelta(days=7))
-    as_of = last if requested is None else calendar.session_on_or_before(requested)
+    if requested is None:
+        as_of = default[-1].date() if len(default) and default[-1].date() >= first else last
+    else:
+        as_of = calendar.session_on_or_before(requested)
     if not first <= as_of <= last:
         raise AsOfError(
             f"no data for --as-of {requested} (NYSE session {as_of.isoformat()}): {available}"
@@ -111,32 +149,41 @@ def load_market(config: Config, requested: date | None) -> tuple[Prices, date, T
         source.name,
         time.perf_counter() - started,
     )
-    return aligned, as_of, calendar
+    return Market(prices=aligned, calendar=calendar, as_of=as_of)
 
 
-def build_issue(config: Config, requested: date | None, out_dir: Path | None = None) -> BuiltIssue:
-    """Compute, chart and render the issue for the session on or before `requested`."""
-    prices, as_of, calendar = load_market(config, requested)
+def build_issue(
+    config: Config,
+    requested: date | None,
+    out_dir: Path | None = None,
+    *,
+    subject: str | None = None,
+    preheader: str | None = None,
+) -> BuiltIssue:
+    """Compute, chart and render the issue for the session on or before `requested`.
+
+    `subject` and `preheader` override the generated ones (the editor's words).
+    """
+    market = load_market(config, requested)
+    prices, as_of = market.prices, market.as_of
     started = time.perf_counter()
-    dates = calendar.report_dates(as_of)
+    dates = market.calendar.report_dates(as_of)
     s = config.stats
     stats = compute_week_stats(
         prices,
         dates,
-        scoreboard=s.scoreboard,
-        spread_long=s.spread_long,
-        spread_short=s.spread_short,
-        megacaps=s.megacaps,
-        concentration_index=s.concentration_index,
+        stats_spec(config),
         weights=load_start_of_year_weights(config.market.snapshot_dir, as_of.year),
+        events=load_key_dates(config.market.key_dates_file),
+        events_source=KEY_DATES_SOURCE,
     )
     charts = render_charts(prices, stats, s.ratio_chart_sessions)
-    subject, preheader = write_headline(stats)
+    headline = write_headline(stats, subject=subject, preheader=preheader)
     issue = Issue(
         stats=stats,
         charts=charts,
-        subject=subject,
-        preheader=preheader,
+        subject=headline.subject,
+        preheader=headline.preheader,
         newsletter_name=config.newsletter.name,
         base_url=config.newsletter.base_url,
         postal_address=config.newsletter.postal_address,
@@ -144,7 +191,14 @@ def build_issue(config: Config, requested: date | None, out_dir: Path | None = N
     env = make_environment(config.templates.dir)
     rendered = render_issue(issue, env)
     folder = out_dir or config.issues_dir / as_of.isoformat()
-    write_issue_folder(folder, rendered, stats, render_html(issue, env, "file"))
+    document = {**stats.to_json(), "headline": headline.to_json()}
+    write_issue_folder(
+        folder,
+        rendered,
+        document,
+        render_html(issue, env, "file"),
+        unsubscribe_example=f"{config.newsletter.base_url}/u/{EXAMPLE_TOKEN}",
+    )
     logger.info(
         "Built issue %s: %d charts, %d KB HTML in %.2f s",
         as_of,
@@ -166,16 +220,30 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def write_issue_folder(
-    folder: Path, rendered: RenderedIssue, stats: WeekStats, preview_html: str
+    folder: Path,
+    rendered: RenderedIssue,
+    stats_json: dict[str, Any],
+    preview_html: str,
+    *,
+    unsubscribe_example: str,
 ) -> None:
-    """The issue's files: email.html (cid: refs), preview.html (image files), email.txt, PNGs, stats.json."""
+    """The issue's files: email.html (cid: refs), preview.html (image files), email.txt, PNGs, stats.json.
+
+    Each subscriber's message carries their own unsubscribe link; these shared copies show an
+    example link in its place.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    _write_atomic(folder / "email.html", rendered.html.encode())
-    _write_atomic(folder / "preview.html", preview_html.encode())
-    _write_atomic(folder / "email.txt", rendered.text.encode())
+    for name, content in (
+        ("email.html", rendered.html),
+        ("preview.html", preview_html),
+        ("email.txt", rendered.text),
+    ):
+        _write_atomic(
+            folder / name, content.replace(UNSUBSCRIBE_MARKER, unsubscribe_example).encode()
+        )
     for chart in rendered.images:
         _write_atomic(folder / chart.filename, chart.png)
-    _write_atomic(folder / "stats.json", (json.dumps(stats.to_json(), indent=2) + "\n").encode())
+    _write_atomic(folder / "stats.json", (json.dumps(stats_json, indent=2) + "\n").encode())
 
 
 def _list_info(config: Config) -> ListInfo:

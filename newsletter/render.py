@@ -26,19 +26,28 @@ TEXT_TEMPLATE = "issue.txt.j2"
 ImageMode = Literal["cid", "file"]
 
 
-def signed_pct(value: float, digits: int = 2) -> str:
-    """0.0163 -> '+1.63%'; the minus sign is a true minus for legibility."""
-    return f"{value * 100:+.{digits}f}%".replace("-", "\u2212")
+NOT_AVAILABLE = "n/a"
+MINUS = "\u2212"
 
 
-def plain_pct(value: float, digits: int = 1) -> str:
+def signed_pct(value: float | None, digits: int = 2) -> str:
+    """0.0163 -> '+1.63%'; None -> 'n/a'; the minus sign is a true minus for legibility."""
+    return NOT_AVAILABLE if value is None else f"{value * 100:+.{digits}f}%".replace("-", MINUS)
+
+
+def plain_pct(value: float | None, digits: int = 1) -> str:
     """0.253 -> '25.3%'."""
-    return f"{value * 100:.{digits}f}%".replace("-", "\u2212")
+    return NOT_AVAILABLE if value is None else f"{value * 100:.{digits}f}%".replace("-", MINUS)
 
 
-def signed_pp(value: float, digits: int = 2) -> str:
+def signed_pp(value: float | None, digits: int = 2) -> str:
     """A difference of two returns in percentage points: 0.0989 -> '+9.89 pp'."""
-    return f"{value * 100:+.{digits}f} pp".replace("-", "\u2212")
+    return NOT_AVAILABLE if value is None else f"{value * 100:+.{digits}f} pp".replace("-", MINUS)
+
+
+def signed_bp(value: float | None) -> str:
+    """A change already in basis points: -12.3 -> '-12 bp' (with a true minus sign)."""
+    return NOT_AVAILABLE if value is None else f"{value:+.0f} bp".replace("-", MINUS)
 
 
 def thousands(value: int) -> str:
@@ -73,6 +82,8 @@ def make_environment(template_dir: Path) -> jinja2.Environment:
         signed_pct=signed_pct,
         pct=plain_pct,
         pp=signed_pp,
+        bp=signed_bp,
+        month=lambda day: f"{day:%B %Y}",
         long_date=long_date,
         thousands=thousands,
         name=display_name,

@@ -62,11 +62,11 @@ def test_as_of_outside_the_data_names_the_range(write_config, capsys):
     config = write_config()
     assert main(["build", "--config", str(config), "--as-of", "1999-01-04"]) == 2
     assert one_line_error(capsys) == (
-        "Error: no data for --as-of 1999-01-04: the data covers 2012-05-18 to 2025-02-20 "
-        "for every ticker the digest needs"
+        "Error: no data for --as-of 1999-01-04: the data covers 2001-05-29 to 2025-09-26 "
+        "(IWM and SPY with a year of history)"
     )
-    assert main(["build", "--config", str(config), "--as-of", "2025-03-31"]) == 2
-    assert "the data covers 2012-05-18 to 2025-02-20" in one_line_error(capsys)
+    assert main(["build", "--config", str(config), "--as-of", "2025-10-31"]) == 2
+    assert "the data covers 2001-05-29 to 2025-09-26" in one_line_error(capsys)
 
 
 def test_as_of_not_a_date(write_config, capsys):

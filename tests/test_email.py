@@ -57,7 +57,7 @@ def test_charts_are_opaque_retina_pngs_with_alt_text(built):
         assert b"tEXt" not in chart.png, "no metadata chunks (deterministic bytes)"
         assert len(chart.png) < 60_000
     assert "Russell 2000 +5.38%" in charts["week_returns"].alt_text
-    assert "gained 4.5% against S&P 500 this week" in charts["relative_strength"].alt_text
+    assert "gained 4.5% against the S&P 500 this week" in charts["relative_strength"].alt_text
 
 
 def test_charts_are_deterministic(built, tmp_path):

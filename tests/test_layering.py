@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "newsletter"
-FOUNDATION = {"models", "config", "errors"}
+FOUNDATION = {"models", "weekstats", "config", "errors"}
 STAGES = {
     "market",
     "stats",

@@ -8,13 +8,18 @@ allows, and where the snapshot differs from the article the assertion says by ho
 from __future__ import annotations
 
 import csv
+import gzip
 import json
+import re
+import shutil
+import statistics
 from datetime import date
 from pathlib import Path
 
 import pytest
 
 from newsletter.config import load_config
+from newsletter.errors import InsufficientDataError
 from newsletter.pipeline import BuiltIssue, build_issue
 
 from .conftest import SNAPSHOT, read_raw_closes
@@ -107,19 +112,45 @@ def test_largest_since_is_the_latest_earlier_session_at_least_as_large(write_con
 def test_scoreboard_returns_use_the_documented_bases(built):
     stats = built["2024-07-16"].stats
     # Week: last session of the previous calendar week (Fri 12 Jul); 1M: last session on or
-    # before 16 Jun (a Sunday) = Fri 14 Jun; YTD: last session of 2023 = Fri 29 Dec.
-    assert (stats.prev_close, stats.month_base, stats.ytd_base) == (
-        date(2024, 7, 12),
-        date(2024, 6, 14),
-        date(2023, 12, 29),
+    # before 16 Jun (a Sunday) = Fri 14 Jun; 3M: 16 Apr; YTD: last session of 2023 = Fri 29 Dec;
+    # 1Y: 14 Jul 2023 (16 Jul 2023 was a Sunday).
+    bases = {
+        "1W": "2024-07-12",
+        "1M": "2024-06-14",
+        "3M": "2024-04-16",
+        "YTD": "2023-12-29",
+        "1Y": "2023-07-14",
+    }
+    assert {k: v.isoformat() for k, v in stats.bases.items() if k != "7D"} == bases
+    for ticker in [*SCOREBOARD, "^GSPC", "^RUT", "^NDX"]:
+        for period, base in bases.items():
+            expected = ret(ticker, base, "2024-07-16")
+            assert stats.returns[ticker][period] == pytest.approx(expected, abs=1e-12), (
+                ticker,
+                period,
+            )
+    # PROVENANCE.md's sanity figures: SPY +19.59 % total return and ^GSPC +18.81 % YTD at 2024-07-16.
+    assert stats.returns["SPY"]["YTD"] == pytest.approx(0.1959, abs=5e-5)
+    assert stats.returns["^GSPC"]["YTD"] == pytest.approx(0.1881, abs=5e-5)
+
+
+def test_receipts_name_the_inputs(built):
+    receipts = built["2024-07-16"].stats.receipts
+    spy_week = receipts["returns"]["SPY"]["1W"]
+    closes = read_raw_closes("SPY")
+    assert spy_week == {
+        "ticker": "SPY",
+        "field": "adj_close",
+        "from": ["2024-07-12", closes["2024-07-12"]],
+        "to": ["2024-07-16", closes["2024-07-16"]],
+    }
+    assert receipts["spread_5d"]["long"]["from"] == [
+        "2024-07-09",
+        read_raw_closes("IWM")["2024-07-09"],
+    ]
+    assert (
+        receipts["spread_5d"]["distribution"]["windows"] == built["2024-07-16"].stats.spread_5d.of
     )
-    for ticker in SCOREBOARD:
-        r = stats.returns[ticker]
-        assert r.week == pytest.approx(ret(ticker, "2024-07-12", "2024-07-16"), abs=1e-12)
-        assert r.month == pytest.approx(ret(ticker, "2024-06-14", "2024-07-16"), abs=1e-12)
-        assert r.ytd == pytest.approx(ret(ticker, "2023-12-29", "2024-07-16"), abs=1e-12)
-    # PROVENANCE.md's sanity figures: SPY +19.59 % total return YTD at 2024-07-16.
-    assert stats.returns["SPY"].ytd == pytest.approx(0.1959, abs=5e-5)
 
 
 def _weights() -> dict[str, float]:
@@ -163,14 +194,35 @@ def test_nvda_ytd_as_of_2024_07_17(built):
     assert nvda.ytd == pytest.approx(expected, abs=1e-12)
     # The article: "a 138% gain year to date"; the snapshot gives +138.26 % (price).
     assert nvda.ytd == pytest.approx(1.3826, abs=5e-5)
+    # The article: "fallen 13% over the past seven days"; the snapshot gives -12.54 % from the
+    # 2024-07-10 close, 0.46 points less than the article's rounded figure.
+    seven = ret("NVDA", "2024-07-10", "2024-07-17", "close")
+    assert nvda.seven_day == pytest.approx(seven, abs=1e-12)
+    assert nvda.seven_day == pytest.approx(-0.1254, abs=5e-5)
+    # "while the other stocks have fallen about 7% on average (with an average return of 23%
+    # year to date)": the snapshot gives -6.3 % and +24.1 % for the five others, equal-weighted.
+    others = [m for m in conc.members if m.name != "NVDA"]
+    assert conc.lead == "NVDA"
+    assert conc.others_seven_day_mean == pytest.approx(
+        sum(m.seven_day for m in others) / 5, abs=1e-12
+    )
+    weights = _weights()
+    googl = [weights[t] * ret(t, "2024-07-10", "2024-07-17", "close") for t in ("GOOGL", "GOOG")]
+    independent = [
+        ret(t, "2024-07-10", "2024-07-17", "close") for t in ("MSFT", "AAPL", "AMZN", "META")
+    ]
+    independent.append(sum(googl) / (weights["GOOGL"] + weights["GOOG"]))
+    assert conc.others_seven_day_mean == pytest.approx(sum(independent) / 5, abs=1e-12)
+    assert conc.others_seven_day_mean == pytest.approx(-0.063, abs=5e-4)
+    assert conc.others_ytd_mean == pytest.approx(0.241, abs=5e-4)
 
 
 def test_stats_json_matches_the_contract(built):
     data = json.loads((built["2024-07-16"].folder / "stats.json").read_text())
     assert data["as_of"] == "2024-07-16"
     assert data["prev_close"] == "2024-07-12"
-    assert set(data["returns"]) == set(SCOREBOARD)
-    assert set(data["returns"]["SPY"]) >= {"1W", "1M", "YTD"}
+    assert set(data["returns"]) == {*SCOREBOARD, "^GSPC", "^RUT", "^NDX"}
+    assert set(data["returns"]["SPY"]) == {"1W", "1M", "3M", "YTD", "1Y"}
     assert set(data["spread_5d"]) >= {
         "long",
         "short",
@@ -200,21 +252,191 @@ def test_every_figure_in_the_text_part_comes_from_the_stats(built):
     assert "Record rotation" in issue.rendered.subject
 
 
-def test_a_gap_in_the_data_is_an_error_naming_ticker_and_session(tmp_path, write_config):
-    import gzip  # noqa: PLC0415
-    import shutil  # noqa: PLC0415
-
+def _snapshot_without(tmp_path: Path, ticker: str, day: str) -> Path:
     snapshot = tmp_path / "snapshot"
     shutil.copytree(SNAPSHOT, snapshot)
-    with gzip.open(SNAPSHOT / "QQQ.csv.gz", "rt") as handle:
-        rows = [line for line in handle if not line.startswith("2024-07-12,")]
-    (snapshot / "QQQ.csv.gz").unlink()
-    (snapshot / "QQQ.csv").write_text("".join(rows))
-    config = load_config(write_config(market={"snapshot_dir": str(snapshot)}))
-    from newsletter.errors import InsufficientDataError  # noqa: PLC0415
+    with gzip.open(SNAPSHOT / f"{ticker}.csv.gz", "rt") as handle:
+        rows = [line for line in handle if not line.startswith(f"{day},")]
+    (snapshot / f"{ticker}.csv.gz").unlink()
+    (snapshot / f"{ticker}.csv").write_text("".join(rows))
+    return snapshot
 
+
+def test_a_gap_in_a_scoreboard_ticker_leaves_that_figure_out_and_says_so(tmp_path, write_config):
+    snapshot = _snapshot_without(tmp_path, "QQQ", "2024-07-12")
+    stats = build_issue(
+        load_config(write_config(market={"snapshot_dir": str(snapshot)})), date(2024, 7, 16)
+    ).stats
+    assert stats.returns["QQQ"]["1W"] is None
+    assert stats.returns["QQQ"]["YTD"] == pytest.approx(
+        ret("QQQ", "2023-12-29", "2024-07-16"), abs=1e-12
+    )
+    assert "QQQ has no close on 2024-07-12: its 1W return is left out" in stats.notes
+
+
+def test_a_gap_in_the_headline_pair_is_an_error_naming_the_window(tmp_path, write_config):
+    snapshot = _snapshot_without(tmp_path, "IWM", "2024-07-12")
+    config = load_config(write_config(market={"snapshot_dir": str(snapshot)}))
     with pytest.raises(InsufficientDataError) as err:
         build_issue(config, date(2024, 7, 16))
     assert str(err.value) == (
-        "QQQ has no price for session 2024-07-12, which this issue needs; pick another --as-of or repair the data"
+        "IWM or SPY has no close on 2024-07-12, which the week's relative strength needs; "
+        "pick another --as-of or repair the data"
     )
+    snapshot = _snapshot_without(tmp_path / "second", "IWM", "2024-07-09")
+    config = load_config(write_config(market={"snapshot_dir": str(snapshot)}))
+    with pytest.raises(InsufficientDataError) as err:
+        build_issue(config, date(2024, 7, 16))
+    assert str(err.value) == (
+        "IWM and SPY lack a full 5-session window ending 2024-07-16; pick another --as-of or repair the data"
+    )
+
+
+def _index_spreads(until: str) -> dict[str, float]:
+    rut, spx = read_raw_closes("^RUT", "close"), read_raw_closes("^GSPC", "close")
+    days = sorted(d for d in rut if d in spx and d <= until)
+    return {
+        days[i]: (rut[days[i]] / rut[days[i - 5]] - 1) - (spx[days[i]] / spx[days[i - 5]] - 1)
+        for i in range(5, len(days))
+    }
+
+
+def test_the_long_history_spread_is_the_record_since_1987(built):
+    spread = built["2024-07-16"].stats.spread_5d_index
+    spreads = _index_spreads("2024-07-16")
+    value = spreads["2024-07-16"]
+    # PROVENANCE.md: RUT +11.54 %, GSPC +1.62 %, spread +9.92 pp for the window ending 2024-07-16.
+    assert value == pytest.approx(0.0992, abs=5e-5)
+    assert spread.value == pytest.approx(value, abs=1e-12)
+    assert (spread.long, spread.short, spread.basis) == ("^RUT", "^GSPC", "price")
+    assert spread.of == len(spreads)
+    assert spread.rank == 1
+    assert spread.history_start == date(1987, 9, 10)
+    values = list(spreads.values())
+    assert spread.zscore == pytest.approx(
+        (value - statistics.mean(values)) / statistics.stdev(values), rel=1e-9
+    )
+    # Distinct episodes, as PROVENANCE.md lists them (peaks computed there with a wider gap):
+    # 1987-10-19 +8.86 pp, 2020-03-25 +8.80 pp, 2020-04-29 +8.24 pp, 2000-05-01 +8.07 pp.
+    assert spread.episode_rank == 1
+    assert spread.episode_largest_since is None
+    top = [(d.isoformat(), round(v, 4)) for d, v in spread.top_episodes]
+    assert top == [
+        ("2024-07-16", round(value, 4)),
+        ("1987-10-19", 0.0886),
+        ("2020-03-25", 0.088),
+        ("2020-04-29", 0.0824),
+        ("2000-05-01", 0.0807),
+    ]
+    for day, _ in top[1:]:
+        assert spreads[day] == pytest.approx(dict(top)[day], abs=5e-5)
+
+
+def test_episodes_count_a_run_of_overlapping_windows_once(built):
+    # As of 2024-07-17 the window ending 07-16 (+9.89 pp) overlaps this week's (+10.06 pp): among
+    # windows it is a second entry, among episodes it belongs to this one.
+    spread = built["2024-07-17"].stats.spread_5d
+    assert spread.rank == 1
+    assert [d.isoformat() for d, _ in spread.top_episodes[:4]] == [
+        "2024-07-17",
+        "2020-04-29",
+        "2016-11-14",
+        "2020-03-25",
+    ]
+
+
+def test_a_later_week_is_the_largest_episode_since_a_dated_one(write_config):
+    config = load_config(write_config())
+    spread = build_issue(config, date(2024, 11, 8)).stats.spread_5d
+    spreads = _all_spreads("2024-11-08")
+    value = spreads["2024-11-08"]
+    # Episodes at least as large, outside this week's own overlapping windows, latest first.
+    days = sorted(spreads)
+    now = days.index("2024-11-08")
+    earlier = [d for i, d in enumerate(days) if i <= now - 5 and spreads[d] >= value]
+    assert spread.episode_largest_since is not None
+    assert spread.episode_largest_since.isoformat() <= earlier[-1]
+    assert spreads[spread.episode_largest_since.isoformat()] >= value
+    assert spread.episode_rank < spread.rank
+
+
+def test_relative_strength(built):
+    rs = built["2024-07-16"].stats.relative_strength
+    iwm, spy = read_raw_closes("IWM"), read_raw_closes("SPY")
+    days = sorted(d for d in iwm if d in spy and d <= "2024-07-16")
+    ratio = [iwm[d] / spy[d] for d in days]
+    assert rs.ratio == pytest.approx(ratio[-1], rel=1e-12)
+    assert rs.sma50 == pytest.approx(statistics.mean(ratio[-50:]), rel=1e-12)
+    assert rs.sma200 == pytest.approx(statistics.mean(ratio[-200:]), rel=1e-12)
+    assert rs.vs_sma200 == pytest.approx(ratio[-1] / statistics.mean(ratio[-200:]) - 1, rel=1e-9)
+    year = ratio[-252:]
+    assert rs.high_52w == pytest.approx(max(year), rel=1e-12)
+    assert rs.high_52w_date.isoformat() == days[-252:][year.index(max(year))]
+    assert rs.low_52w_date.isoformat() == days[-252:][year.index(min(year))]
+    assert rs.week_change == pytest.approx(
+        ratio[-1] / (iwm["2024-07-12"] / spy["2024-07-12"]) - 1, rel=1e-9
+    )
+
+
+SECTORS = ["XLB", "XLC", "XLE", "XLF", "XLI", "XLK", "XLP", "XLRE", "XLU", "XLV", "XLY"]
+
+
+def test_breadth_and_sectors(built):
+    breadth = built["2024-07-17"].stats.breadth
+    week = {t: ret(t, "2024-07-12", "2024-07-17") for t in [*SECTORS, "SPY", "RSP"]}
+    assert breadth.equal_minus_cap_week == pytest.approx(week["RSP"] - week["SPY"], abs=1e-12)
+    expected = sorted(SECTORS, key=lambda t: week[t], reverse=True)
+    assert [s.ticker for s in breadth.sectors] == expected
+    assert expected[0] == "XLF" and expected[-1] == "XLK"  # financials led, technology lagged
+    assert breadth.beat_benchmark == sum(week[t] > week["SPY"] for t in SECTORS)
+
+
+def test_rates_backdrop(built):
+    rates = built["2024-07-16"].stats.rates
+    tnx = read_raw_closes("^TNX", "close")
+    assert rates.level == tnx["2024-07-16"]
+    assert rates.change_bp == pytest.approx((tnx["2024-07-16"] - tnx["2024-07-12"]) * 100, abs=1e-9)
+
+
+def test_key_dates_ahead(built):
+    events = [(e.day.isoformat(), e.kind) for e in built["2024-07-17"].stats.key_dates]
+    assert events == [("2024-07-31", "FOMC"), ("2024-08-14", "CPI")]
+
+
+def _numbers_in(document) -> set[str]:
+    """Every number stats.json holds, as the prose could round it, and every date part."""
+    found: set[str] = set()
+
+    def walk(value):
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, float):
+            found.update(
+                {f"{abs(value) * 100:.1f}", f"{abs(value) * 100:.2f}", f"{abs(value):.2f}"}
+            )
+        elif isinstance(value, int):
+            found.update({str(value), f"{value:,}"})
+        elif isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            found.update({value[:4], str(int(value[8:]))})
+
+    walk(document)
+    return found
+
+
+@pytest.mark.parametrize("day", ["2024-07-16", "2024-07-17"])
+def test_every_number_in_the_headline_is_in_stats_json(built, day):
+    document = json.loads((built[day].folder / "stats.json").read_text())
+    headline = document["headline"]
+    assert headline["rule"] == "record"
+    assert headline["subject"] == built[day].rendered.subject
+    allowed = _numbers_in({k: v for k, v in document.items() if k != "headline"})
+    words = re.sub(
+        r"S&P 500|Russell 2000|Nasdaq-100", "", headline["subject"] + " " + headline["preheader"]
+    )
+    for number in re.findall(r"\d[\d,]*(?:\.\d+)?", words):
+        assert number in allowed, f"{number} in {words!r} is not a figure in stats.json"
+    assert "September 1987" in headline["preheader"]

@@ -2,7 +2,8 @@
 
 Definitions (PRODUCT.md): the as-of session is the last NYSE session on or before the requested
 date; the week's base is the last session of the previous calendar week; YTD's is the last session
-of the previous year; 1M's the last session on or before the same calendar date a month earlier.
+of the previous year; 1M/3M/1Y's the last session on or before the same calendar date one, three
+or twelve months earlier; "seven days" is the last session on or before the date a week earlier.
 """
 
 from __future__ import annotations
@@ -40,10 +41,17 @@ class TradingCalendar:
     def report_dates(self, as_of: date) -> ReportDates:
         """The period bases for an issue whose as-of session is `as_of`."""
         monday = as_of - timedelta(days=as_of.weekday())
-        month_ago = (pd.Timestamp(as_of) - pd.DateOffset(months=1)).date()
+
+        def months_back(months: int) -> date:
+            day = (pd.Timestamp(as_of) - pd.DateOffset(months=months)).date()
+            return self.session_on_or_before(day)
+
         return ReportDates(
             as_of=as_of,
             prev_close=self.session_on_or_before(monday - timedelta(days=1)),
-            month_base=self.session_on_or_before(month_ago),
+            seven_days_base=self.session_on_or_before(as_of - timedelta(days=7)),
+            month_base=months_back(1),
+            quarter_base=months_back(3),
             ytd_base=self.session_on_or_before(date(as_of.year - 1, 12, 31)),
+            year_base=months_back(12),
         )

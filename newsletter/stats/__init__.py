@@ -1,0 +1,111 @@
+"""Weekly rotation statistics: pure pandas, no I/O.
+
+Rows of the price frames are NYSE sessions (the pipeline aligns them to the calendar), so a
+5-row shift is a 5-session window and a gap in the data is a NaN, never a silently longer window.
+No statistic looks past the as-of session: every frame is cut there first.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from newsletter.stats.breadth import compute_breadth, compute_rates
+from newsletter.stats.concentration import compute_concentration, member_tickers
+from newsletter.stats.returns import Notes, compute_returns
+from newsletter.stats.spread import compute_spread
+from newsletter.stats.strength import compute_relative_strength
+from newsletter.weekstats import WeekStats
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from newsletter.models import IndexWeights, Prices, ReportDates, StatsSpec
+    from newsletter.weekstats import KeyDate
+
+__all__ = ["compute_week_stats", "member_tickers", "required_tickers", "spec_tickers"]
+
+
+def spec_tickers(spec: StatsSpec) -> list[str]:
+    """Every ticker the statistics may read, each once, in a stable order."""
+    tickers = [
+        *spec.scoreboard,
+        *spec.long_indexes,
+        spec.spread_long,
+        spec.spread_short,
+        spec.index_spread_long,
+        spec.index_spread_short,
+        spec.concentration_index,
+        spec.equal_weight,
+        *spec.sectors,
+        spec.rates,
+    ]
+    for member in spec.megacaps:
+        tickers.extend(member_tickers(member))
+    return list(dict.fromkeys(tickers))
+
+
+def required_tickers(spec: StatsSpec) -> list[str]:
+    """The tickers without which no issue can be built: the headline spread's pair."""
+    return [spec.spread_long, spec.spread_short]
+
+
+def compute_week_stats(
+    prices: Prices,
+    dates: ReportDates,
+    spec: StatsSpec,
+    *,
+    weights: IndexWeights | None,
+    events: Sequence[KeyDate],
+    events_source: str,
+) -> WeekStats:
+    """All of the digest's numbers for the issue whose as-of session is `dates.as_of`."""
+    cut = pd.Timestamp(dates.as_of)
+    prices = type(prices)(prices.adjusted.loc[:cut], prices.raw.loc[:cut], prices.source)
+    notes = Notes()
+    receipts: dict[str, object] = {}
+    returns = compute_returns(
+        prices, [*spec.scoreboard, *spec.long_indexes], dates, notes, receipts
+    )
+    spread = compute_spread(
+        prices, spec.spread_long, spec.spread_short, dates.as_of, "total return"
+    )
+    receipts["spread_5d"] = spread.receipt
+    index_spread = None
+    pair = (spec.index_spread_long, spec.index_spread_short)
+    if all(pd.notna(prices.adjusted[t].get(cut)) for t in pair):
+        index_spread = compute_spread(prices, *pair, dates.as_of, "price")
+        receipts["spread_5d_index"] = index_spread.receipt
+    else:
+        notes.add(
+            f"{pair[0]} or {pair[1]} has no close on {dates.as_of}: the long-history spread is left out"
+        )
+    horizon = pd.Timestamp(dates.as_of) + pd.Timedelta(days=spec.key_dates_horizon_days)
+    return WeekStats(
+        as_of=dates.as_of,
+        bases={
+            "1W": dates.prev_close,
+            "7D": dates.seven_days_base,
+            "1M": dates.month_base,
+            "3M": dates.quarter_base,
+            "YTD": dates.ytd_base,
+            "1Y": dates.year_base,
+        },
+        returns=returns,
+        spread_5d=spread.stats,
+        spread_5d_index=None if index_spread is None else index_spread.stats,
+        relative_strength=compute_relative_strength(
+            prices, spec.spread_long, spec.spread_short, dates
+        ),
+        concentration=compute_concentration(
+            prices, spec, weights, dates, notes=notes, receipts=receipts
+        ),
+        breadth=compute_breadth(prices, spec, dates, notes),
+        rates=compute_rates(prices, spec.rates, dates, notes, receipts),
+        key_dates=tuple(e for e in events if dates.as_of < e.day <= horizon.date()),
+        key_dates_source=events_source,
+        data_source=prices.source,
+        notes=tuple(notes.lines),
+        receipts=receipts,
+    )

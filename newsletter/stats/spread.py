@@ -1,0 +1,125 @@
+"""How unusual was the week: the 5-session spread long - short, ranked over its whole history.
+
+Two rankings: every overlapping window (rank, percentile, z-score, "largest since"), and
+episodes, where a run of overlapping windows counts once at its peak. Episodes are what a
+reader means by "the largest five-day outperformance since 1987": the days after a record week
+are not new records of their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from newsletter.errors import InsufficientDataError
+from newsletter.stats.returns import period_return, receipt
+from newsletter.weekstats import SpreadStats
+
+if TYPE_CHECKING:
+    from newsletter.models import Prices
+
+SPREAD_SESSIONS = 5
+TOP_EPISODES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class SpreadResult:
+    stats: SpreadStats
+    receipt: dict[str, Any]
+
+
+def rolling_spread(prices: Prices, long: str, short: str) -> pd.Series:
+    """The 5-session return spread long - short at every session with a full window."""
+    frame = prices.adjusted[[long, short]]
+    window = frame / frame.shift(SPREAD_SESSIONS) - 1
+    return (window[long] - window[short]).dropna()
+
+
+def episode_peaks(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Indices of episode peaks: greedily, largest first, each window that overlaps no peak.
+
+    Two 5-session windows overlap when their end sessions are fewer than 5 sessions apart.
+    """
+    order = np.argsort(-values, kind="stable")
+    blocked = np.zeros(int(positions.max()) + SPREAD_SESSIONS + 1, dtype=bool)
+    peaks = []
+    for i in order:
+        position = int(positions[i])
+        if blocked[position]:
+            continue
+        peaks.append(i)
+        blocked[max(0, position - SPREAD_SESSIONS + 1) : position + SPREAD_SESSIONS] = True
+    return np.array(peaks, dtype=int)
+
+
+def compute_spread(prices: Prices, long: str, short: str, as_of: date, basis: str) -> SpreadResult:
+    """This week's 5-session spread, ranked against every full window up to `as_of`."""
+    spreads = rolling_spread(prices, long, short)
+    stamp = pd.Timestamp(as_of)
+    if len(spreads) < 2 or spreads.index[-1] != stamp:
+        raise InsufficientDataError(
+            f"{long} and {short} lack a full {SPREAD_SESSIONS}-session window ending {as_of.isoformat()}; "
+            "pick another --as-of or repair the data"
+        )
+    values = spreads.to_numpy()
+    value = float(values[-1])
+    positions = prices.adjusted.index.get_indexer(spreads.index)
+    now = int(positions[-1])
+    window_start = pd.Timestamp(prices.adjusted.index[now - SPREAD_SESSIONS]).date()
+
+    earlier_at_least = np.flatnonzero(values[:-1] >= value)
+    outside = positions <= now - SPREAD_SESSIONS  # windows not overlapping this week's
+    peaks = episode_peaks(values[outside], positions[outside])
+    peak_values = values[outside][peaks]
+    peak_dates = spreads.index[outside][peaks]
+    bigger_or_equal = peak_dates[peak_values >= value]
+    all_peaks = episode_peaks(values, positions)[:TOP_EPISODES]
+    both = prices.adjusted[[long, short]].dropna()
+
+    stats = SpreadStats(
+        long=long,
+        short=short,
+        basis=basis,
+        value=value,
+        long_return=period_return(prices.adjusted[long], window_start, as_of),
+        short_return=period_return(prices.adjusted[short], window_start, as_of),
+        window_start=window_start,
+        rank=int((values > value).sum()) + 1,
+        of=len(values),
+        percentile=100.0 * float((values <= value).sum()) / len(values),
+        zscore=float((value - values.mean()) / values.std(ddof=1)),
+        largest_since=(
+            pd.Timestamp(spreads.index[earlier_at_least[-1]]).date()
+            if len(earlier_at_least)
+            else None
+        ),
+        history_start=pd.Timestamp(both.index[0]).date(),
+        episode_rank=int((peak_values > value).sum()) + 1,
+        episodes=len(peaks) + 1,
+        episode_largest_since=pd.Timestamp(bigger_or_equal.max()).date()
+        if len(bigger_or_equal)
+        else None,
+        top_episodes=tuple(
+            (pd.Timestamp(spreads.index[i]).date(), float(values[i])) for i in all_peaks
+        ),
+    )
+    field_name = "adj_close"
+    return SpreadResult(
+        stats=stats,
+        receipt={
+            "long": receipt(prices.adjusted[long], field_name, window_start, as_of),
+            "short": receipt(prices.adjusted[short], field_name, window_start, as_of),
+            "distribution": {
+                "windows": len(values),
+                "first_window_end": pd.Timestamp(spreads.index[0]).date().isoformat(),
+                "last_window_end": as_of.isoformat(),
+                "mean": float(values.mean()),
+                "std": float(values.std(ddof=1)),
+                "episode_separation_sessions": SPREAD_SESSIONS,
+            },
+        },
+    )
