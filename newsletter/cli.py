@@ -66,7 +66,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     from newsletter.pipeline import build_issue  # noqa: PLC0415
 
     config = _load(args)
-    built = build_issue(config, _parse_as_of(args.as_of), args.out)
+    built = build_issue(
+        config, _parse_as_of(args.as_of), args.out, subject=args.subject, preheader=args.preheader
+    )
     print("\n".join(_describe_built(built)))
     return 0
 
@@ -80,7 +82,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = _load(args)
     secrets = resolve_secrets(config, os.environ)
-    built = build_issue(config, _parse_as_of(args.as_of))
+    built = build_issue(
+        config, _parse_as_of(args.as_of), subject=args.subject, preheader=args.preheader
+    )
     print("\n".join(_describe_built(built)))
     with Progress(
         TextColumn("Sending"),
@@ -147,7 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--as-of",
         metavar="YYYY-MM-DD",
         help="build the issue for the last NYSE session on or before this date "
-        "(default: the last session in the data)",
+        "(default: the last session at which every scoreboard ticker has a close)",
+    )
+    as_of.add_argument(
+        "--subject", metavar="TEXT", help="the editor's subject line instead of the generated one"
+    )
+    as_of.add_argument(
+        "--preheader", metavar="TEXT", help="the editor's preheader instead of the generated one"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

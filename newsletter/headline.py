@@ -47,6 +47,12 @@ def _points(value: float) -> str:
     return f"{abs(value) * 100:.1f} points"
 
 
+def _count(n: int) -> str:
+    """Small counts in words, as prose writes them."""
+    words = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+    return words[n] if n < len(words) else f"{n:,}"
+
+
 def _month(day: Any) -> str:
     return f"{day:%B %Y}"
 
@@ -59,17 +65,15 @@ def _lead(spread: SpreadStats) -> str:
 
 
 def _support(stats: WeekStats) -> str:
-    """The preheader's second fact: the mega caps' share, or the scoreboard's week."""
+    """The preheader's second fact: the lead mega cap's week and the group's share, or the index's week."""
     conc = stats.concentration
     if conc is not None:
         lead = next(m for m in conc.members if m.name == conc.lead)
-        return (
-            f"{display_name(lead.name)} {'fell' if lead.seven_day < 0 else 'rose'} {_pct(lead.seven_day)} "
-            f"in seven days; six mega caps made {_pct(conc.group_share)} of the index's gain this year."
-            if len(conc.members) == 6
-            else f"{display_name(lead.name)} {'fell' if lead.seven_day < 0 else 'rose'} "
-            f"{_pct(lead.seven_day)} in seven days."
-        )
+        verb = "fell" if lead.seven_day < 0 else "rose"
+        line = f"{display_name(lead.name)} {verb} {_pct(lead.seven_day)} in seven days"
+        if conc.index_ytd > 0 and conc.group_share > 0:
+            line += f"; the {_count(len(conc.members))} mega caps made {_pct(conc.group_share)} of the index's gain this year"
+        return line + "."
     week = stats.returns.get(stats.spread_5d.short, {}).get("1W")
     if week is None:
         return "The scoreboard, the charts and the dates ahead inside."

@@ -153,3 +153,21 @@ def test_help_does_not_import_heavy_libraries():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_the_editor_can_override_the_headline(write_config, tmp_path, capsys):
+    out = tmp_path / "draft"
+    argv = ["build", "--config", str(write_config()), "--as-of", "2024-07-16", "--out", str(out)]
+    assert main([*argv, "--subject", "Small caps <3 & rates", "--preheader", "Hand-written"]) == 0
+    assert "Subject: Small caps <3 & rates" in capsys.readouterr().out
+    html = (out / "email.html").read_text()
+    assert "Small caps &lt;3 &amp; rates" in html
+    assert "Hand-written" in html
+    import json  # noqa: PLC0415
+
+    headline = json.loads((out / "stats.json").read_text())["headline"]
+    assert headline == {
+        "subject": "Small caps <3 & rates",
+        "preheader": "Hand-written",
+        "rule": "editor",
+    }

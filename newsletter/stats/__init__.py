@@ -96,12 +96,12 @@ def compute_week_stats(
         spread_5d=spread.stats,
         spread_5d_index=None if index_spread is None else index_spread.stats,
         relative_strength=compute_relative_strength(
-            prices, spec.spread_long, spec.spread_short, dates
+            prices, spec.spread_long, spec.spread_short, dates, receipts
         ),
         concentration=compute_concentration(
             prices, spec, weights, dates, notes=notes, receipts=receipts
         ),
-        breadth=compute_breadth(prices, spec, dates, notes),
+        breadth=compute_breadth(prices, spec, dates, notes, receipts),
         rates=compute_rates(prices, spec.rates, dates, notes, receipts),
         key_dates=tuple(e for e in events if dates.as_of < e.day <= horizon.date()),
         key_dates_source=events_source,

@@ -22,7 +22,7 @@ def _week(series: pd.Series, dates: ReportDates) -> float | None:
 
 
 def compute_breadth(
-    prices: Prices, spec: StatsSpec, dates: ReportDates, notes: Notes
+    prices: Prices, spec: StatsSpec, dates: ReportDates, notes: Notes, receipts: dict[str, Any]
 ) -> Breadth | None:
     """RSP - SPY over the week, and the sector SPDRs that have data ranked by weekly return."""
     equal = _week(prices.adjusted[spec.equal_weight], dates)
@@ -40,6 +40,10 @@ def compute_breadth(
         else:
             sectors.append(SectorReturn(ticker, week))
     sectors.sort(key=lambda sector: sector.week, reverse=True)
+    receipts["breadth"] = {
+        ticker: receipt(prices.adjusted[ticker], "adj_close", dates.prev_close, dates.as_of)
+        for ticker in [spec.equal_weight, spec.spread_short, *(s.ticker for s in sectors)]
+    }
     return Breadth(
         equal_weight=spec.equal_weight,
         cap_weight=spec.spread_short,

@@ -93,7 +93,9 @@ def compute_returns(
                     f"{ticker} has no close on {bases[period].isoformat()}: its {period} return is left out"
                 )
         if end is None:
-            notes.add(f"{ticker} has no close on {dates.as_of.isoformat()}: its returns are left out")
+            notes.add(
+                f"{ticker} has no close on {dates.as_of.isoformat()}: its returns are left out"
+            )
         table[ticker] = row
         table_receipts[ticker] = {
             p: receipt(series, "adj_close", bases[p], dates.as_of) for p in PERIODS

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -18,7 +18,7 @@ YEAR_SESSIONS = 252
 
 
 def compute_relative_strength(
-    prices: Prices, long: str, short: str, dates: ReportDates
+    prices: Prices, long: str, short: str, dates: ReportDates, receipts: dict[str, Any]
 ) -> RelativeStrength:
     """The ratio at the as-of session, its 50/200-session averages and its 52-week high and low."""
     ratio = prices.ratio(long, short)
@@ -35,6 +35,16 @@ def compute_relative_strength(
         )
     year = ratio.iloc[-YEAR_SESSIONS:]
     now = float(ratio.iloc[-1])
+    receipts["relative_strength"] = {
+        "ratio": f"{long} adj_close / {short} adj_close",
+        "at": [dates.as_of.isoformat(), now],
+        "week_base": [dates.prev_close.isoformat(), float(ratio[base])],
+        "averages_from": {
+            str(n): pd.Timestamp(ratio.index[-n]).date().isoformat()
+            for n in (SHORT_AVERAGE, LONG_AVERAGE)
+        },
+        "range_from": pd.Timestamp(year.index[0]).date().isoformat(),
+    }
     sma50 = float(ratio.iloc[-SHORT_AVERAGE:].mean())
     sma200 = float(ratio.iloc[-LONG_AVERAGE:].mean())
     return RelativeStrength(
