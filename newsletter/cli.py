@@ -1,7 +1,7 @@
 """The `newsletter` command: parses arguments, calls the pipeline, turns errors into one line.
 
 Heavy libraries are imported only inside commands, so `newsletter --help` is instant. This is
-the one module that reads the environment, the clock, and prints.
+the one module that reads the environment and the clock, and prints.
 """
 
 from __future__ import annotations
@@ -22,9 +22,14 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from newsletter.config import Config
-    from newsletter.pipeline import BuiltIssue
+    from newsletter.pipeline import BuiltIssue, SendResult
 
 DEFAULT_CONFIG = Path("config.yaml")
+
+
+def now_utc() -> datetime:
+    """The clock every command passes down (the stages never read it themselves)."""
+    return datetime.now(UTC)
 
 
 def _parse_as_of(text: str | None) -> date | None:
@@ -48,44 +53,39 @@ def _describe_built(built: BuiltIssue) -> list[str]:
 
     stats = built.stats
     spread = stats.spread_5d
-    since = (
-        f"largest since {spread.largest_since.isoformat()}"
-        if spread.largest_since
-        else f"largest since the data starts ({spread.history_start.isoformat()})"
-    )
     return [
         f"Issue {stats.as_of.isoformat()} (week since the close of {stats.prev_close.isoformat()})",
         f"  Subject: {built.rendered.subject}",
         f"  {display_name(spread.long)} - {display_name(spread.short)}, 5 sessions: "
-        f"{signed_pp(spread.value)} (rank {spread.rank:,} of {spread.of:,}; {since})",
+        f"{signed_pp(spread.value)} (episode {spread.episode_rank:,} of {spread.episodes:,} "
+        f"since {spread.history_start.isoformat()})",
         f"  Draft:   {built.folder / 'preview.html'}",
     ]
 
 
-def cmd_build(args: argparse.Namespace) -> int:
+def _build(args: argparse.Namespace, config: Config, as_of: date | None) -> BuiltIssue:
     from newsletter.pipeline import build_issue  # noqa: PLC0415
 
-    config = _load(args)
     built = build_issue(
-        config, _parse_as_of(args.as_of), args.out, subject=args.subject, preheader=args.preheader
+        config, as_of, getattr(args, "out", None), subject=args.subject, preheader=args.preheader
     )
     print("\n".join(_describe_built(built)))
+    return built
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    _build(args, _load(args), _parse_as_of(args.as_of))
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _send_and_report(args: argparse.Namespace, config: Config, built: BuiltIssue) -> int:
     from rich.console import Console  # noqa: PLC0415
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn  # noqa: PLC0415
 
     from newsletter.config import resolve_secrets  # noqa: PLC0415
-    from newsletter.pipeline import build_issue, send_issue  # noqa: PLC0415
+    from newsletter.pipeline import send_issue  # noqa: PLC0415
 
-    config = _load(args)
     secrets = resolve_secrets(config, os.environ)
-    built = build_issue(
-        config, _parse_as_of(args.as_of), subject=args.subject, preheader=args.preheader
-    )
-    print("\n".join(_describe_built(built)))
     with Progress(
         TextColumn("Sending"),
         BarColumn(),
@@ -99,19 +99,153 @@ def cmd_run(args: argparse.Namespace) -> int:
             config,
             built,
             secrets=secrets,
-            now=datetime.now(UTC),
+            clock=now_utc,
             on_start=lambda total: progress.update(task, total=total),
-            on_progress=lambda: progress.advance(task),
+            on_progress=lambda done: progress.advance(task, done),
         )
+    _print_summary(result)
+    return 0 if result.complete else 1
+
+
+def _print_summary(result: SendResult) -> None:
     report = result.report
     print(
-        f"  Sent:    {len(report.sent)} of {result.recipients} messages "
-        f"({len(report.skipped)} already sent earlier, {len(report.refused)} refused) "
-        f"to the {result.destination}"
+        f"  Sent:    {report.sent} now to the {result.destination}; "
+        f"{report.retried} retried, {report.bounced} bounced, {report.failed} failed, "
+        f"{report.deferred} deferred, {report.skipped} skipped (sent earlier or unsubscribed)"
     )
-    for address, reply in report.refused.items():
-        print(f"  Refused: {address}: {reply}", file=sys.stderr)
-    return 0 if report.ok else 1
+    ledger = ", ".join(f"{count} {status}" for status, count in sorted(result.ledger.items()))
+    print(f"  Ledger:  {ledger or 'no subscribers'}")
+    for address, reply in report.refusals:
+        print(f"  Not delivered: {address}: {reply}", file=sys.stderr)
+    for error in result.row_errors:
+        print(f"  Skipped row: {error}", file=sys.stderr)
+    if not result.complete:
+        print(
+            "  Some messages are still undelivered; run the same command again to retry them.",
+            file=sys.stderr,
+        )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _load(args)
+    built = _build(args, config, _parse_as_of(args.as_of))
+    return _send_and_report(args, config, built)
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from newsletter.config import resolve_secrets  # noqa: PLC0415
+    from newsletter.pipeline import dry_run, open_store, send_test  # noqa: PLC0415
+    from newsletter.store import latest_unfinished_issue  # noqa: PLC0415
+
+    config = _load(args)
+    as_of = _parse_as_of(args.as_of)
+    if args.resume:
+        if as_of is not None:
+            raise AsOfError("--resume picks the interrupted issue itself; leave out --as-of")
+        as_of = latest_unfinished_issue(open_store(config))
+        if as_of is None:
+            print("Nothing to resume: every issue's send is complete.")
+            return 0
+    built = _build(args, config, as_of)
+    if args.test:
+        where = send_test(
+            config, built, args.test, secrets=resolve_secrets(config, os.environ), clock=now_utc
+        )
+        print(f"  Test:    one [TEST] copy to {args.test} via the {where} (not recorded as sent)")
+        return 0
+    if args.dry_run:
+        count, size = dry_run(
+            config, built, secrets=resolve_secrets(config, os.environ), clock=now_utc
+        )
+        print(
+            f"  Dry run: {count} messages composed, {size / 1024:.0f} KB in all; nothing was sent"
+        )
+        return 0
+    return _send_and_report(args, config, built)
+
+
+def cmd_subscribers(args: argparse.Namespace) -> int:
+    from newsletter import store  # noqa: PLC0415
+    from newsletter.models import Subscriber  # noqa: PLC0415
+    from newsletter.pipeline import open_store  # noqa: PLC0415
+    from newsletter.subscribers import (  # noqa: PLC0415
+        clean_name,
+        normalise_address,
+        read_subscriber_csv,
+        write_subscriber_csv,
+    )
+
+    engine = open_store(_load(args))
+    action = args.action
+    if action == "add":
+        subscriber = Subscriber(normalise_address(args.email), clean_name(args.name or ""))
+        report = store.import_subscribers(engine, [subscriber], source="cli", now=now_utc())
+        if report.kept_inactive:
+            print(f"{subscriber.email} unsubscribed or bounced earlier and stays so")
+        else:
+            print(f"{subscriber.email}: {'added' if report.added else 'already subscribed'}")
+        return 0
+    if action == "remove":
+        address = normalise_address(args.email)
+        if not store.set_subscriber_status(engine, address, store.UNSUBSCRIBED, now_utc()):
+            print(f"Error: {address} is not a subscriber", file=sys.stderr)
+            return 1
+        print(f"{address}: unsubscribed")
+        return 0
+    if action == "list":
+        for email, name, status in store.list_subscribers(engine, args.status):
+            print(f"{email}\t{name}\t{status}")
+        return 0
+    if action == "import":
+        read = read_subscriber_csv(args.file)
+        report = store.import_subscribers(
+            engine, read.subscribers, source=str(args.file), now=now_utc()
+        )
+        for error in read.errors:
+            print(error, file=sys.stderr)
+        print(
+            f"{args.file}: {report.added} added, {report.updated} renamed, {report.unchanged} unchanged, "
+            f"{report.kept_inactive} left unsubscribed/bounced, {read.duplicates} duplicate rows, "
+            f"{len(read.errors)} bad rows"
+        )
+        return 1 if read.errors else 0
+    count = write_subscriber_csv(args.file, store.list_subscribers(engine))
+    print(f"{args.file}: {count} subscribers written")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from newsletter.config import resolve_secrets  # noqa: PLC0415
+    from newsletter.errors import ConfigError  # noqa: PLC0415
+    from newsletter.pipeline import UnsubscribePages  # noqa: PLC0415
+    from newsletter.web import make_server  # noqa: PLC0415
+
+    config = _load(args)
+    key = resolve_secrets(config, os.environ).unsubscribe_key
+    if key is None:
+        raise ConfigError(
+            f"unsubscribe secret not found: env var {config.newsletter.unsubscribe_secret_env} is unset "
+            "(the endpoint must verify links with the key the emails were signed with)"
+        )
+    host = args.host or config.web.host
+    port = args.port or config.web.port
+    try:
+        server = make_server(host, port, UnsubscribePages(config, key), now_utc)
+    except OSError as err:
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {err.strerror} (change web.port or --port)"
+        ) from err
+    print(
+        f"Serving one-click unsubscribe on http://{host}:{server.server_port}/u/<token> (Ctrl-C stops)"
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("Stopped.")
+    finally:
+        server.server_close()
+    return 0
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -126,6 +260,57 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"unsubscribe key: {'set' if secrets.unsubscribe_key else 'unset (built-in server only)'}"
     )
     return 0
+
+
+def _add_subscribers_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    subscribers = commands.add_parser(
+        "subscribers",
+        parents=[common],
+        help="add, remove, list, import or export subscribers",
+        description="Manage the subscriber database. Nobody who unsubscribed or bounced is ever re-activated.",
+    )
+    actions = subscribers.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser(
+        "add", parents=[common], help="add one address", description="Add one subscriber."
+    )
+    add.add_argument("email", help="the address")
+    add.add_argument("--name", help="display name")
+    remove = actions.add_parser(
+        "remove",
+        parents=[common],
+        help="unsubscribe one address",
+        description="Mark one subscriber unsubscribed.",
+    )
+    remove.add_argument("email", help="the address")
+    listing = actions.add_parser(
+        "list",
+        parents=[common],
+        help="print subscribers",
+        description="Print email, name and status, tab-separated.",
+    )
+    listing.add_argument(
+        "--status",
+        choices=["active", "unsubscribed", "bounced", "complained"],
+        help="only this status",
+    )
+    importing = actions.add_parser(
+        "import",
+        parents=[common],
+        help="import a CSV (email,name)",
+        description="Import a CSV with an email column (and optionally name). Each bad row is reported "
+        "with its line number and the good rows are imported; exit code 1 if any row was bad.",
+    )
+    importing.add_argument("file", type=Path, help="CSV file")
+    export = actions.add_parser(
+        "export",
+        parents=[common],
+        help="export to a CSV",
+        description="Write email,name,status for every subscriber.",
+    )
+    export.add_argument("file", type=Path, help="CSV file to write")
+    subscribers.set_defaults(handler=cmd_subscribers)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,35 +331,37 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--verbose", action="store_true", help="log each stage and show tracebacks on errors"
     )
-    as_of = argparse.ArgumentParser(add_help=False)
-    as_of.add_argument(
+    issue = argparse.ArgumentParser(add_help=False)
+    issue.add_argument(
         "--as-of",
         metavar="YYYY-MM-DD",
         help="build the issue for the last NYSE session on or before this date "
         "(default: the last session at which every scoreboard ticker has a close)",
     )
-    as_of.add_argument(
+    issue.add_argument(
         "--subject", metavar="TEXT", help="the editor's subject line instead of the generated one"
     )
-    as_of.add_argument(
+    issue.add_argument(
         "--preheader", metavar="TEXT", help="the editor's preheader instead of the generated one"
     )
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument("--quiet", action="store_true", help="no progress bar")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser(
         "run",
-        parents=[common, as_of],
+        parents=[common, issue, quiet],
         help="build the issue and send it to every subscriber",
-        description="Build the week's issue into var/issues/<as-of>/ and send it to every subscriber "
-        "who has not received it yet. With smtp.host: builtin the messages go to a local capture "
-        "server that files them in the Maildir var/outbox/.",
+        description="Build the week's issue into var/issues/<as-of>/ and send it to every active "
+        "subscriber who has not received it yet (running it again sends only what is missing). "
+        "With smtp.host: builtin the messages go to a local capture server that files them in the "
+        "Maildir var/outbox/. Exit code 1 while any message is undelivered.",
     )
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(handler=cmd_run)
 
     build = commands.add_parser(
         "build",
-        parents=[common, as_of],
+        parents=[common, issue],
         help="build the issue without sending it",
         description="Build the issue (email.html, preview.html, email.txt, charts, stats.json) without sending.",
     )
@@ -185,6 +372,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for the files (default: var/issues/<as-of>/)",
     )
     build.set_defaults(handler=cmd_build)
+
+    send = commands.add_parser(
+        "send",
+        parents=[common, issue, quiet],
+        help="send the issue (resumable, exactly once per subscriber)",
+        description="Send the issue to every active subscriber not yet in its ledger. A killed or "
+        "failed send is resumed by running the same command again (or `send --resume`).",
+    )
+    mode = send.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--resume", action="store_true", help="continue the newest issue whose send is unfinished"
+    )
+    mode.add_argument(
+        "--dry-run", action="store_true", help="compose every message but send nothing"
+    )
+    mode.add_argument(
+        "--test", metavar="ADDRESS", help="send one copy marked [TEST] to ADDRESS, not recorded"
+    )
+    send.set_defaults(handler=cmd_send)
+
+    _add_subscribers_parser(commands, common)
+
+    serve = commands.add_parser(
+        "serve",
+        parents=[common],
+        help="serve the one-click unsubscribe endpoint",
+        description="Serve /u/<token>: GET shows a confirmation button, POST unsubscribes (RFC 8058). "
+        "Binds web.host (127.0.0.1 by default) unless --host says otherwise.",
+    )
+    serve.add_argument("--host", help="address to bind (default: web.host)")
+    serve.add_argument("--port", type=int, help="port (default: web.port)")
+    serve.set_defaults(handler=cmd_serve)
 
     check = commands.add_parser(
         "check-config",

@@ -1,18 +1,20 @@
-"""MIME messages: one per subscriber, built from the shared rendered issue; no network.
+"""MIME messages, one per subscriber, assembled from parts encoded once per issue; no network.
 
 Structure: multipart/alternative [ text/plain, multipart/related [ text/html, image/png ... ] ].
-Only the To: header, the Message-ID and the unsubscribe links differ per subscriber. The
-clock and the Message-ID come in as arguments so that output is reproducible. Header values
-go through the stdlib's email policy, which refuses CR/LF, so content cannot inject headers.
+The images are base64-encoded once and the list-wide headers folded once; per subscriber only
+To, Message-ID, List-Unsubscribe and the two bodies (which carry the unsubscribe link) are
+encoded. Bodies are quoted-printable and images base64, so the boundaries (which start with
+'==') can never occur inside a part. Header values are checked for CR/LF, folded and, where
+needed, RFC 2047-encoded by the stdlib's SMTP policy, so content cannot inject a header.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 from dataclasses import dataclass
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
+from email.utils import format_datetime, formataddr, parseaddr
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -22,6 +24,10 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from newsletter.models import RenderedIssue, Subscriber
+
+CRLF = "\r\n"
+BASE64_LINE = 76
+TEST_PREFIX = "[TEST] "
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,37 +58,138 @@ def unsubscribe_url(info: ListInfo, token: str) -> str:
     return f"{info.base_url}/u/{quote(token, safe='.')}"
 
 
-def compose_message(
-    rendered: RenderedIssue,
-    subscriber: Subscriber,
-    info: ListInfo,
-    *,
-    token: str,
-    now: datetime,
-) -> EmailMessage:
-    """The complete message for one subscriber."""
-    url = unsubscribe_url(info, token)
-    msg = EmailMessage()
-    msg["Subject"] = rendered.subject
-    msg["From"] = info.sender
-    msg["To"] = Address(display_name=subscriber.name, addr_spec=subscriber.email)
-    if info.reply_to:
-        msg["Reply-To"] = info.reply_to
-    msg["Date"] = format_datetime(now)
-    msg["Message-ID"] = message_id(info.list_id, rendered.as_of.isoformat(), subscriber.email)
-    msg["List-Id"] = f"{info.list_name} <{info.list_id}>"
-    msg["List-Unsubscribe"] = f"<{url}>, <mailto:{info.unsubscribe_mailto}?subject=unsubscribe>"
-    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg.set_content(rendered.text.replace(UNSUBSCRIBE_MARKER, url))
-    msg.add_alternative(rendered.html.replace(UNSUBSCRIBE_MARKER, url), subtype="html")
-    html_part = next(part for part in msg.iter_parts() if part.get_content_type() == "text/html")
-    for chart in rendered.images:
-        html_part.add_related(
-            chart.png,
-            maintype="image",
-            subtype="png",
-            cid=f"<{chart.content_id}>",
-            filename=chart.filename,
-            disposition="inline",
+MAX_LINE = 78
+ENCODED_WORD_BYTES = 45
+"""UTF-8 bytes per RFC 2047 encoded word: 45 bytes make 60 base64 characters, within 75."""
+
+
+def _check(name: str, value: str) -> None:
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"{name} header values may not contain CR or LF: {value!r}")
+
+
+def _encoded_words(text: str) -> str:
+    """Non-ASCII text as RFC 2047 base64 encoded words, never splitting a character."""
+    words, chunk = [], ""
+    for char in text:
+        if len((chunk + char).encode()) > ENCODED_WORD_BYTES:
+            words.append(chunk)
+            chunk = ""
+        chunk += char
+    words.append(chunk)
+    return " ".join(f"=?utf-8?b?{base64.b64encode(word.encode()).decode()}?=" for word in words)
+
+
+def _fold(line: str) -> str:
+    """Fold an ASCII header line at spaces to at most 78 characters where it can (RFC 5322).
+
+    The value's first word stays beside the field name: a value that starts on a continuation
+    line is read with a leading space by some parsers.
+    """
+    lines, current = [], ""
+    for index, word in enumerate(line.split(" ")):
+        if index > 1 and len(current) + 1 + len(word) > MAX_LINE:
+            lines.append(current)
+            current = " " + word
+        else:
+            current = f"{current} {word}" if current else word
+    lines.append(current)
+    return CRLF.join(lines) + CRLF
+
+
+def _header(name: str, value: str) -> str:
+    """An unstructured header (Subject and the like), encoded where needed and folded."""
+    _check(name, value)
+    return _fold(f"{name}: {value if value.isascii() else _encoded_words(value)}")
+
+
+def _address_header(name: str, display_name: str, address: str) -> str:
+    """A mailbox header such as To: or From:, the display name quoted or encoded as needed."""
+    _check(name, display_name)
+    _check(name, address)
+    if display_name and not display_name.isascii():
+        return _fold(f"{name}: {_encoded_words(display_name)} <{address}>")
+    return _fold(f"{name}: {formataddr((display_name, address))}")
+
+
+def _quoted_printable(text: str) -> bytes:
+    data = text.replace("\r\n", "\n").replace("\n", CRLF).encode("utf-8")
+    return binascii.b2a_qp(data, istext=True)
+
+
+def _base64_lines(data: bytes) -> bytes:
+    encoded = base64.b64encode(data)
+    lines = [encoded[i : i + BASE64_LINE] for i in range(0, len(encoded), BASE64_LINE)]
+    return b"\r\n".join(lines) + b"\r\n"
+
+
+class MessageFactory:
+    """Builds each subscriber's message as bytes ready for SMTP, sharing what all have in common."""
+
+    def __init__(
+        self, rendered: RenderedIssue, info: ListInfo, now: datetime, *, test: bool = False
+    ) -> None:
+        self.info = info
+        self.rendered = rendered
+        self.subject = (TEST_PREFIX if test else "") + rendered.subject
+        digest = hashlib.sha256(rendered.html.encode()).hexdigest()[:16]
+        self._alternative = f"==rd-alt-{digest}"
+        self._related = f"==rd-rel-{digest}"
+        shared = [
+            _address_header("From", *parseaddr(info.sender)),
+            _header("Subject", self.subject),
+            _header("Date", format_datetime(now)),
+            _address_header("List-Id", info.list_name, info.list_id),
+            _header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        ]
+        if info.reply_to:
+            shared.append(_address_header("Reply-To", *parseaddr(info.reply_to)))
+        shared += [
+            "MIME-Version: 1.0\r\n",
+            f'Content-Type: multipart/alternative; boundary="{self._alternative}"\r\n',
+        ]
+        self._shared_headers = "".join(shared).encode()
+        images = b"".join(
+            (
+                f"--{self._related}\r\n"
+                "Content-Type: image/png\r\n"
+                "Content-Transfer-Encoding: base64\r\n"
+                f"Content-ID: <{chart.content_id}>\r\n"
+                f'Content-Disposition: inline; filename="{chart.filename}"\r\n\r\n'
+            ).encode()
+            + _base64_lines(chart.png)
+            for chart in rendered.images
         )
-    return msg
+        self._tail = images + f"--{self._related}--\r\n\r\n--{self._alternative}--\r\n".encode()
+
+    def build(self, subscriber: Subscriber, msgid: str, token: str) -> bytes:
+        """The complete message for one subscriber, CRLF line endings throughout."""
+        url = unsubscribe_url(self.info, token)
+        headers = (
+            _address_header("To", subscriber.name, subscriber.email)
+            + _header("Message-ID", msgid)
+            + _header(
+                "List-Unsubscribe",
+                f"<{url}>, <mailto:{self.info.unsubscribe_mailto}?subject=unsubscribe>",
+            )
+        ).encode()
+        text = _quoted_printable(self.rendered.text.replace(UNSUBSCRIBE_MARKER, url))
+        html = _quoted_printable(self.rendered.html.replace(UNSUBSCRIBE_MARKER, url))
+        return b"".join(
+            (
+                headers,
+                self._shared_headers,
+                b"\r\n",
+                f"--{self._alternative}\r\n".encode(),
+                b'Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n',
+                text,
+                b"\r\n",
+                f"--{self._alternative}\r\n".encode(),
+                f'Content-Type: multipart/related; boundary="{self._related}"; type="text/html"\r\n\r\n'.encode(),
+                f"--{self._related}\r\n".encode(),
+                b'Content-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n',
+                html,
+                b"\r\n",
+                self._tail,
+            )
+        )

@@ -115,7 +115,33 @@ class StatsSection(_Section):
 
 
 class SubscribersSection(_Section):
-    file: Path = BUILTIN_SUBSCRIBERS
+    file: Path | None = BUILTIN_SUBSCRIBERS
+
+
+class DatabaseSection(_Section):
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and "://" not in value:
+            raise ValueError(
+                f"must be a database URL such as sqlite:///var/newsletter.db, got '{value}'"
+            )
+        return value
+
+
+class DeliverySection(_Section):
+    connections: int = Field(default=4, ge=1, le=64)
+    rate_per_s: float = Field(default=0.0, ge=0)
+    max_attempts: int = Field(default=5, ge=1, le=50)
+    retry_backoff_s: float = Field(default=2.0, ge=0)
+    max_wait_s: float = Field(default=300.0, ge=0)
+
+
+class WebSection(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
 
 
 class SmtpSection(_Section):
@@ -125,6 +151,7 @@ class SmtpSection(_Section):
     username: str | None = None
     password_env: str | None = None
     timeout_s: float = Field(default=30.0, gt=0, le=600)
+    ca_file: Path | None = None
 
     @property
     def is_builtin(self) -> bool:
@@ -146,7 +173,10 @@ class Config(_Section):
     market: MarketSection = MarketSection()
     stats: StatsSection = StatsSection()
     subscribers: SubscribersSection = SubscribersSection()
+    database: DatabaseSection = DatabaseSection()
     smtp: SmtpSection = SmtpSection()
+    delivery: DeliverySection = DeliverySection()
+    web: WebSection = WebSection()
     paths: PathsSection = PathsSection()
     templates: TemplatesSection = TemplatesSection()
     source: Path | None = None
@@ -159,11 +189,17 @@ class Config(_Section):
     def outbox_dir(self) -> Path:
         return self.paths.var_dir / "outbox"
 
+    @property
+    def database_url(self) -> str:
+        """database.url, or the SQLite file var/newsletter.db."""
+        return self.database.url or f"sqlite:///{self.paths.var_dir / 'newsletter.db'}"
+
 
 _PATH_KEYS = (
     ("market", "snapshot_dir"),
     ("market", "key_dates_file"),
     ("subscribers", "file"),
+    ("smtp", "ca_file"),
     ("paths", "var_dir"),
     ("templates", "dir"),
 )

@@ -1,33 +1,50 @@
-"""Delivery over SMTP, the built-in local capture server, and the per-issue send ledger.
+"""Delivery over SMTP: connections, reply classification, the concurrent sender, and the
+built-in local capture server.
 
-The ledger records each address after the server accepts its message, fsynced, so running the
-same command again after a crash or an SMTP failure sends only what is missing. One case stays
-open by nature: the server stored a message but its reply was lost; the resend then carries the
-same deterministic Message-ID, so the receiving side can drop the copy.
+The sender takes claimed messages from a ledger (claim -> send -> record, see store.py) and
+sends them over N reused connections, at most `rate_per_s` a second. Each SMTP answer is
+classified (RFC 5321 reply codes, RFC 3463 enhanced status codes):
+- retry later: 4xx, 421, 552 at RCPT (RFC 5321 section 4.5.3.1.10), timeouts, dropped connections;
+- permanent: other 5xx; with 5.1.x (bad mailbox) the subscriber is also marked bounced;
+- stop the run and alert: AUTH failures (530/535), 5.7.x policy blocks, 554 at the greeting.
+One case no sender can close: the server stored a message but its reply was lost. The message
+is then sent again with the same Message-ID, so the receiving side can drop the copy.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import mailbox
-import os
+import queue
+import re
 import smtplib
 import socket
 import ssl
+import threading
+import time
 from contextlib import closing
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Self
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
 
 from aiosmtpd.controller import Controller
 
 from newsletter.errors import DeliveryError
-from newsletter.models import DeliveryReport
+from newsletter.models import (
+    BOUNCED,
+    DEFERRED,
+    FAILED,
+    PENDING,
+    SENT,
+    Delivery,
+    DeliveryReport,
+    Outcome,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
-    from email.message import EmailMessage
+    from collections.abc import Callable, Sequence
     from pathlib import Path
     from types import TracebackType
 
@@ -35,6 +52,8 @@ logger = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 Security = Literal["none", "starttls", "tls"]
+HEARTBEAT_S = 10.0
+_ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,18 +66,95 @@ class SmtpSettings:
     timeout_s: float
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    ca_file: str | None = None
 
 
-class SmtpOutbox:
-    """One SMTP connection, opened on enter, with TLS verified against the system's CAs."""
+class Verdict(Enum):
+    RETRY = "retry"
+    PERMANENT = "permanent"
+    BOUNCE = "bounce"
+    FATAL = "fatal"
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpFailure(Exception):
+    """An SMTP exchange that did not end in acceptance; `code` is None without a reply."""
+
+    stage: str
+    code: int | None
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.text}" if self.code is not None else self.text
+
+
+def classify(failure: SmtpFailure) -> Verdict:
+    """What to do about one failed exchange (see the module docstring for the rules)."""
+    code, stage = failure.code, failure.stage
+    enhanced = _ENHANCED.match(failure.text)
+    if code is None or code == 421:
+        return Verdict.RETRY
+    if code in (530, 535) or (enhanced and enhanced.group(1) == "5" and enhanced.group(2) == "7"):
+        return Verdict.FATAL
+    if stage == "connect" and code == 554:
+        return Verdict.FATAL
+    if 400 <= code < 500 or (stage == "rcpt" and code == 552):
+        return Verdict.RETRY
+    if enhanced and enhanced.group(1) == "5" and enhanced.group(2) == "1":
+        return Verdict.BOUNCE
+    return Verdict.PERMANENT
+
+
+def _text(reply: str | bytes) -> str:
+    return reply if isinstance(reply, str) else reply.decode(errors="replace")
+
+
+class SmtpConnection:
+    """One SMTP session: connect, secure (certificates verified), log in, send, quit."""
 
     def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
         self._smtp: smtplib.SMTP | None = None
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.settings.ca_file)
+
     def open(self) -> None:
-        """Connect, secure and log in; failures raise DeliveryError with the fix to try."""
-        self._smtp = self._connect()
+        s = self.settings
+        try:
+            smtp: smtplib.SMTP
+            if s.security == "tls":
+                smtp = smtplib.SMTP_SSL(
+                    s.host, s.port, timeout=s.timeout_s, context=self._context()
+                )
+            else:
+                smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout_s)
+            self._smtp = smtp
+            if s.security == "starttls":
+                smtp.starttls(context=self._context())
+            if s.username:
+                smtp.login(s.username, s.password or "")
+        except smtplib.SMTPResponseException as err:
+            self.close()
+            stage = "auth" if isinstance(err, smtplib.SMTPAuthenticationError) else "connect"
+            raise SmtpFailure(stage, err.smtp_code, _text(err.smtp_error)) from err
+        except ssl.SSLError as err:
+            self.close()
+            raise SmtpFailure("tls", None, f"TLS failed: {err.reason or err}") from err
+        except (smtplib.SMTPException, OSError) as err:
+            self.close()
+            raise SmtpFailure("connect", None, f"cannot connect: {err}") from err
 
     def close(self) -> None:
         """Say QUIT (or just drop the socket if the server is gone)."""
@@ -69,153 +165,258 @@ class SmtpOutbox:
                 self._smtp.close()
             self._smtp = None
 
-    def _connect(self) -> smtplib.SMTP:
-        s = self.settings
-        where = f"{s.host}:{s.port}"
-        context = ssl.create_default_context()
-        try:
-            smtp: smtplib.SMTP
-            if s.security == "tls":
-                smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout_s, context=context)
-            else:
-                smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout_s)
-                if s.security == "starttls":
-                    smtp.starttls(context=context)
-            if s.username:
-                smtp.login(s.username, s.password or "")
-        except smtplib.SMTPAuthenticationError as err:
-            raise DeliveryError(
-                f"SMTP server {where} refused the login for {s.username!r} ({err.smtp_code}); "
-                "check smtp.username and the password in the variable named by smtp.password_env"
-            ) from err
-        except ssl.SSLError as err:
-            raise DeliveryError(f"TLS with SMTP server {where} failed: {err.reason}") from err
-        except (smtplib.SMTPException, OSError) as err:
-            raise DeliveryError(
-                f"cannot connect to SMTP server {where}: {err} (check smtp.host, smtp.port, smtp.security)"
-            ) from err
-        return smtp
-
     def _drop(self) -> None:
         if self._smtp is not None:
             self._smtp.close()
             self._smtp = None
 
-    def send(self, message: EmailMessage, sender: str, recipient: str) -> None:
-        """Send one message; SMTP refusals raise smtplib errors, connection loss DeliveryError."""
+    def send(self, sender: str, recipient: str, message: bytes) -> None:
+        """Send one message to one recipient; every refusal or loss raises SmtpFailure."""
         if self._smtp is None:
-            raise DeliveryError("SMTP outbox used outside its 'with' block")
+            self.open()
+        assert self._smtp is not None
         try:
-            refused = self._smtp.send_message(message, from_addr=sender, to_addrs=[recipient])
+            refused = self._smtp.sendmail(sender, [recipient], message)
+        except smtplib.SMTPRecipientsRefused as err:
+            code, reply = err.recipients.get(recipient, next(iter(err.recipients.values())))
+            raise SmtpFailure("rcpt", code, _text(reply)) from err
+        except smtplib.SMTPSenderRefused as err:
+            raise SmtpFailure("mail", err.smtp_code, _text(err.smtp_error)) from err
+        except smtplib.SMTPDataError as err:
+            raise SmtpFailure("data", err.smtp_code, _text(err.smtp_error)) from err
         except smtplib.SMTPServerDisconnected as err:
             self._drop()
-            raise DeliveryError(
-                f"SMTP server {self.settings.host}:{self.settings.port} dropped the connection"
-            ) from err
-        except smtplib.SMTPException:
-            raise  # a refusal of this message: the caller reports it (SMTPException is an OSError)
-        except OSError as err:
+            raise SmtpFailure("data", None, f"connection lost: {err}") from err
+        except smtplib.SMTPResponseException as err:
             self._drop()
-            raise DeliveryError(
-                f"SMTP server {self.settings.host}:{self.settings.port} did not answer in time: {err}"
-            ) from err
-        if refused:
+            raise SmtpFailure("data", err.smtp_code, _text(err.smtp_error)) from err
+        except (smtplib.SMTPException, OSError) as err:
+            self._drop()
+            raise SmtpFailure("data", None, f"no answer: {err}") from err
+        if recipient in refused:  # a partial refusal that smtplib reports without raising
             code, reply = refused[recipient]
-            raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
+            raise SmtpFailure("rcpt", code, _text(reply))
 
 
-class SendLedger:
-    """Append-only record of the addresses an issue was delivered to (one JSON line each)."""
+class RateLimiter:
+    """At most `rate_per_s` acquisitions a second across all threads (0: no limit)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, rate_per_s: float) -> None:
+        self.interval = 1.0 / rate_per_s if rate_per_s > 0 else 0.0
+        self._next = time.monotonic()
+        self._lock = threading.Lock()
 
-    def delivered(self) -> set[str]:
-        if not self.path.exists():
-            return set()
-        done = set()
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                done.add(json.loads(line)["to"].lower())
-        return done
+    def acquire(self) -> None:
+        if not self.interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next)
+            self._next = slot + self.interval
+        if slot > now:
+            time.sleep(slot - now)
 
-    def record(self, address: str, message_id: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"to": address, "message_id": message_id}) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+
+class Ledger(Protocol):
+    """Where the sender claims messages and records what happened to them (store.py)."""
+
+    def claim(self, limit: int) -> list[Delivery]: ...
+
+    def record(self, outcomes: Sequence[Outcome]) -> None: ...
+
+    def next_due(self) -> datetime | None: ...
+
+    def heartbeat(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
-class Outgoing:
-    """A message with its envelope."""
+class SendPolicy:
+    """How hard to try: connections, rate, attempts per message and back-off between them."""
 
-    recipient: str
-    message: EmailMessage
-
-
-def _text(reply: str | bytes) -> str:
-    return reply if isinstance(reply, str) else reply.decode(errors="replace")
-
-
-def _smtp_reply(err: smtplib.SMTPException) -> str:
-    """The server's reply code and text for a refusal, as the report shows it."""
-    if isinstance(err, smtplib.SMTPRecipientsRefused):
-        code, reply = next(iter(err.recipients.values()))
-        return f"{code} {_text(reply)}"
-    if isinstance(err, smtplib.SMTPResponseException):
-        return f"{err.smtp_code} {_text(err.smtp_error)}"
-    return str(err)
+    connections: int = 4
+    rate_per_s: float = 0.0
+    max_attempts: int = 5
+    backoff_s: float = 2.0
+    max_wait_s: float = 300.0
+    """Longest this run waits for a retry to fall due; later retries are left to the next run."""
 
 
-def deliver(
-    outgoing: Iterable[Outgoing],
-    settings: SmtpSettings,
-    sender: str,
-    ledger: SendLedger,
-    on_progress: Callable[[], None] = lambda: None,
-) -> DeliveryReport:
-    """Send every message not yet in the ledger; refusals are reported, never dropped silently.
+class Sender:
+    """Sends every claimable message of an issue, concurrently, and reports what happened."""
 
-    A refused recipient does not stop the run. A lost connection is retried once on a fresh
-    connection; if that fails too, DeliveryError ends the run and the ledger keeps what was done.
-    """
-    report = DeliveryReport()
-    done = ledger.delivered()
-    outbox: SmtpOutbox | None = None
-    try:
-        for item in outgoing:
-            if item.recipient.lower() in done:
-                report.skipped.append(item.recipient)
-                on_progress()
-                continue
-            for attempt in (1, 2):
-                if outbox is None:
-                    outbox = SmtpOutbox(settings)
-                    outbox.open()
-                try:
-                    outbox.send(item.message, sender, item.recipient)
-                except DeliveryError:
-                    outbox = None
-                    if attempt == 2:
-                        raise
-                    logger.warning("connection lost before %s; reconnecting once", item.recipient)
+    def __init__(
+        self,
+        settings: SmtpSettings,
+        envelope_sender: str,
+        build: Callable[[Delivery], bytes],
+        policy: SendPolicy,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.settings = settings
+        self.envelope_sender = envelope_sender
+        self.build = build
+        self.policy = policy
+        self.clock = clock
+        self._limiter = RateLimiter(policy.rate_per_s)
+        self._stop = threading.Event()
+        self._reached = threading.Event()  # set once any message went through in this run
+        self._fatal: SmtpFailure | None = None
+
+    def _outcome(self, job: Delivery, failure: SmtpFailure) -> Outcome:
+        verdict = classify(failure)
+        reply = str(failure)
+        unreachable = failure.stage == "connect" and failure.code is None and not self._reached.is_set()
+        if verdict is Verdict.FATAL or unreachable:
+            self._fatal = self._fatal or failure
+            self._stop.set()
+            return Outcome(job.subscriber_id, PENDING, reply)
+        if verdict is Verdict.RETRY:
+            if job.attempts >= self.policy.max_attempts:
+                return Outcome(
+                    job.subscriber_id, DEFERRED, f"after {job.attempts} attempts: {reply}"
+                )
+            delay = self.policy.backoff_s * 2 ** (job.attempts - 1)
+            return Outcome(
+                job.subscriber_id, PENDING, reply, retry_at=self.clock() + timedelta(seconds=delay)
+            )
+        if verdict is Verdict.BOUNCE:
+            return Outcome(job.subscriber_id, BOUNCED, reply, bounce_subscriber=True)
+        return Outcome(job.subscriber_id, FAILED, reply)
+
+    @staticmethod
+    def _tally(report: DeliveryReport, outcome: Outcome, email: str) -> None:
+        if outcome.status == SENT:
+            report.sent += 1
+        elif outcome.status == PENDING and outcome.retry_at is not None:
+            report.retried += 1
+        elif outcome.status in (DEFERRED, BOUNCED, FAILED):
+            report.refusals.append((email, f"{outcome.status}: {outcome.reply}"))
+            if outcome.status == DEFERRED:
+                report.retried += 1
+                report.deferred += 1
+            elif outcome.status == BOUNCED:
+                report.bounced += 1
+            else:
+                report.failed += 1
+
+    def _worker(self, jobs: queue.Queue[Delivery | None], results: queue.Queue[Outcome]) -> None:
+        with SmtpConnection(self.settings) as connection:
+            while (job := jobs.get()) is not None:
+                if self._stop.is_set():
+                    results.put(Outcome(job.subscriber_id, PENDING, "run stopped before sending"))
                     continue
-                except smtplib.SMTPException as err:
-                    report.refused[item.recipient] = _smtp_reply(err)
-                    logger.warning(
-                        "SMTP refused %s: %s", item.recipient, report.refused[item.recipient]
-                    )
+                self._limiter.acquire()
+                try:
+                    connection.send(self.envelope_sender, job.email, self.build(job))
+                except SmtpFailure as failure:
+                    results.put(self._outcome(job, failure))
+                except Exception as err:  # a bug must not leave the claim hanging
+                    logger.exception("sending to %s failed unexpectedly", job.email)
+                    results.put(Outcome(job.subscriber_id, PENDING, f"unexpected error: {err}"))
+                    self._stop.set()
                 else:
-                    ledger.record(item.recipient, str(item.message["Message-ID"]))
-                    report.sent.append(item.recipient)
+                    self._reached.set()
+                    results.put(Outcome(job.subscriber_id, SENT, "250 accepted"))
+
+    def run(
+        self, ledger: Ledger, on_progress: Callable[[int], None] = lambda n: None
+    ) -> DeliveryReport:
+        """Claim, send and record until nothing is due within `max_wait_s`, or a fatal reply."""
+        report = DeliveryReport()
+        jobs: queue.Queue[Delivery | None] = queue.Queue()
+        results: queue.Queue[Outcome] = queue.Queue()
+        workers = [
+            threading.Thread(
+                target=self._worker, args=(jobs, results), daemon=True, name=f"smtp-{i}"
+            )
+            for i in range(self.policy.connections)
+        ]
+        for worker in workers:
+            worker.start()
+        emails: dict[int, str] = {}  # claimed and not yet recorded: subscriber id -> address
+        window = self.policy.connections * 4
+        last_beat = time.monotonic()
+        try:
+            while True:
+                if not self._stop.is_set() and len(emails) < window:
+                    for job in ledger.claim(window - len(emails)):
+                        emails[job.subscriber_id] = job.email
+                        jobs.put(job)
+                if not emails:
+                    if self._stop.is_set() or not self._wait_for_retry(ledger):
+                        break
+                    continue
+                self._collect(
+                    [results.get()],
+                    results,
+                    ledger=ledger,
+                    report=report,
+                    emails=emails,
+                    on_progress=on_progress,
+                )
+                if time.monotonic() - last_beat > HEARTBEAT_S:
+                    ledger.heartbeat()
+                    last_beat = time.monotonic()
+        finally:
+            self._stop.set()
+            for _ in workers:
+                jobs.put(None)
+            for worker in workers:
+                worker.join()
+            self._collect(
+                [], results, ledger=ledger, report=report, emails=emails, on_progress=on_progress
+            )
+        if self._fatal is not None:
+            raise DeliveryError(self._fatal_message(self._fatal, report))
+        return report
+
+    def _fatal_message(self, failure: SmtpFailure, report: DeliveryReport) -> str:
+        where = f"SMTP server {self.settings.host}:{self.settings.port}"
+        done = f"{report.sent} sent before it stopped" if report.sent else "nothing was sent"
+        if failure.stage == "connect" and failure.code is None:
+            return (
+                f"{where} is unreachable ({failure.text}); {done}. Check smtp.host, smtp.port and "
+                "smtp.security, then run the same command"
+            )
+        return (
+            f"{where} refused the run at {failure.stage}: {failure}; {done}. Fix the account or "
+            "the sending policy, then run the same command"
+        )
+
+    def _collect(
+        self,
+        outcomes: list[Outcome],
+        results: queue.Queue[Outcome],
+        *,
+        ledger: Ledger,
+        report: DeliveryReport,
+        emails: dict[int, str],
+        on_progress: Callable[[int], None],
+    ) -> None:
+        """Record `outcomes` and every other result already waiting, in one transaction."""
+        while True:
+            try:
+                outcomes.append(results.get_nowait())
+            except queue.Empty:
                 break
-            on_progress()
-    finally:
-        if outbox is not None:
-            outbox.close()
-    return report
+        if not outcomes:
+            return
+        ledger.record(outcomes)
+        for outcome in outcomes:
+            self._tally(report, outcome, emails.pop(outcome.subscriber_id, ""))
+        on_progress(sum(outcome.status != PENDING for outcome in outcomes))
+
+    def _wait_for_retry(self, ledger: Ledger) -> bool:
+        """Sleep until the next retry falls due; False if none is due within max_wait_s."""
+        due = ledger.next_due()
+        if due is None:
+            return False
+        wait = (due.replace(tzinfo=None) - self.clock().replace(tzinfo=None)).total_seconds()
+        if wait > self.policy.max_wait_s:
+            return False
+        if wait > 0:
+            time.sleep(wait)
+        return True
 
 
 class _MaildirHandler:

@@ -6,7 +6,7 @@ pandas is imported only for type checking so that the CLI's --help stays instant
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -139,17 +139,55 @@ class Subscriber:
     name: str
 
 
+PENDING, CLAIMED, SENT, DEFERRED, BOUNCED, FAILED, SKIPPED = (
+    "pending",
+    "claimed",
+    "sent",
+    "deferred",
+    "bounced",
+    "failed",
+    "skipped",
+)
+"""Ledger statuses of one (issue, subscriber) message."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One claimed (issue, subscriber) message to send."""
+
+    subscriber_id: int
+    email: str
+    name: str
+    message_id: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one claimed message, as the ledger records it."""
+
+    subscriber_id: int
+    status: str
+    reply: str
+    retry_at: datetime | None = None
+    bounce_subscriber: bool = False
+
+
 @dataclass(slots=True)
 class DeliveryReport:
-    """What a delivery run did: addresses sent now, skipped as already sent, and refused."""
+    """What one send run did, counted by outcome, with the refusals spelled out."""
 
-    sent: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    refused: dict[str, str] = field(default_factory=dict)
+    sent: int = 0
+    retried: int = 0
+    bounced: int = 0
+    failed: int = 0
+    deferred: int = 0
+    skipped: int = 0
+    refusals: list[tuple[str, str]] = field(default_factory=list)
 
     @property
-    def ok(self) -> bool:
-        return not self.refused
+    def undelivered(self) -> int:
+        return self.bounced + self.failed + self.deferred
 
 
 TICKER_NAMES = {
@@ -180,6 +218,11 @@ TICKER_NAMES = {
     "AMZN": "Amazon",
     "META": "Meta",
 }
+
+
+def address_key(address: str) -> str:
+    """The key two spellings of one mailbox share: mail providers ignore case in practice."""
+    return address.lower()
 
 
 def display_name(ticker: str) -> str:

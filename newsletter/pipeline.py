@@ -6,6 +6,7 @@ Everything is built first, then written through one sink (`write_issue_folder`),
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -14,40 +15,66 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date, timedelta
+from email.utils import make_msgid
 from pathlib import Path
 from secrets import token_bytes
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from newsletter import store
 from newsletter.charts import render_charts
-from newsletter.compose import ListInfo, compose_message
-from newsletter.delivery import CaptureServer, Outgoing, SendLedger, SmtpSettings, deliver
-from newsletter.errors import AsOfError
+from newsletter.compose import ListInfo, MessageFactory, message_id
+from newsletter.delivery import (
+    CaptureServer,
+    Sender,
+    SendPolicy,
+    SmtpConnection,
+    SmtpFailure,
+    SmtpSettings,
+)
+from newsletter.errors import AsOfError, DeliveryError
 from newsletter.headline import write_headline
 from newsletter.market.calendar import TradingCalendar
 from newsletter.market.events import load_key_dates
 from newsletter.market.snapshot import SnapshotSource
 from newsletter.market.weights import load_start_of_year_weights
-from newsletter.models import UNSUBSCRIBE_MARKER, Issue, Prices, StatsSpec
-from newsletter.render import make_environment, render_html, render_issue
+from newsletter.models import (
+    BOUNCED,
+    CLAIMED,
+    DEFERRED,
+    FAILED,
+    PENDING,
+    SENT,
+    SKIPPED,
+    UNSUBSCRIBE_MARKER,
+    Delivery,
+    Issue,
+    Outcome,
+    Prices,
+    StatsSpec,
+    Subscriber,
+)
+from newsletter.render import make_environment, render_html, render_issue, render_page
 from newsletter.stats import compute_week_stats, member_tickers, required_tickers, spec_tickers
 from newsletter.stats.strength import YEAR_SESSIONS
-from newsletter.subscribers import load_subscribers
-from newsletter.unsubscribe import make_token
+from newsletter.subscribers import normalise_address, read_subscriber_csv
+from newsletter.unsubscribe import make_token, verify_token
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Sequence
     from datetime import datetime
 
+    from sqlalchemy.engine import Engine
+
     from newsletter.config import Config, Secrets
-    from newsletter.models import DeliveryReport, RenderedIssue, Subscriber
+    from newsletter.models import DeliveryReport, RenderedIssue
     from newsletter.weekstats import WeekStats
 
 logger = logging.getLogger(__name__)
 
-LEDGER_FILE = "sent.jsonl"
 REQUEST_SLACK_DAYS = 14
+UNSUBSCRIBE_TEMPLATE = "unsubscribe.html.j2"
 EXAMPLE_TOKEN = "example-token"
 KEY_DATES_SOURCE = "Federal Reserve FOMC calendars and BLS CPI release schedules (see KEY_DATES.md)"
 FILE_MODE = 0o644
@@ -258,24 +285,92 @@ def _list_info(config: Config) -> ListInfo:
     )
 
 
-def _messages(
-    built: BuiltIssue, subscribers: Sequence[Subscriber], info: ListInfo, key: bytes, now: datetime
-) -> Iterator[Outgoing]:
-    for subscriber in subscribers:
-        token = make_token(key, info.list_id, subscriber.email)
-        yield Outgoing(
-            subscriber.email,
-            compose_message(built.rendered, subscriber, info, token=token, now=now),
-        )
+def open_store(config: Config) -> Engine:
+    """The project database (subscribers, issues, the send ledger)."""
+    return store.open_database(config.database_url)
+
+
+def sync_subscribers(config: Config, engine: Engine, now: datetime) -> list[str]:
+    """Import subscribers.file into the database (new addresses only; nobody re-activated).
+
+    Returns one message per bad row; the good rows are imported regardless.
+    """
+    if config.subscribers.file is None:
+        return []
+    read = read_subscriber_csv(config.subscribers.file)
+    store.import_subscribers(engine, read.subscribers, source=str(config.subscribers.file), now=now)
+    for error in read.errors:
+        logger.warning("%s", error)
+    return read.errors
+
+
+def _smtp_settings(config: Config, secrets: Secrets) -> SmtpSettings:
+    smtp = config.smtp
+    return SmtpSettings(
+        host=smtp.host,
+        port=smtp.port,
+        security=smtp.security,
+        timeout_s=smtp.timeout_s,
+        username=smtp.username,
+        password=secrets.smtp_password,
+        ca_file=str(smtp.ca_file) if smtp.ca_file else None,
+    )
+
+
+def _unsubscribe_key(config: Config, secrets: Secrets) -> bytes:
+    if secrets.unsubscribe_key is not None:
+        return secrets.unsubscribe_key
+    logger.warning(
+        "%s is unset: unsubscribe links in this local run are signed with a one-off key",
+        config.newsletter.unsubscribe_secret_env,
+    )
+    return token_bytes(32)
+
+
+@dataclass
+class StoreLedger:
+    """The delivery.Ledger of one issue and run, backed by the database."""
+
+    engine: Engine
+    issue_id: int
+    run_id: int
+    clock: Callable[[], datetime]
+
+    def claim(self, limit: int) -> list[Delivery]:
+        return store.claim(self.engine, self.issue_id, self.run_id, limit, self.clock())
+
+    def record(self, outcomes: Sequence[Outcome]) -> None:
+        store.record(self.engine, self.issue_id, outcomes, self.clock())
+
+    def next_due(self) -> datetime | None:
+        return store.next_due(self.engine, self.issue_id)
+
+    def heartbeat(self) -> None:
+        store.heartbeat(self.engine, self.run_id, self.clock())
 
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
-    """What a send did, and where its copies went."""
+    """What a send did, the issue's ledger afterwards, and where the messages went."""
 
     report: DeliveryReport
-    recipients: int
+    ledger: dict[str, int]
     destination: str
+    row_errors: list[str]
+
+    @property
+    def complete(self) -> bool:
+        """True when no message of the issue is left pending, deferred or refused."""
+        return not (set(self.ledger) & {PENDING, CLAIMED, DEFERRED, BOUNCED, FAILED})
+
+
+def _content_sha256(rendered: RenderedIssue) -> str:
+    digest = hashlib.sha256(rendered.subject.encode())
+    digest.update(rendered.html.encode())
+    digest.update(rendered.text.encode())
+    for chart in rendered.images:
+        digest.update(chart.png)
+    return digest.hexdigest()
 
 
 def send_issue(
@@ -283,45 +378,153 @@ def send_issue(
     built: BuiltIssue,
     *,
     secrets: Secrets,
-    now: datetime,
+    clock: Callable[[], datetime],
     on_start: Callable[[int], None] = lambda total: None,
-    on_progress: Callable[[], None] = lambda: None,
+    on_progress: Callable[[int], None] = lambda done: None,
 ) -> SendResult:
-    """Deliver the built issue to every subscriber not yet in its ledger."""
-    subscribers = load_subscribers(config.subscribers.file)
-    info = _list_info(config)
-    key = secrets.unsubscribe_key
-    if key is None:
-        logger.warning(
-            "%s is unset: unsubscribe links in this local run are signed with a one-off key",
-            config.newsletter.unsubscribe_secret_env,
+    """Deliver the built issue to every active subscriber who has not received it yet.
+
+    Safe to run again at any time: the ledger makes a second run send only what is missing.
+    """
+    engine = open_store(config)
+    now = clock()
+    row_errors = sync_subscribers(config, engine, now)
+    rendered, info = built.rendered, _list_info(config)
+    as_of = built.stats.as_of.isoformat()
+    issue_id = store.record_issue(
+        engine, built.stats.as_of, rendered.subject, _content_sha256(rendered), now
+    )
+    run_id = store.start_run(engine, issue_id, now)
+    try:
+        store.enqueue_audience(
+            engine, issue_id, lambda email: message_id(info.list_id, as_of, email), now
         )
-        key = token_bytes(32)
-    ledger = SendLedger(config.issues_dir / built.stats.as_of.isoformat() / LEDGER_FILE)
-    on_start(len(subscribers))
-    messages = _messages(built, subscribers, info, key, now)
-    smtp = config.smtp
+        counts = store.ledger_counts(engine, issue_id)
+        on_start(sum(counts.get(status, 0) for status in (PENDING, CLAIMED)))
+        factory = MessageFactory(rendered, info, now)
+        key = _unsubscribe_key(config, secrets)
+
+        def build(job: Delivery) -> bytes:
+            token = make_token(key, info.list_id, job.email)
+            return factory.build(Subscriber(job.email, job.name), job.message_id, token)
+
+        d = config.delivery
+        policy = SendPolicy(
+            connections=d.connections,
+            rate_per_s=d.rate_per_s,
+            max_attempts=d.max_attempts,
+            backoff_s=d.retry_backoff_s,
+            max_wait_s=d.max_wait_s,
+        )
+        ledger = StoreLedger(engine, issue_id, run_id, clock)
+        with ExitStack() as stack:
+            if config.smtp.is_builtin:
+                server = stack.enter_context(CaptureServer(config.outbox_dir))
+                settings = server.settings(config.smtp.timeout_s)
+                destination = f"built-in capture server, Maildir {config.outbox_dir}"
+            else:
+                settings = _smtp_settings(config, secrets)
+                destination = f"SMTP server {config.smtp.host}:{config.smtp.port}"
+            report = Sender(settings, info.envelope_sender, build, policy, clock).run(
+                ledger, on_progress
+            )
+    finally:
+        store.finish_run(engine, run_id, clock())
+    counts = store.ledger_counts(engine, issue_id)
+    report.skipped = counts.get(SENT, 0) - report.sent + counts.get(SKIPPED, 0)
+    logger.info(
+        "Sent issue %s: %d sent, %d retried, %d bounced, %d failed, %d deferred, %d skipped",
+        as_of,
+        report.sent,
+        report.retried,
+        report.bounced,
+        report.failed,
+        report.deferred,
+        report.skipped,
+    )
+    return SendResult(report=report, ledger=counts, destination=destination, row_errors=row_errors)
+
+
+def send_test(
+    config: Config,
+    built: BuiltIssue,
+    address: str,
+    *,
+    secrets: Secrets,
+    clock: Callable[[], datetime],
+) -> str:
+    """Send one copy marked [TEST] to `address`; it is never recorded as sent. Returns where."""
+    recipient = normalise_address(address)
+    info = _list_info(config)
+    factory = MessageFactory(built.rendered, info, clock(), test=True)
+    token = make_token(_unsubscribe_key(config, secrets), info.list_id, recipient)
+    data = factory.build(Subscriber(recipient, ""), make_msgid(domain=info.list_id), token)
     with ExitStack() as stack:
-        if smtp.is_builtin:
-            server = stack.enter_context(CaptureServer(config.outbox_dir))
-            settings = server.settings(smtp.timeout_s)
+        if config.smtp.is_builtin:
+            settings = stack.enter_context(CaptureServer(config.outbox_dir)).settings(
+                config.smtp.timeout_s
+            )
             destination = f"built-in capture server, Maildir {config.outbox_dir}"
         else:
-            settings = SmtpSettings(
-                host=smtp.host,
-                port=smtp.port,
-                security=smtp.security,
-                timeout_s=smtp.timeout_s,
-                username=smtp.username,
-                password=secrets.smtp_password,
-            )
-            destination = f"SMTP server {smtp.host}:{smtp.port}"
-        report = deliver(messages, settings, info.envelope_sender, ledger, on_progress)
-    logger.info(
-        "Sent issue %s: %d sent, %d already sent, %d refused",
-        built.stats.as_of,
-        len(report.sent),
-        len(report.skipped),
-        len(report.refused),
-    )
-    return SendResult(report=report, recipients=len(subscribers), destination=destination)
+            settings = _smtp_settings(config, secrets)
+            destination = f"SMTP server {config.smtp.host}:{config.smtp.port}"
+        try:
+            with SmtpConnection(settings) as connection:
+                connection.send(info.envelope_sender, recipient, data)
+        except SmtpFailure as failure:
+            raise DeliveryError(f"the test copy to {recipient} was refused: {failure}") from failure
+    return destination
+
+
+def dry_run(
+    config: Config, built: BuiltIssue, *, secrets: Secrets, clock: Callable[[], datetime]
+) -> tuple[int, int]:
+    """Compose every message a send would deliver now, without sending; (messages, bytes)."""
+    engine = open_store(config)
+    sync_subscribers(config, engine, clock())
+    info = _list_info(config)
+    factory = MessageFactory(built.rendered, info, clock())
+    key = _unsubscribe_key(config, secrets)
+    as_of = built.stats.as_of.isoformat()
+    count = size = 0
+    for email, name, _status in store.list_subscribers(engine, status=store.ACTIVE):
+        data = factory.build(
+            Subscriber(email, name),
+            message_id(info.list_id, as_of, email),
+            make_token(key, info.list_id, email),
+        )
+        count += 1
+        size += len(data)
+    return count, size
+
+
+class UnsubscribePages:
+    """The unsubscribe endpoint's logic: verify a token, unsubscribe, render the pages."""
+
+    def __init__(self, config: Config, key: bytes) -> None:
+        self.config = config
+        self.key = key
+        self.engine = open_store(config)
+        self.env = make_environment(config.templates.dir)
+
+    def verify(self, token: str) -> str | None:
+        """The address a genuine token of this list was made for."""
+        return verify_token(self.key, self.config.newsletter.list_id, token)
+
+    def unsubscribe(self, token: str, now: datetime) -> str | None:
+        """Unsubscribe the token's address (at once, and for good); None for a bad token."""
+        address = self.verify(token)
+        if address is None:
+            return None
+        if not store.set_subscriber_status(self.engine, address, store.UNSUBSCRIBED, now):
+            logger.info("unsubscribe for an address not in the database")
+        return address
+
+    def page(self, state: str, **context: str) -> str:
+        return render_page(
+            self.env,
+            UNSUBSCRIBE_TEMPLATE,
+            state=state,
+            list_name=self.config.newsletter.name,
+            **context,
+        )

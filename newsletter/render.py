@@ -91,7 +91,8 @@ def make_environment(template_dir: Path) -> jinja2.Environment:
     return env
 
 
-def _render(env: jinja2.Environment, name: str, **context: object) -> str:
+def render_page(env: jinja2.Environment, name: str, **context: object) -> str:
+    """Render one template; a missing template or a template error becomes a RenderError."""
     try:
         return env.get_template(name).render(**context)
     except jinja2.TemplateNotFound as err:
@@ -113,7 +114,7 @@ _INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=Fal
 def render_html(issue: Issue, env: jinja2.Environment, images: ImageMode) -> str:
     """The issue as one HTML page with inlined CSS; images as cid: refs or as sibling files."""
     charts = {chart.name: chart for chart in issue.charts}
-    html = _render(
+    html = render_page(
         env,
         HTML_TEMPLATE,
         issue=issue,
@@ -130,7 +131,7 @@ def render_html(issue: Issue, env: jinja2.Environment, images: ImageMode) -> str
 
 def render_issue(issue: Issue, env: jinja2.Environment) -> RenderedIssue:
     """The issue as it is mailed: HTML referring to its images by cid:, and the text part."""
-    text = _render(
+    text = render_page(
         env,
         TEXT_TEMPLATE,
         issue=issue,

@@ -1,74 +1,97 @@
-"""The subscriber list: a CSV file with `email,name` columns, validated row by row.
+"""Subscriber addresses: validation (email-validator, no DNS) and the CSV import/export format.
 
-Addresses are checked strictly enough that nothing reaching a To: header can inject another
-header (no whitespace, control characters, commas or angle brackets) and normalised (trimmed,
-domain lower-cased) so the same person is not mailed twice.
+A CSV has an `email` column and optionally `name`. Reading never stops at a bad row: each bad
+row is reported with its line number and reason, and the good rows are returned.
 """
 
 from __future__ import annotations
 
 import csv
-import logging
 import re
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from email_validator import EmailNotValidError, validate_email
+
 from newsletter.errors import SubscriberError
-from newsletter.models import Subscriber
+from newsletter.models import Subscriber, address_key
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from pathlib import Path
 
-logger = logging.getLogger(__name__)
-
-_LOCAL = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+"
-_DOMAIN = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
-_ADDRESS = re.compile(rf"^{_LOCAL}@{_DOMAIN}$")
-_NAME_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f]")
-MAX_ADDRESS_LENGTH = 254
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_NAME_LENGTH = 200
 
 
-def normalise_address(raw: str) -> str | None:
-    """The address trimmed with its domain lower-cased, or None if it is not a plain address."""
-    address = raw.strip()
-    if len(address) > MAX_ADDRESS_LENGTH or not _ADDRESS.match(address):
-        return None
-    local, domain = address.rsplit("@", 1)
-    if local.startswith(".") or local.endswith(".") or ".." in local:
-        return None
-    return f"{local}@{domain.lower()}"
+def normalise_address(raw: str) -> str:
+    """The address in normal form (domain lower-cased, IDNA-encoded), or SubscriberError.
 
-
-def load_subscribers(path: Path) -> list[Subscriber]:
-    """Every subscriber in `path`; a bad row raises SubscriberError naming file and line."""
+    Addresses that need SMTPUTF8 (a non-ASCII local part) are refused: many relays still
+    reject them, and a digest that silently fails for some readers is worse than a clear error.
+    """
     try:
-        handle = path.open(encoding="utf-8", newline="")
+        valid = validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=False)
+        return str(valid.ascii_email or valid.normalized)
+    except EmailNotValidError as err:
+        raise SubscriberError(f"'{raw}' is not a valid email address ({err})") from err
+
+
+def clean_name(raw: str) -> str:
+    """A display name safe for a header: trimmed, without control characters."""
+    name = raw.strip()
+    if _CONTROL.search(name):
+        raise SubscriberError("the name contains control characters")
+    if len(name) > MAX_NAME_LENGTH:
+        raise SubscriberError(f"the name is longer than {MAX_NAME_LENGTH} characters")
+    return name
+
+
+@dataclass
+class CsvRead:
+    """The good rows of a subscriber CSV and one message per bad row (file:line: reason)."""
+
+    subscribers: list[Subscriber] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    duplicates: int = 0
+
+
+def read_subscriber_csv(path: Path) -> CsvRead:
+    """Read `path`; a missing file or header is an error, a bad row is reported and skipped."""
+    try:
+        handle = path.open(encoding="utf-8-sig", newline="")
     except OSError as err:
-        raise SubscriberError(
-            f"cannot read subscriber list {path}: {err.strerror} (check subscribers.file in config.yaml)"
-        ) from err
-    subscribers: list[Subscriber] = []
+        raise SubscriberError(f"cannot read subscriber list {path}: {err.strerror}") from err
+    result = CsvRead()
     seen: set[str] = set()
     with handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None or "email" not in reader.fieldnames:
             raise SubscriberError(
-                f"{path}: line 1: header must name an 'email' column (and optionally 'name')"
+                f"{path}: line 1: the header must name an 'email' column (and optionally 'name')"
             )
         for row in reader:
-            line = reader.line_num
-            raw_email = row.get("email") or ""
-            address = normalise_address(raw_email)
-            if address is None:
-                raise SubscriberError(
-                    f"{path}: line {line}: '{raw_email}' is not a valid email address"
-                )
-            name = (row.get("name") or "").strip()
-            if _NAME_FORBIDDEN.search(name):
-                raise SubscriberError(f"{path}: line {line}: the name contains control characters")
-            key = address.lower()
-            if key in seen:
-                logger.warning("%s: line %d: duplicate address skipped", path, line)
+            try:
+                address = normalise_address(row.get("email") or "")
+                name = clean_name(row.get("name") or "")
+            except SubscriberError as err:
+                result.errors.append(f"{path}: line {reader.line_num}: {err}")
                 continue
-            seen.add(key)
-            subscribers.append(Subscriber(email=address, name=name))
-    return subscribers
+            if address_key(address) in seen:
+                result.duplicates += 1
+                continue
+            seen.add(address_key(address))
+            result.subscribers.append(Subscriber(email=address, name=name))
+    return result
+
+
+def write_subscriber_csv(path: Path, rows: Iterable[tuple[str, str, str]]) -> int:
+    """Write `email,name,status` rows to `path`; returns how many were written."""
+    count = 0
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["email", "name", "status"])
+        for row in rows:
+            writer.writerow(row)
+            count += 1
+    return count

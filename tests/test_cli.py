@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 
@@ -134,13 +135,28 @@ def test_every_command_has_help():
     subparsers = next(
         a for a in parser._actions if isinstance(a, type(parser._subparsers._group_actions[0]))
     )
-    assert set(subparsers.choices) == {"run", "build", "check-config"}
-    for name, sub in subparsers.choices.items():
-        assert sub.description, name
-        for action in sub._actions:
-            assert action.help, f"{name} {action.dest} has no help"
-    for choice in subparsers._choices_actions:
-        assert choice.help
+    assert set(subparsers.choices) == {
+        "run",
+        "build",
+        "send",
+        "subscribers",
+        "serve",
+        "check-config",
+    }
+
+    def check(parser, name):
+        assert parser.description, name
+        for action in parser._actions:
+            assert action.help or isinstance(action, argparse._SubParsersAction), (
+                f"{name} {action.dest} has no help"
+            )
+            if isinstance(action, argparse._SubParsersAction):
+                for choice in action._choices_actions:
+                    assert choice.help, f"{name} {choice.dest} has no help"
+                for sub_name, sub in action.choices.items():
+                    check(sub, f"{name} {sub_name}")
+
+    check(parser, "newsletter")
 
 
 def test_help_does_not_import_heavy_libraries():

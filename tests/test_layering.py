@@ -17,8 +17,9 @@ STAGES = {
     "delivery",
     "subscribers",
     "unsubscribe",
+    "store",
 }
-DRIVERS = {"cli"}
+DRIVERS = {"cli", "web"}
 
 
 def imports_of(path: Path) -> set[str]:

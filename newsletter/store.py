@@ -1,0 +1,523 @@
+"""The database (SQLAlchemy Core): subscribers, issues, send runs and the send ledger.
+
+SQLite under var/ by default; a PostgreSQL URL works unchanged (only portable SQL is used, and
+claims lock rows with FOR UPDATE SKIP LOCKED where the database has it). On SQLite every write
+transaction starts with BEGIN IMMEDIATE, so two senders never interleave a claim, and the
+journal is WAL with synchronous=NORMAL: a committed row survives a killed process.
+
+The ledger holds one row per (issue, subscriber): pending -> claimed -> sent | deferred |
+bounced | failed | skipped. A claim is committed before the message goes out and the result
+right after the server answers, so a killed run leaves at most its in-flight messages claimed;
+the next run reclaims them from the dead run and sends them again with the same Message-ID.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+from newsletter.errors import NewsletterError, SubscriberError
+from newsletter.models import (
+    BOUNCED as LEDGER_BOUNCED,
+)
+from newsletter.models import (
+    CLAIMED,
+    DEFERRED,
+    FAILED,
+    PENDING,
+    SENT,
+    SKIPPED,
+    Delivery,
+    Outcome,
+    Subscriber,
+    address_key,
+)
+
+ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED = "active", "unsubscribed", "bounced", "complained"
+SUBSCRIBER_STATUSES = (ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED)
+READ_ONLY = "newsletter_read_only"
+RUN_LEASE = timedelta(minutes=5)
+"""A run on another host whose heartbeat is older than this is taken for dead."""
+
+metadata = sa.MetaData()
+
+subscribers = sa.Table(
+    "subscribers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("email_key", sa.String(320), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False, default=""),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+issues = sa.Table(
+    "issues",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("as_of", sa.Date, nullable=False, unique=True),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("content_sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+runs = sa.Table(
+    "send_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("issue_id", sa.ForeignKey("issues.id"), nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+)
+
+ledger = sa.Table(
+    "send_ledger",
+    metadata,
+    sa.Column("issue_id", sa.ForeignKey("issues.id"), primary_key=True),
+    sa.Column("subscriber_id", sa.ForeignKey("subscribers.id"), primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("message_id", sa.String(255), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_reply", sa.Text),
+    sa.Column("claimed_by", sa.ForeignKey("send_runs.id")),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sent_at", sa.DateTime(timezone=True)),
+    sa.Index("ix_send_ledger_issue_status", "issue_id", "status"),
+)
+
+
+class DatabaseError(NewsletterError):
+    """The database cannot be opened or used."""
+
+
+def _new_id(result: sa.CursorResult[Any]) -> int:
+    key = result.inserted_primary_key
+    if key is None:
+        raise DatabaseError("the database did not return the new row's id")
+    return int(key[0])
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # let SQLAlchemy's BEGIN below take effect
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    """Writers take the write lock up front; readers (see `_reader`) start a plain snapshot."""
+    if connection.get_execution_options().get(READ_ONLY):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _reader(engine: Engine) -> Connection:
+    """A connection for reading only: on SQLite it never blocks writers or waits for them."""
+    return engine.connect().execution_options(**{READ_ONLY: True})
+
+
+def open_database(url: str) -> Engine:
+    """An engine for `url` with the tables created; SQLite files get their folder made."""
+    try:
+        engine = sa.create_engine(url)
+        if engine.dialect.name == "sqlite":
+            database = engine.url.database
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "begin", _sqlite_begin)
+        metadata.create_all(engine)
+    except (sa.exc.SQLAlchemyError, OSError) as err:
+        raise DatabaseError(
+            f"cannot open database {sa.engine.make_url(url).render_as_string()}: {err}"
+        ) from err
+    return engine
+
+
+# Subscribers -------------------------------------------------------------------------------
+
+
+@dataclass
+class ImportReport:
+    """What an import did: new addresses, names updated, and rows left as they were."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    kept_inactive: int = 0
+
+
+def import_subscribers(
+    engine: Engine, rows: Sequence[Subscriber], source: str, now: datetime
+) -> ImportReport:
+    """Add new addresses as active; update names; never re-activate an inactive subscriber."""
+    report = ImportReport()
+    with engine.begin() as conn:
+        existing = {
+            row.email_key: row
+            for row in conn.execute(
+                sa.select(subscribers.c.email_key, subscribers.c.name, subscribers.c.status)
+            )
+        }
+        new_rows = []
+        new_keys: set[str] = set()
+        for subscriber in rows:
+            key = address_key(subscriber.email)
+            found = existing.get(key)
+            if found is None and key not in new_keys:
+                new_keys.add(key)
+                new_rows.append(
+                    {
+                        "email": subscriber.email,
+                        "email_key": key,
+                        "name": subscriber.name,
+                        "status": ACTIVE,
+                        "source": source,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+                report.added += 1
+            elif found is not None and found.status != ACTIVE:
+                report.kept_inactive += 1
+            elif found is not None and subscriber.name and found.name != subscriber.name:
+                conn.execute(
+                    subscribers.update()
+                    .where(subscribers.c.email_key == key)
+                    .values(name=subscriber.name, updated_at=now)
+                )
+                report.updated += 1
+            else:
+                report.unchanged += 1
+        if new_rows:
+            conn.execute(subscribers.insert(), new_rows)
+    return report
+
+
+def set_subscriber_status(engine: Engine, email: str, status: str, now: datetime) -> bool:
+    """Change one subscriber's status; False if the address is unknown."""
+    if status not in SUBSCRIBER_STATUSES:
+        raise SubscriberError(
+            f"unknown subscriber status '{status}' (one of {', '.join(SUBSCRIBER_STATUSES)})"
+        )
+    with engine.begin() as conn:
+        result = conn.execute(
+            subscribers.update()
+            .where(subscribers.c.email_key == address_key(email))
+            .values(status=status, updated_at=now)
+        )
+    return bool(result.rowcount)
+
+
+def list_subscribers(engine: Engine, status: str | None = None) -> Iterator[tuple[str, str, str]]:
+    """(email, name, status) rows, in the order they were added, streamed."""
+    query = sa.select(subscribers.c.email, subscribers.c.name, subscribers.c.status).order_by(
+        subscribers.c.id
+    )
+    if status is not None:
+        query = query.where(subscribers.c.status == status)
+    with _reader(engine) as conn:
+        for row in conn.execution_options(yield_per=1000).execute(query):
+            yield (row.email, row.name, row.status)
+
+
+def count_subscribers(engine: Engine) -> dict[str, int]:
+    with _reader(engine) as conn:
+        rows = conn.execute(
+            sa.select(subscribers.c.status, sa.func.count()).group_by(subscribers.c.status)
+        )
+        return {status: int(count) for status, count in rows}
+
+
+# Issues and runs ---------------------------------------------------------------------------
+
+
+def record_issue(
+    engine: Engine, as_of: date, subject: str, content_sha256: str, now: datetime
+) -> int:
+    """The issue's id; the first send freezes its content, and a changed build is refused."""
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(issues).where(issues.c.as_of == as_of)).first()
+        if row is None:
+            return _new_id(
+                conn.execute(
+                    issues.insert().values(
+                        as_of=as_of, subject=subject, content_sha256=content_sha256, created_at=now
+                    )
+                )
+            )
+        sent = conn.execute(
+            sa.select(sa.func.count()).where(ledger.c.issue_id == row.id, ledger.c.status == SENT)
+        ).scalar_one()
+        if row.content_sha256 != content_sha256 and sent:
+            raise NewsletterError(
+                f"issue {as_of.isoformat()} changed since {sent} subscriber(s) received it; sending the "
+                "rest a different email is refused (restore the built issue, or send it as a new issue)"
+            )
+        if row.content_sha256 != content_sha256:
+            conn.execute(
+                issues.update()
+                .where(issues.c.id == row.id)
+                .values(subject=subject, content_sha256=content_sha256)
+            )
+        return int(row.id)
+
+
+def latest_unfinished_issue(engine: Engine) -> date | None:
+    """The as-of of the newest issue with messages not yet sent, for `send --resume`."""
+    with _reader(engine) as conn:
+        row = conn.execute(
+            sa.select(issues.c.as_of)
+            .join(ledger, ledger.c.issue_id == issues.c.id)
+            .where(ledger.c.status.in_([PENDING, CLAIMED, DEFERRED]))
+            .order_by(issues.c.as_of.desc())
+            .limit(1)
+        ).first()
+    return None if row is None else row.as_of
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def start_run(engine: Engine, issue_id: int, now: datetime) -> int:
+    """Register this process as a sender, release the claims of senders that died, and give
+    messages an earlier run deferred a fresh set of attempts."""
+    host = socket.gethostname()
+    with engine.begin() as conn:
+        open_runs = conn.execute(sa.select(runs).where(runs.c.finished_at.is_(None))).all()
+        dead = [
+            run.id
+            for run in open_runs
+            if (run.host == host and not _pid_alive(run.pid))
+            or _naive(run.heartbeat_at) < _naive(now - RUN_LEASE)
+        ]
+        if dead:
+            conn.execute(runs.update().where(runs.c.id.in_(dead)).values(finished_at=now))
+            conn.execute(
+                ledger.update()
+                .where(ledger.c.claimed_by.in_(dead), ledger.c.status == CLAIMED)
+                .values(status=PENDING, claimed_by=None, updated_at=now)
+            )
+        conn.execute(
+            ledger.update()
+            .where(ledger.c.issue_id == issue_id, ledger.c.status == DEFERRED)
+            .values(status=PENDING, attempts=0, next_attempt_at=None, updated_at=now)
+        )
+        return _new_id(
+            conn.execute(
+                runs.insert().values(
+                    issue_id=issue_id, host=host, pid=os.getpid(), started_at=now, heartbeat_at=now
+                )
+            )
+        )
+
+
+def _naive(moment: datetime) -> datetime:
+    """SQLite returns stored datetimes without their zone; compare everything as naive UTC."""
+    return moment.replace(tzinfo=None)
+
+
+def heartbeat(engine: Engine, run_id: int, now: datetime) -> None:
+    with engine.begin() as conn:
+        conn.execute(runs.update().where(runs.c.id == run_id).values(heartbeat_at=now))
+
+
+def finish_run(engine: Engine, run_id: int, now: datetime) -> None:
+    """Mark the run finished and hand back any claim it still holds."""
+    with engine.begin() as conn:
+        conn.execute(
+            ledger.update()
+            .where(ledger.c.claimed_by == run_id, ledger.c.status == CLAIMED)
+            .values(status=PENDING, claimed_by=None, updated_at=now)
+        )
+        conn.execute(runs.update().where(runs.c.id == run_id).values(finished_at=now))
+
+
+# The ledger --------------------------------------------------------------------------------
+
+
+def enqueue_audience(
+    engine: Engine, issue_id: int, message_id: Any, now: datetime, batch: int = 1000
+) -> int:
+    """Add a pending ledger row for every active subscriber the issue has no row for yet.
+
+    `message_id(email)` gives each row its fixed Message-ID. Returns how many rows were added.
+    """
+    known = sa.select(ledger.c.subscriber_id).where(ledger.c.issue_id == issue_id)
+    added, last_id = 0, 0
+    while True:
+        with engine.begin() as conn:
+            chunk = conn.execute(
+                sa.select(subscribers.c.id, subscribers.c.email, subscribers.c.name)
+                .where(
+                    subscribers.c.id > last_id,
+                    subscribers.c.status == ACTIVE,
+                    subscribers.c.id.not_in(known),
+                )
+                .order_by(subscribers.c.id)
+                .limit(batch)
+            ).all()
+            if not chunk:
+                return added
+            conn.execute(
+                ledger.insert(),
+                [
+                    {
+                        "issue_id": issue_id,
+                        "subscriber_id": row.id,
+                        "email": row.email,
+                        "name": row.name,
+                        "message_id": message_id(row.email),
+                        "status": PENDING,
+                        "attempts": 0,
+                        "updated_at": now,
+                    }
+                    for row in chunk
+                ],
+            )
+        added += len(chunk)
+        last_id = chunk[-1].id
+
+
+def claim(engine: Engine, issue_id: int, run_id: int, limit: int, now: datetime) -> list[Delivery]:
+    """Claim up to `limit` due messages for `run_id`; rows of people who left are skipped."""
+    with engine.begin() as conn:
+        due = (
+            sa.select(
+                ledger.c.subscriber_id,
+                ledger.c.email,
+                ledger.c.name,
+                ledger.c.message_id,
+                ledger.c.attempts,
+                subscribers.c.status.label("subscriber_status"),
+            )
+            .join(subscribers, subscribers.c.id == ledger.c.subscriber_id)
+            .where(
+                ledger.c.issue_id == issue_id,
+                ledger.c.status == PENDING,
+                sa.or_(ledger.c.next_attempt_at.is_(None), ledger.c.next_attempt_at <= now),
+            )
+            .order_by(ledger.c.subscriber_id)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=ledger)
+        )
+        rows = conn.execute(due).all()
+        gone = [row.subscriber_id for row in rows if row.subscriber_status != ACTIVE]
+        if gone:
+            conn.execute(
+                ledger.update()
+                .where(ledger.c.issue_id == issue_id, ledger.c.subscriber_id.in_(gone))
+                .values(status=SKIPPED, last_reply="subscriber no longer active", updated_at=now)
+            )
+        wanted = [row for row in rows if row.subscriber_status == ACTIVE]
+        if wanted:
+            conn.execute(
+                ledger.update()
+                .where(
+                    ledger.c.issue_id == issue_id,
+                    ledger.c.subscriber_id.in_([row.subscriber_id for row in wanted]),
+                    ledger.c.status == PENDING,
+                )
+                .values(
+                    status=CLAIMED,
+                    claimed_by=run_id,
+                    attempts=ledger.c.attempts + 1,
+                    updated_at=now,
+                )
+            )
+    return [
+        Delivery(row.subscriber_id, row.email, row.name, row.message_id, row.attempts + 1)
+        for row in wanted
+    ]
+
+
+def next_due(engine: Engine, issue_id: int) -> datetime | None:
+    """When the earliest pending retry of this issue falls due (None: nothing is waiting)."""
+    with _reader(engine) as conn:
+        return conn.execute(
+            sa.select(sa.func.min(ledger.c.next_attempt_at)).where(
+                ledger.c.issue_id == issue_id, ledger.c.status == PENDING
+            )
+        ).scalar_one_or_none()
+
+
+def record(engine: Engine, issue_id: int, outcomes: Sequence[Outcome], now: datetime) -> None:
+    """Write the results of sent or refused messages (one transaction for all of them)."""
+    with engine.begin() as conn:
+        for outcome in outcomes:
+            values: dict[str, Any] = {
+                "status": outcome.status,
+                "last_reply": outcome.reply[:1000],
+                "claimed_by": None,
+                "next_attempt_at": outcome.retry_at,
+                "updated_at": now,
+            }
+            if outcome.status == SENT:
+                values["sent_at"] = now
+            conn.execute(
+                ledger.update()
+                .where(
+                    ledger.c.issue_id == issue_id, ledger.c.subscriber_id == outcome.subscriber_id
+                )
+                .values(**values)
+            )
+            if outcome.bounce_subscriber:
+                conn.execute(
+                    subscribers.update()
+                    .where(subscribers.c.id == outcome.subscriber_id)
+                    .values(status=BOUNCED, updated_at=now)
+                )
+
+
+def ledger_counts(engine: Engine, issue_id: int) -> dict[str, int]:
+    """How many of the issue's messages are in each status."""
+    with _reader(engine) as conn:
+        rows = conn.execute(
+            sa.select(ledger.c.status, sa.func.count())
+            .where(ledger.c.issue_id == issue_id)
+            .group_by(ledger.c.status)
+        )
+        return {status: int(count) for status, count in rows}
+
+
+def refused(engine: Engine, issue_id: int) -> list[tuple[str, str, str]]:
+    """(email, status, last reply) of the issue's messages that did not go out."""
+    with _reader(engine) as conn:
+        rows = conn.execute(
+            sa.select(ledger.c.email, ledger.c.status, ledger.c.last_reply)
+            .where(
+                ledger.c.issue_id == issue_id,
+                ledger.c.status.in_([DEFERRED, LEDGER_BOUNCED, FAILED, PENDING]),
+            )
+            .order_by(ledger.c.subscriber_id)
+        )
+        return [(row.email, row.status, row.last_reply or "") for row in rows]
