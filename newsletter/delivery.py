@@ -53,6 +53,7 @@ logger = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
 Security = Literal["none", "starttls", "tls"]
 HEARTBEAT_S = 10.0
+SERVICE_CLOSING = 421
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 
@@ -92,7 +93,7 @@ def classify(failure: SmtpFailure) -> Verdict:
     """What to do about one failed exchange (see the module docstring for the rules)."""
     code, stage = failure.code, failure.stage
     enhanced = _ENHANCED.match(failure.text)
-    if code is None or code == 421:
+    if code is None or code == SERVICE_CLOSING:
         return Verdict.RETRY
     if code in (530, 535) or (enhanced and enhanced.group(1) == "5" and enhanced.group(2) == "7"):
         return Verdict.FATAL
@@ -179,6 +180,8 @@ class SmtpConnection:
             refused = self._smtp.sendmail(sender, [recipient], message)
         except smtplib.SMTPRecipientsRefused as err:
             code, reply = err.recipients.get(recipient, next(iter(err.recipients.values())))
+            if code == SERVICE_CLOSING:  # smtplib has closed the socket: open a new one next time
+                self._drop()
             raise SmtpFailure("rcpt", code, _text(reply)) from err
         except smtplib.SMTPSenderRefused as err:
             raise SmtpFailure("mail", err.smtp_code, _text(err.smtp_error)) from err

@@ -1,0 +1,91 @@
+"""SMTP servers that misbehave on purpose, on 127.0.0.1: a scripted aiosmtpd handler and a raw
+socket server for greetings aiosmtpd cannot be made to send."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections import defaultdict
+from contextlib import closing
+from dataclasses import dataclass, field
+from typing import Any
+
+ACCEPT = "accept"
+DROP = "drop"  # close the connection mid-DATA, message not stored
+DROP_AFTER_STORE = "drop-after-store"  # store the message, then close without a reply
+STALL = "stall"  # store nothing and say nothing for `stall_s`
+
+
+@dataclass
+class ScriptedHandler:
+    """Replies from per-address scripts; each RCPT or DATA takes the script's next step.
+
+    `rcpt[address]` and `data[address]` are lists of replies ("451 4.3.0 try later") or actions
+    (ACCEPT, DROP, DROP_AFTER_STORE, STALL); when a script runs out the server accepts.
+    """
+
+    rcpt: dict[str, list[str]] = field(default_factory=dict)
+    data: dict[str, list[str]] = field(default_factory=dict)
+    stall_s: float = 3.0
+    stored: list[Any] = field(default_factory=list)
+    attempts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        self.attempts[address] += 1
+        script = self.rcpt.get(address)
+        step = script.pop(0) if script else ACCEPT
+        if step != ACCEPT:
+            return step
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        address = envelope.rcpt_tos[0]
+        script = self.data.get(address)
+        step = script.pop(0) if script else ACCEPT
+        if step == ACCEPT:
+            self.stored.append(envelope)
+            return "250 Message accepted for delivery"
+        if step == DROP_AFTER_STORE:
+            self.stored.append(envelope)
+            server.transport.close()
+            return "250 never heard"
+        if step == DROP:
+            server.transport.close()
+            return "250 never heard"
+        if step == STALL:
+            await asyncio.sleep(self.stall_s)
+            return "451 4.3.0 too late"
+        return step
+
+
+class GreetingServer:
+    """A TCP server on 127.0.0.1 that greets every connection with `banner` and hangs up."""
+
+    def __init__(self, banner: str) -> None:
+        self.banner = banner.encode() + b"\r\n"
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen()
+        self.port = int(self._socket.getsockname()[1])
+        self.connections = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self._socket.accept()
+            except OSError:
+                return
+            with closing(client):
+                self.connections += 1
+                client.sendall(self.banner)
+
+    def __enter__(self) -> GreetingServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._socket.close()
+        self._thread.join(timeout=5)
