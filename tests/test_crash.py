@@ -1,0 +1,113 @@
+"""A real send of 600 messages, killed with SIGKILL at several points and resumed.
+
+The server (aiosmtpd, in this process) counts what it stored by Message-ID. After the last
+resume every subscriber has the issue, and a message stored twice is only ever one that was in
+flight when the sender was killed: the documented lost-reply case, with the same Message-ID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import email
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from email import policy
+
+import yaml
+from aiosmtpd.controller import Controller
+
+from newsletter.delivery import free_loopback_port
+
+from .conftest import REPO
+
+SUBSCRIBERS = 600
+CONNECTIONS = 2
+KILL_AT = (80, 250, 420)
+
+
+class CountingHandler:
+    def __init__(self) -> None:
+        self.ids: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):
+        message = email.message_from_bytes(envelope.original_content, policy=policy.default)
+        with self.lock:
+            self.ids[str(message["Message-ID"])] += 1
+        return "250 OK"
+
+    @property
+    def stored(self) -> int:
+        with self.lock:
+            return sum(self.ids.values())
+
+
+def test_sigkill_at_any_moment_then_resume_sends_everyone_once(tmp_path):
+    subscribers = tmp_path / "subscribers.csv"
+    with subscribers.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["email", "name"])
+        writer.writerows([f"reader{i:04d}@example.com", f"Reader {i}"] for i in range(SUBSCRIBERS))
+    handler = CountingHandler()
+    port = free_loopback_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, loop=asyncio.new_event_loop())
+    controller.start()
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "templates": {"dir": str(REPO / "templates")},
+                "subscribers": {"file": str(subscribers)},
+                "paths": {"var_dir": str(tmp_path / "var")},
+                "smtp": {"host": "127.0.0.1", "port": port, "timeout_s": 5},
+                "delivery": {"connections": CONNECTIONS, "rate_per_s": 250, "retry_backoff_s": 0},
+            }
+        )
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "newsletter",
+        "send",
+        "--config",
+        str(config),
+        "--as-of",
+        "2024-07-16",
+        "--quiet",
+    ]
+    env = {**os.environ, "NEWSLETTER_UNSUBSCRIBE_SECRET": "crash-test-secret"}
+    try:
+        for threshold in KILL_AT:
+            process = subprocess.Popen(
+                command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+            deadline = time.monotonic() + 120
+            while (
+                handler.stored < threshold
+                and process.poll() is None
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.005)
+            assert process.poll() is None, (
+                f"the send ended before {threshold} messages: {process.stderr.read()}"
+            )
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            process.stderr.close()
+        final = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+    finally:
+        controller.stop()
+        controller.loop.close()
+    assert final.returncode == 0, final.stderr
+    assert len(handler.ids) == SUBSCRIBERS  # everyone, each by their own fixed Message-ID
+    duplicates = sum(count - 1 for count in handler.ids.values())
+    assert duplicates <= len(KILL_AT) * CONNECTIONS, handler.ids.most_common(5)
+    assert "Ledger:  600 sent" in final.stdout
