@@ -268,7 +268,9 @@ class Sender:
     def _outcome(self, job: Delivery, failure: SmtpFailure) -> Outcome:
         verdict = classify(failure)
         reply = str(failure)
-        unreachable = failure.stage == "connect" and failure.code is None and not self._reached.is_set()
+        unreachable = (
+            failure.stage == "connect" and failure.code is None and not self._reached.is_set()
+        )
         if verdict is Verdict.FATAL or unreachable:
             self._fatal = self._fatal or failure
             self._stop.set()
@@ -302,24 +304,34 @@ class Sender:
             else:
                 report.failed += 1
 
-    def _worker(self, jobs: queue.Queue[Delivery | None], results: queue.Queue[Outcome]) -> None:
+    def _worker(
+        self, jobs: queue.Queue[Delivery | None], results: queue.Queue[Outcome], ledger: Ledger
+    ) -> None:
+        """Send claimed messages over one connection, recording each result as soon as it is known.
+
+        Recording here rather than in the main thread keeps the window between the server's
+        acceptance and the ledger's record to one message per connection.
+        """
         with SmtpConnection(self.settings) as connection:
             while (job := jobs.get()) is not None:
-                if self._stop.is_set():
-                    results.put(Outcome(job.subscriber_id, PENDING, "run stopped before sending"))
-                    continue
-                self._limiter.acquire()
-                try:
-                    connection.send(self.envelope_sender, job.email, self.build(job))
-                except SmtpFailure as failure:
-                    results.put(self._outcome(job, failure))
-                except Exception as err:  # a bug must not leave the claim hanging
-                    logger.exception("sending to %s failed unexpectedly", job.email)
-                    results.put(Outcome(job.subscriber_id, PENDING, f"unexpected error: {err}"))
-                    self._stop.set()
-                else:
-                    self._reached.set()
-                    results.put(Outcome(job.subscriber_id, SENT, "250 accepted"))
+                outcome = self._deliver(connection, job)
+                ledger.record([outcome])
+                results.put(outcome)
+
+    def _deliver(self, connection: SmtpConnection, job: Delivery) -> Outcome:
+        if self._stop.is_set():
+            return Outcome(job.subscriber_id, PENDING, "run stopped before sending")
+        self._limiter.acquire()
+        try:
+            connection.send(self.envelope_sender, job.email, self.build(job))
+        except SmtpFailure as failure:
+            return self._outcome(job, failure)
+        except Exception as err:  # a bug must not leave the claim hanging
+            logger.exception("sending to %s failed unexpectedly", job.email)
+            self._stop.set()
+            return Outcome(job.subscriber_id, PENDING, f"unexpected error: {err}")
+        self._reached.set()
+        return Outcome(job.subscriber_id, SENT, "250 accepted")
 
     def run(
         self, ledger: Ledger, on_progress: Callable[[int], None] = lambda n: None
@@ -330,7 +342,7 @@ class Sender:
         results: queue.Queue[Outcome] = queue.Queue()
         workers = [
             threading.Thread(
-                target=self._worker, args=(jobs, results), daemon=True, name=f"smtp-{i}"
+                target=self._worker, args=(jobs, results, ledger), daemon=True, name=f"smtp-{i}"
             )
             for i in range(self.policy.connections)
         ]
@@ -349,14 +361,7 @@ class Sender:
                     if self._stop.is_set() or not self._wait_for_retry(ledger):
                         break
                     continue
-                self._collect(
-                    [results.get()],
-                    results,
-                    ledger=ledger,
-                    report=report,
-                    emails=emails,
-                    on_progress=on_progress,
-                )
+                self._collect([results.get()], results, report, emails, on_progress)
                 if time.monotonic() - last_beat > HEARTBEAT_S:
                     ledger.heartbeat()
                     last_beat = time.monotonic()
@@ -366,9 +371,7 @@ class Sender:
                 jobs.put(None)
             for worker in workers:
                 worker.join()
-            self._collect(
-                [], results, ledger=ledger, report=report, emails=emails, on_progress=on_progress
-            )
+            self._collect([], results, report, emails, on_progress)
         if self._fatal is not None:
             raise DeliveryError(self._fatal_message(self._fatal, report))
         return report
@@ -390,21 +393,16 @@ class Sender:
         self,
         outcomes: list[Outcome],
         results: queue.Queue[Outcome],
-        *,
-        ledger: Ledger,
         report: DeliveryReport,
         emails: dict[int, str],
         on_progress: Callable[[int], None],
     ) -> None:
-        """Record `outcomes` and every other result already waiting, in one transaction."""
+        """Count `outcomes` and every other result already waiting (the workers recorded them)."""
         while True:
             try:
                 outcomes.append(results.get_nowait())
             except queue.Empty:
                 break
-        if not outcomes:
-            return
-        ledger.record(outcomes)
         for outcome in outcomes:
             self._tally(report, outcome, emails.pop(outcome.subscriber_id, ""))
         on_progress(sum(outcome.status != PENDING for outcome in outcomes))
