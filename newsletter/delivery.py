@@ -6,7 +6,9 @@ sends them over N reused connections, at most `rate_per_s` a second. Each SMTP a
 classified (RFC 5321 reply codes, RFC 3463 enhanced status codes):
 - retry later: 4xx, 421, 552 at RCPT (RFC 5321 section 4.5.3.1.10), timeouts, dropped connections;
 - permanent: other 5xx; with 5.1.x (bad mailbox) the subscriber is also marked bounced;
-- stop the run and alert: AUTH failures (530/535), 5.7.x policy blocks, 554 at the greeting.
+- stop the run and alert: AUTH failures (530/535), 5.7.x policy blocks, 554 at the greeting,
+  a TLS handshake that fails (an unverifiable certificate), and a server that cannot be reached
+  at all before anything was sent in this run.
 One case no sender can close: the server stored a message but its reply was lost. The message
 is then sent again with the same Message-ID, so the receiving side can drop the copy.
 """
@@ -93,6 +95,8 @@ def classify(failure: SmtpFailure) -> Verdict:
     """What to do about one failed exchange (see the module docstring for the rules)."""
     code, stage = failure.code, failure.stage
     enhanced = _ENHANCED.match(failure.text)
+    if stage == "tls":  # a certificate that does not verify will not verify on retry either
+        return Verdict.FATAL
     if code is None or code == SERVICE_CLOSING:
         return Verdict.RETRY
     if code in (530, 535) or (enhanced and enhanced.group(1) == "5" and enhanced.group(2) == "7"):
