@@ -172,3 +172,45 @@ def test_smtp_server_that_is_down_gives_one_clear_line(write_config, capsys, mon
     assert lines[0].endswith(
         "nothing was sent. Check smtp.host, smtp.port and smtp.security, then run the same command"
     )
+
+
+def test_send_test_copy_is_marked_and_not_recorded(write_config, smtp_server, monkeypatch, capsys):
+    monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "test-secret-test-secret")
+    config = write_config(smtp={"host": smtp_server.host, "port": smtp_server.port})
+    base = ["send", "--config", str(config), "--as-of", "2024-07-16", "--quiet"]
+    assert main([*base, "--test", "editor@example.net"]) == 0
+    assert "one [TEST] copy to editor@example.net" in capsys.readouterr().out
+    [envelope] = smtp_server.envelopes
+    assert envelope.rcpt_tos == ["editor@example.net"]
+    assert str(parse(envelope.original_content)["Subject"]).startswith("[TEST] Record rotation")
+    assert main(base) == 0  # the real send still goes to all five
+    assert len(smtp_server.envelopes) == 1 + len(sample_addresses())
+
+
+def test_dry_run_composes_everything_and_sends_nothing(
+    write_config, smtp_server, monkeypatch, capsys
+):
+    monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "test-secret-test-secret")
+    config = write_config(smtp={"host": smtp_server.host, "port": smtp_server.port})
+    assert main(["send", "--config", str(config), "--as-of", "2024-07-16", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"Dry run: 5 messages composed, \d+ KB in all; nothing was sent", out)
+    assert smtp_server.envelopes == []
+
+
+@pytest.mark.smtp_refuse({"alan.turing@example.com": "451 4.3.0 try again later"})
+def test_resume_finishes_the_interrupted_issue(write_config, smtp_server, monkeypatch, capsys):
+    monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "test-secret-test-secret")
+    config = write_config(
+        smtp={"host": smtp_server.host, "port": smtp_server.port},
+        delivery={"max_attempts": 1, "retry_backoff_s": 0},
+    )
+    assert main(["send", "--config", str(config), "--as-of", "2024-07-16", "--quiet"]) == 1
+    assert "Ledger:  1 deferred, 4 sent" in capsys.readouterr().out
+    smtp_server.handler.refuse.clear()
+    assert main(["send", "--config", str(config), "--resume", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "Issue 2024-07-16" in out
+    assert "Ledger:  5 sent" in out
+    assert main(["send", "--config", str(config), "--resume"]) == 0
+    assert "Nothing to resume" in capsys.readouterr().out

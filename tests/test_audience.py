@@ -1,0 +1,152 @@
+"""Subscribers in the database, the CLI around them, and the one-click unsubscribe endpoint."""
+
+from __future__ import annotations
+
+import threading
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+
+import pytest
+
+from newsletter import store
+from newsletter.cli import main
+from newsletter.config import load_config
+from newsletter.pipeline import UnsubscribePages, open_store
+from newsletter.unsubscribe import make_token
+from newsletter.web import make_server
+
+KEY = b"unsubscribe-test-key-unsubscribe"
+LIST_ID = "rotation-digest.example.com"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@pytest.fixture
+def config_path(write_config):
+    return write_config(subscribers={"file": None})
+
+
+def cli(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_import_reports_bad_rows_and_never_reactivates(config_path, tmp_path, capsys):
+    csv_file = tmp_path / "list.csv"
+    csv_file.write_text(
+        "email,name\nada@example.com,Ada\nbad-address,Bad\nbob@example.org,Bob\nADA@example.com,Dup\n"
+    )
+    code, out, err = cli(
+        capsys, "subscribers", "import", str(csv_file), "--config", str(config_path)
+    )
+    assert code == 1
+    assert err.startswith(f"{csv_file}: line 3: 'bad-address' is not a valid email address")
+    assert out == (
+        f"{csv_file}: 2 added, 0 renamed, 0 unchanged, 0 left unsubscribed/bounced, 1 duplicate rows, 1 bad rows\n"
+    )
+    assert cli(capsys, "subscribers", "remove", "ada@example.com", "--config", str(config_path))[
+        1
+    ] == ("ada@example.com: unsubscribed\n")
+    csv_file.write_text("email,name\nada@example.com,Ada Again\ncarol@example.com,Carol\n")
+    code, out, _ = cli(capsys, "subscribers", "import", str(csv_file), "--config", str(config_path))
+    assert code == 0
+    assert "1 added" in out and "1 left unsubscribed/bounced" in out
+    assert cli(capsys, "subscribers", "add", "ADA@example.com", "--config", str(config_path))[
+        1
+    ] == ("ADA@example.com unsubscribed or bounced earlier and stays so\n")
+    _, listing, _ = cli(capsys, "subscribers", "list", "--config", str(config_path))
+    assert listing.splitlines() == [
+        "ada@example.com\tAda\tunsubscribed",
+        "bob@example.org\tBob\tactive",
+        "carol@example.com\tCarol\tactive",
+    ]
+    exported = tmp_path / "out.csv"
+    assert cli(capsys, "subscribers", "export", str(exported), "--config", str(config_path))[0] == 0
+    assert exported.read_text().splitlines() == [
+        "email,name,status",
+        "ada@example.com,Ada,unsubscribed",
+        "bob@example.org,Bob,active",
+        "carol@example.com,Carol,active",
+    ]
+
+
+def test_adding_a_bad_address_is_one_clear_line(config_path, capsys):
+    code, _, err = cli(capsys, "subscribers", "add", "not an address", "--config", str(config_path))
+    assert code == 1
+    assert err.startswith("Error: 'not an address' is not a valid email address")
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture
+def endpoint(config_path):
+    config = load_config(config_path)
+    engine = open_store(config)
+    store.import_subscribers(
+        engine, [store.Subscriber("ada@example.com", "Ada")], source="test", now=now()
+    )
+    server = make_server("127.0.0.1", 0, UnsubscribePages(config, KEY), now)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", engine
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def status_of(engine, address):
+    return dict((email, status) for email, _, status in store.list_subscribers(engine))[address]
+
+
+def request(url, data=None):
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def test_get_only_asks_and_post_unsubscribes(endpoint):
+    base, engine = endpoint
+    token = make_token(KEY, LIST_ID, "ada@example.com")
+    status, page = request(f"{base}/u/{token}")
+    assert status == 200
+    assert '<form method="post" action="/u/' in page
+    assert status_of(engine, "ada@example.com") == "active"  # a link scanner's GET changes nothing
+    status, page = request(f"{base}/u/{token}", data=b"List-Unsubscribe=One-Click")
+    assert status == 200
+    assert "You are unsubscribed" in page
+    assert status_of(engine, "ada@example.com") == "unsubscribed"
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        make_token(KEY, "another-list.example.com", "ada@example.com"),
+        make_token(b"some-other-key-some-other-key!!!", LIST_ID, "ada@example.com"),
+        make_token(KEY, LIST_ID, "eve@example.com").split(".")[0]
+        + "."
+        + make_token(KEY, LIST_ID, "ada@example.com").split(".")[1],
+        "not-a-token",
+    ],
+)
+def test_tampered_or_foreign_tokens_are_refused(endpoint, token):
+    base, engine = endpoint
+    status, page = request(f"{base}/u/{token}", data=b"List-Unsubscribe=One-Click")
+    assert status in (400, 404)
+    assert "This link is not valid" in page
+    assert status_of(engine, "ada@example.com") == "active"
+
+
+def test_serve_refuses_to_start_without_the_secret(config_path, capsys, monkeypatch):
+    monkeypatch.delenv("NEWSLETTER_UNSUBSCRIBE_SECRET", raising=False)
+    code, _, err = cli(capsys, "serve", "--config", str(config_path))
+    assert code == 2
+    assert err.startswith(
+        "Error: unsubscribe secret not found: env var NEWSLETTER_UNSUBSCRIBE_SECRET is unset"
+    )
