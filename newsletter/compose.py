@@ -3,9 +3,11 @@
 Structure: multipart/alternative [ text/plain, multipart/related [ text/html, image/png ... ] ].
 The images are base64-encoded once and the list-wide headers folded once; per subscriber only
 To, Message-ID, List-Unsubscribe and the two bodies (which carry the unsubscribe link) are
-encoded. Bodies are quoted-printable and images base64, so the boundaries (which start with
-'==') can never occur inside a part. Header values are checked for CR/LF, folded and, where
-needed, RFC 2047-encoded by the stdlib's SMTP policy, so content cannot inject a header.
+encoded. The text is quoted-printable, the HTML and images base64, so the boundaries (which
+start with '==') never occur inside a part, and no line of a message starts with '.' (a leading
+dot in the text is written as =2E): the bytes go out over SMTP without dot-stuffing. Header
+values are checked for CR/LF, folded, and RFC 2047-encoded where needed, so content cannot inject
+a header.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from dataclasses import dataclass
 from email.utils import format_datetime, formataddr, parseaddr
 from typing import TYPE_CHECKING
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     from newsletter.models import RenderedIssue, Subscriber
 
 CRLF = "\r\n"
+_LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
 BASE64_LINE = 76
 TEST_PREFIX = "[TEST] "
 
@@ -113,14 +117,13 @@ def _address_header(name: str, display_name: str, address: str) -> str:
 
 
 def _quoted_printable(text: str) -> bytes:
-    data = text.replace("\r\n", "\n").replace("\n", CRLF).encode("utf-8")
-    return binascii.b2a_qp(data, istext=True)
+    """QP of CRLF-ended text, with a line-leading '.' encoded so SMTP needs no dot-stuffing."""
+    return _LEADING_DOT.sub(b"=2E", binascii.b2a_qp(text.encode(), istext=True))
 
 
 def _base64_lines(data: bytes) -> bytes:
-    encoded = base64.b64encode(data)
-    lines = [encoded[i : i + BASE64_LINE] for i in range(0, len(encoded), BASE64_LINE)]
-    return b"\r\n".join(lines) + b"\r\n"
+    """Base64 in 76-character lines ending in CRLF."""
+    return base64.encodebytes(data).replace(b"\n", b"\r\n")
 
 
 class MessageFactory:
@@ -130,7 +133,8 @@ class MessageFactory:
         self, rendered: RenderedIssue, info: ListInfo, now: datetime, *, test: bool = False
     ) -> None:
         self.info = info
-        self.rendered = rendered
+        self._text = rendered.text.replace("\r\n", "\n").replace("\n", CRLF)
+        self._html = rendered.html.replace("\r\n", "\n").replace("\n", CRLF)
         self.subject = (TEST_PREFIX if test else "") + rendered.subject
         digest = hashlib.sha256(rendered.html.encode()).hexdigest()[:16]
         self._alternative = f"==rd-alt-{digest}"
@@ -173,8 +177,8 @@ class MessageFactory:
                 f"<{url}>, <mailto:{self.info.unsubscribe_mailto}?subject=unsubscribe>",
             )
         ).encode()
-        text = _quoted_printable(self.rendered.text.replace(UNSUBSCRIBE_MARKER, url))
-        html = _quoted_printable(self.rendered.html.replace(UNSUBSCRIBE_MARKER, url))
+        text = _quoted_printable(self._text.replace(UNSUBSCRIBE_MARKER, url))
+        html = _base64_lines(self._html.replace(UNSUBSCRIBE_MARKER, url).encode())
         return b"".join(
             (
                 headers,
@@ -187,9 +191,8 @@ class MessageFactory:
                 f"--{self._alternative}\r\n".encode(),
                 f'Content-Type: multipart/related; boundary="{self._related}"; type="text/html"\r\n\r\n'.encode(),
                 f"--{self._related}\r\n".encode(),
-                b'Content-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n',
+                b'Content-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: base64\r\n\r\n',
                 html,
-                b"\r\n",
                 self._tail,
             )
         )

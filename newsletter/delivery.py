@@ -55,6 +55,8 @@ logger = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
 Security = Literal["none", "starttls", "tls"]
 HEARTBEAT_S = 10.0
+CLAIM_PER_CONNECTION = 16
+"""Messages claimed ahead per connection: enough to keep every connection busy between claims."""
 SERVICE_CLOSING = 421
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 
@@ -95,19 +97,46 @@ def classify(failure: SmtpFailure) -> Verdict:
     """What to do about one failed exchange (see the module docstring for the rules)."""
     code, stage = failure.code, failure.stage
     enhanced = _ENHANCED.match(failure.text)
-    if stage == "tls":  # a certificate that does not verify will not verify on retry either
+    status_class, subject = (enhanced.group(1), enhanced.group(2)) if enhanced else ("", "")
+    if (
+        stage == "tls"  # a certificate that does not verify will not verify on retry either
+        or code in (530, 535)
+        or (status_class, subject) == ("5", "7")
+        or (stage == "connect" and code == 554)
+    ):
         return Verdict.FATAL
-    if code is None or code == SERVICE_CLOSING:
+    if (
+        code is None
+        or code == SERVICE_CLOSING
+        or 400 <= code < 500
+        or (stage == "rcpt" and code == 552)
+    ):
         return Verdict.RETRY
-    if code in (530, 535) or (enhanced and enhanced.group(1) == "5" and enhanced.group(2) == "7"):
-        return Verdict.FATAL
-    if stage == "connect" and code == 554:
-        return Verdict.FATAL
-    if 400 <= code < 500 or (stage == "rcpt" and code == 552):
-        return Verdict.RETRY
-    if enhanced and enhanced.group(1) == "5" and enhanced.group(2) == "1":
-        return Verdict.BOUNCE
-    return Verdict.PERMANENT
+    return Verdict.BOUNCE if (status_class, subject) == ("5", "1") else Verdict.PERMANENT
+
+
+def _data_unstuffed(smtp: smtplib.SMTP, msg: bytes) -> tuple[int, bytes]:
+    """smtplib's DATA without its dot-stuffing pass, for messages that never start a line with
+    '.' (compose.MessageFactory guarantees it): that pass is a regex over the whole message and
+    costs more than building the message itself."""
+    smtp.putcmd("data")
+    code, reply = smtp.getreply()
+    if code != 354:
+        raise smtplib.SMTPDataError(code, reply)
+    if not msg.endswith(b"\r\n"):
+        msg += b"\r\n"
+    smtp.send(msg + b".\r\n")
+    return smtp.getreply()
+
+
+class _SMTP(smtplib.SMTP):
+    def data(self, msg: Any) -> tuple[int, bytes]:
+        return _data_unstuffed(self, msg)
+
+
+class _SMTP_SSL(smtplib.SMTP_SSL):
+    def data(self, msg: Any) -> tuple[int, bytes]:
+        return _data_unstuffed(self, msg)
 
 
 def _text(reply: str | bytes) -> str:
@@ -140,11 +169,9 @@ class SmtpConnection:
         try:
             smtp: smtplib.SMTP
             if s.security == "tls":
-                smtp = smtplib.SMTP_SSL(
-                    s.host, s.port, timeout=s.timeout_s, context=self._context()
-                )
+                smtp = _SMTP_SSL(s.host, s.port, timeout=s.timeout_s, context=self._context())
             else:
-                smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout_s)
+                smtp = _SMTP(s.host, s.port, timeout=s.timeout_s)
             self._smtp = smtp
             if s.security == "starttls":
                 smtp.starttls(context=self._context())
@@ -353,11 +380,11 @@ class Sender:
         for worker in workers:
             worker.start()
         emails: dict[int, str] = {}  # claimed and not yet recorded: subscriber id -> address
-        window = self.policy.connections * 4
+        window = self.policy.connections * CLAIM_PER_CONNECTION
         last_beat = time.monotonic()
         try:
             while True:
-                if not self._stop.is_set() and len(emails) < window:
+                if not self._stop.is_set() and len(emails) <= window // 2:
                     for job in ledger.claim(window - len(emails)):
                         emails[job.subscriber_id] = job.email
                         jobs.put(job)

@@ -11,9 +11,10 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from email.utils import make_msgid
 from pathlib import Path
@@ -329,18 +330,25 @@ def _unsubscribe_key(config: Config, secrets: Secrets) -> bytes:
 
 @dataclass
 class StoreLedger:
-    """The delivery.Ledger of one issue and run, backed by the database."""
+    """The delivery.Ledger of one issue and run, backed by the database.
+
+    The sender's threads take turns at writing: waiting on a lock costs microseconds, while
+    SQLite's own busy handler sleeps for milliseconds when writers collide.
+    """
 
     engine: Engine
     issue_id: int
     run_id: int
     clock: Callable[[], datetime]
+    _writing: threading.Lock = field(default_factory=threading.Lock)
 
     def claim(self, limit: int) -> list[Delivery]:
-        return store.claim(self.engine, self.issue_id, self.run_id, limit, self.clock())
+        with self._writing:
+            return store.claim(self.engine, self.issue_id, self.run_id, limit, self.clock())
 
     def record(self, outcomes: Sequence[Outcome]) -> None:
-        store.record(self.engine, self.issue_id, outcomes, self.clock())
+        with self._writing:
+            store.record(self.engine, self.issue_id, outcomes, self.clock())
 
     def next_due(self) -> datetime | None:
         return store.next_due(self.engine, self.issue_id)

@@ -470,32 +470,47 @@ def next_due(engine: Engine, issue_id: int) -> datetime | None:
         ).scalar_one_or_none()
 
 
+_RECORD = (
+    ledger.update()
+    .where(
+        ledger.c.issue_id == sa.bindparam("issue"),
+        ledger.c.subscriber_id == sa.bindparam("subscriber"),
+    )
+    .values(
+        status=sa.bindparam("status"),
+        last_reply=sa.bindparam("reply"),
+        claimed_by=None,
+        next_attempt_at=sa.bindparam("retry_at"),
+        updated_at=sa.bindparam("now"),
+        sent_at=sa.bindparam("sent_at"),
+    )
+)
+"""One prepared statement for every result: it is compiled once, which keeps a record cheap."""
+
+
 def record(engine: Engine, issue_id: int, outcomes: Sequence[Outcome], now: datetime) -> None:
     """Write the results of sent or refused messages (one transaction for all of them)."""
+    rows = [
+        {
+            "issue": issue_id,
+            "subscriber": outcome.subscriber_id,
+            "status": outcome.status,
+            "reply": outcome.reply[:1000],
+            "retry_at": outcome.retry_at,
+            "now": now,
+            "sent_at": now if outcome.status == SENT else None,
+        }
+        for outcome in outcomes
+    ]
+    bounced = [outcome.subscriber_id for outcome in outcomes if outcome.bounce_subscriber]
     with engine.begin() as conn:
-        for outcome in outcomes:
-            values: dict[str, Any] = {
-                "status": outcome.status,
-                "last_reply": outcome.reply[:1000],
-                "claimed_by": None,
-                "next_attempt_at": outcome.retry_at,
-                "updated_at": now,
-            }
-            if outcome.status == SENT:
-                values["sent_at"] = now
+        conn.execute(_RECORD, rows)
+        if bounced:
             conn.execute(
-                ledger.update()
-                .where(
-                    ledger.c.issue_id == issue_id, ledger.c.subscriber_id == outcome.subscriber_id
-                )
-                .values(**values)
+                subscribers.update()
+                .where(subscribers.c.id.in_(bounced))
+                .values(status=BOUNCED, updated_at=now)
             )
-            if outcome.bounce_subscriber:
-                conn.execute(
-                    subscribers.update()
-                    .where(subscribers.c.id == outcome.subscriber_id)
-                    .values(status=BOUNCED, updated_at=now)
-                )
 
 
 def ledger_counts(engine: Engine, issue_id: int) -> dict[str, int]:

@@ -1,0 +1,220 @@
+"""How fast `newsletter send` delivers, against a naive sender, and how much memory it needs.
+
+Run by hand from the project folder:  python benchmarks/send.py [--subscribers 10000]
+
+Both senders deliver the real 2024-07-16 issue (with its charts) over loopback to a discarding
+SMTP sink running in its own process (a minimal asyncio server written for this benchmark:
+aiosmtpd would saturate a core long before the sender). The naive baseline does, per subscriber,
+what a first attempt would: render the templates, inline the CSS, build the MIME message with its
+images through email.message, and open a new SMTP connection. It is timed on a sample and
+reported per message. The product's sender is timed on the whole list through `send_issue`
+(database ledger included). Peak memory (max RSS) is measured in a fresh process per list size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import multiprocessing
+import resource
+import smtplib
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime
+from email.message import EmailMessage
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+AS_OF = date(2024, 7, 16)
+
+
+async def _sink_session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"220 sink ready\r\n")
+    while line := await reader.readline():
+        verb = line[:4].upper()
+        if verb == b"DATA":
+            writer.write(b"354 go ahead\r\n")
+            await reader.readuntil(b"\r\n.\r\n")
+            writer.write(b"250 discarded\r\n")
+        elif verb == b"QUIT":
+            writer.write(b"221 bye\r\n")
+            await writer.drain()
+            break
+        elif verb in (b"EHLO", b"HELO"):
+            writer.write(b"250-sink\r\n250 SIZE 100000000\r\n")
+        else:
+            writer.write(b"250 ok\r\n")
+        await writer.drain()
+    writer.close()
+
+
+def _run_sink(port_queue: multiprocessing.Queue[int]) -> None:
+    async def main() -> None:
+        server = await asyncio.start_server(_sink_session, "127.0.0.1", 0, limit=2**24)
+        port_queue.put(server.sockets[0].getsockname()[1])
+        await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def _config(root: Path, port: int, subscribers: Path) -> Path:
+    path = root / "config.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "templates": {"dir": str(REPO / "templates")},
+                "subscribers": {"file": str(subscribers)},
+                "paths": {"var_dir": str(root / "var")},
+                "smtp": {"host": "127.0.0.1", "port": port, "timeout_s": 30},
+                "delivery": {"connections": 4},
+            }
+        )
+    )
+    return path
+
+
+def _subscribers(root: Path, count: int) -> Path:
+    path = root / f"subscribers-{count}.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["email", "name"])
+        writer.writerows([f"reader{i:06d}@example.com", f"Reader {i}"] for i in range(count))
+    return path
+
+
+def _clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def measure_fast(config_path: Path) -> tuple[int, float]:
+    """Send the issue to the whole list with the product's sender: (messages, seconds)."""
+    from newsletter.config import Secrets, load_config  # noqa: PLC0415
+    from newsletter.pipeline import build_issue, send_issue  # noqa: PLC0415
+
+    config = load_config(config_path)
+    built = build_issue(config, AS_OF)
+    started = time.perf_counter()
+    result = send_issue(config, built, secrets=Secrets(unsubscribe_key=b"b" * 32), clock=_clock)
+    return result.report.sent, time.perf_counter() - started
+
+
+def measure_naive(config_path: Path, port: int, sample: int) -> float:
+    """Seconds per message for the naive sender, over `sample` messages."""
+    from newsletter.charts import render_charts  # noqa: PLC0415
+    from newsletter.config import load_config  # noqa: PLC0415
+    from newsletter.headline import write_headline  # noqa: PLC0415
+    from newsletter.models import Issue  # noqa: PLC0415
+    from newsletter.pipeline import build_issue, load_market  # noqa: PLC0415
+    from newsletter.render import make_environment, render_issue  # noqa: PLC0415
+
+    config = load_config(config_path)
+    built = build_issue(config, AS_OF)
+    prices = load_market(config, AS_OF).prices
+    charts = render_charts(prices, built.stats, config.stats.ratio_chart_sessions)
+    headline = write_headline(built.stats)
+    env = make_environment(config.templates.dir)
+    started = time.perf_counter()
+    for i in range(sample):
+        issue = Issue(
+            built.stats,
+            charts,
+            headline.subject,
+            headline.preheader,
+            "Rotation Digest",
+            config.newsletter.base_url,
+            config.newsletter.postal_address,
+        )
+        rendered = render_issue(issue, env)
+        message = EmailMessage()
+        message["Subject"] = rendered.subject
+        message["From"] = config.newsletter.from_address
+        message["To"] = f"reader{i:06d}@example.com"
+        message.set_content(rendered.text)
+        message.add_alternative(rendered.html, subtype="html")
+        html_part = message.get_payload()[1]
+        for chart in rendered.images:
+            html_part.add_related(
+                chart.png, maintype="image", subtype="png", cid=f"<{chart.content_id}>"
+            )
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+            smtp.send_message(message)
+    return (time.perf_counter() - started) / sample
+
+
+def peak_rss_mb(config_path: Path) -> tuple[int, float, float]:
+    """Run the product's send in a fresh process: (messages, seconds, peak RSS in MB)."""
+    code = (
+        "import resource, sys; sys.path.insert(0, sys.argv[2]); from benchmarks.send import measure_fast; "
+        "from pathlib import Path; sent, seconds = measure_fast(Path(sys.argv[1])); "
+        "print(sent, seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(config_path), str(REPO)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return int(out[0]), float(out[1]), float(out[2])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--subscribers", type=int, default=10_000)
+    parser.add_argument("--naive-sample", type=int, default=200)
+    parser.add_argument("--memory-subscribers", type=int, default=100_000)
+    args = parser.parse_args()
+    ports: multiprocessing.Queue[int] = multiprocessing.Queue()
+    sink = multiprocessing.Process(target=_run_sink, args=(ports,), daemon=True)
+    sink.start()
+    port = ports.get(timeout=30)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            fast_root = root / "fast"
+            fast_root.mkdir()
+            sent, seconds = measure_fast(
+                _config(fast_root, port, _subscribers(root, args.subscribers))
+            )
+            fast_rate = sent / seconds
+            naive_root = root / "naive"
+            naive_root.mkdir()
+            naive = measure_naive(
+                _config(naive_root, port, _subscribers(root, 1)), port, args.naive_sample
+            )
+            print(
+                f"product sender: {sent} messages in {seconds:.1f} s = {fast_rate:.0f} messages/s "
+                f"(4 connections, SQLite ledger)"
+            )
+            print(
+                f"naive sender:   {1 / naive:.1f} messages/s ({naive * 1000:.1f} ms per message, "
+                f"sample of {args.naive_sample})"
+            )
+            print(f"ratio:          {fast_rate * naive:.0f}x")
+            print(
+                f"this process:   peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+            )
+            memory_root = root / "memory"
+            memory_root.mkdir()
+            count, big_seconds, rss = peak_rss_mb(
+                _config(memory_root, port, _subscribers(root, args.memory_subscribers))
+            )
+            print(
+                f"{count} subscribers in a fresh process: {big_seconds:.1f} s, "
+                f"{count / big_seconds:.0f} messages/s, peak RSS {rss:.0f} MB"
+            )
+    finally:
+        sink.kill()
+        with contextlib.suppress(Exception):
+            sink.join(timeout=5)
+
+
+if __name__ == "__main__":
+    main()
