@@ -318,6 +318,18 @@ def _smtp_settings(config: Config, secrets: Secrets) -> SmtpSettings:
     )
 
 
+def _open_destination(
+    config: Config, secrets: Secrets, stack: ExitStack
+) -> tuple[SmtpSettings, str]:
+    """Where to send, and how to name it; the built-in capture server runs until `stack` closes."""
+    if config.smtp.is_builtin:
+        server = stack.enter_context(CaptureServer(config.outbox_dir))
+        return server.settings(
+            config.smtp.timeout_s
+        ), f"built-in capture server, Maildir {config.outbox_dir}"
+    return _smtp_settings(config, secrets), f"SMTP server {config.smtp.host}:{config.smtp.port}"
+
+
 def _unsubscribe_key(config: Config, secrets: Secrets) -> bytes:
     if secrets.unsubscribe_key is not None:
         return secrets.unsubscribe_key
@@ -426,13 +438,7 @@ def send_issue(
         )
         ledger = StoreLedger(engine, issue_id, run_id, clock)
         with ExitStack() as stack:
-            if config.smtp.is_builtin:
-                server = stack.enter_context(CaptureServer(config.outbox_dir))
-                settings = server.settings(config.smtp.timeout_s)
-                destination = f"built-in capture server, Maildir {config.outbox_dir}"
-            else:
-                settings = _smtp_settings(config, secrets)
-                destination = f"SMTP server {config.smtp.host}:{config.smtp.port}"
+            settings, destination = _open_destination(config, secrets, stack)
             report = Sender(settings, info.envelope_sender, build, policy, clock).run(
                 ledger, on_progress
             )
@@ -468,14 +474,7 @@ def send_test(
     token = make_token(_unsubscribe_key(config, secrets), info.list_id, recipient)
     data = factory.build(Subscriber(recipient, ""), make_msgid(domain=info.list_id), token)
     with ExitStack() as stack:
-        if config.smtp.is_builtin:
-            settings = stack.enter_context(CaptureServer(config.outbox_dir)).settings(
-                config.smtp.timeout_s
-            )
-            destination = f"built-in capture server, Maildir {config.outbox_dir}"
-        else:
-            settings = _smtp_settings(config, secrets)
-            destination = f"SMTP server {config.smtp.host}:{config.smtp.port}"
+        settings, destination = _open_destination(config, secrets, stack)
         try:
             with SmtpConnection(settings) as connection:
                 connection.send(info.envelope_sender, recipient, data)

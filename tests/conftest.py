@@ -7,6 +7,7 @@ import csv
 import gzip
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,9 @@ import pytest
 import yaml
 from aiosmtpd.controller import Controller
 
+from newsletter.config import load_config
 from newsletter.delivery import free_loopback_port
+from newsletter.pipeline import BuiltIssue, build_issue
 
 REPO = Path(__file__).resolve().parent.parent
 SNAPSHOT = REPO / "newsletter" / "data" / "market"
@@ -80,6 +83,28 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def build_day(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], BuiltIssue]:
+    """Build the issue of a day once per test session (the built values are immutable)."""
+    root = tmp_path_factory.mktemp("issues")
+    config_path = root / "config.yaml"
+    config_path.write_text(
+        f"templates:\n  dir: {REPO / 'templates'}\npaths:\n  var_dir: {root / 'var'}\n"
+    )
+    cache: dict[str, BuiltIssue] = {}
+
+    def build(day: str) -> BuiltIssue:
+        if day not in cache:
+            cache[day] = build_issue(load_config(config_path), date.fromisoformat(day))
+        return cache[day]
+
+    return build
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
 
 
 def read_raw_closes(ticker: str, column: str = "adj_close") -> dict[str, float]:

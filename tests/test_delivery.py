@@ -10,7 +10,7 @@ import asyncio
 import email
 from collections import Counter
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from email import policy
 from pathlib import Path
 
@@ -21,9 +21,9 @@ from aiosmtpd.controller import Controller
 from newsletter.config import Secrets, load_config
 from newsletter.delivery import free_loopback_port
 from newsletter.errors import DeliveryError
-from newsletter.pipeline import build_issue, send_issue
+from newsletter.pipeline import send_issue
 
-from .conftest import REPO
+from .conftest import REPO, now_utc
 from .smtpfaults import ACCEPT, DROP, DROP_AFTER_STORE, STALL, GreetingServer, ScriptedHandler
 
 SECRETS = Secrets(unsubscribe_key=b"k" * 32)
@@ -31,16 +31,9 @@ ADA, GRACE = "ada.lovelace@example.com", "grace.hopper@example.org"
 EVERYONE = 5
 
 
-def clock() -> datetime:
-    return datetime.now(UTC)
-
-
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("delivery")
-    path = root / "config.yaml"
-    path.write_text(f"templates:\n  dir: {REPO / 'templates'}\npaths:\n  var_dir: {root / 'var'}\n")
-    return build_issue(load_config(path), date(2024, 7, 16))
+def built(build_day):
+    return build_day("2024-07-16")
 
 
 @pytest.fixture
@@ -89,7 +82,7 @@ def recipients(handler: ScriptedHandler) -> list[str]:
 def test_a_temporary_rcpt_refusal_is_retried_until_accepted(built, configure, reply):
     handler = ScriptedHandler(rcpt={ADA: [reply, reply]})
     with serving(handler) as port:
-        result = send_issue(configure(port), built, secrets=SECRETS, clock=clock)
+        result = send_issue(configure(port), built, secrets=SECRETS, clock=now_utc)
     assert handler.attempts[ADA] == 3
     assert len(recipients(handler)) == EVERYONE
     assert result.report.retried == 2
@@ -103,11 +96,11 @@ def test_a_message_still_refused_after_max_attempts_is_deferred_then_sent_next_r
     handler = ScriptedHandler(rcpt={ADA: ["451 4.3.0 try later"] * 3})
     with serving(handler) as port:
         config = configure(port)
-        first = send_issue(config, built, secrets=SECRETS, clock=clock)
+        first = send_issue(config, built, secrets=SECRETS, clock=now_utc)
         assert first.ledger == {"sent": EVERYONE - 1, "deferred": 1}
         assert first.report.deferred == 1
         assert not first.complete
-        second = send_issue(config, built, secrets=SECRETS, clock=clock)
+        second = send_issue(config, built, secrets=SECRETS, clock=now_utc)
     assert second.report.sent == 1
     assert second.ledger == {"sent": EVERYONE}
     assert recipients(handler).count(ADA) == 1
@@ -127,8 +120,8 @@ def test_a_permanent_rcpt_refusal_is_recorded_and_not_retried(
     handler = ScriptedHandler(rcpt={GRACE: [reply]})
     with serving(handler) as port:
         config = configure(port)
-        result = send_issue(config, built, secrets=SECRETS, clock=clock)
-        again = send_issue(config, built, secrets=SECRETS, clock=clock)
+        result = send_issue(config, built, secrets=SECRETS, clock=now_utc)
+        again = send_issue(config, built, secrets=SECRETS, clock=now_utc)
     assert handler.attempts[GRACE] == 1
     assert result.ledger == {"sent": EVERYONE - 1, status: 1}
     assert (result.report.bounced, result.report.failed) == ((1, 0) if bounced else (0, 1))
@@ -140,7 +133,7 @@ def test_a_permanent_rcpt_refusal_is_recorded_and_not_retried(
 def test_a_permanent_data_refusal_fails_that_message_only(built, configure, reply):
     handler = ScriptedHandler(data={ADA: [reply]})
     with serving(handler) as port:
-        result = send_issue(configure(port), built, secrets=SECRETS, clock=clock)
+        result = send_issue(configure(port), built, secrets=SECRETS, clock=now_utc)
     assert result.ledger == {"sent": EVERYONE - 1, "failed": 1}
     assert ADA not in recipients(handler)
 
@@ -150,13 +143,13 @@ def test_a_policy_block_stops_the_whole_run(built, configure):
     with serving(handler) as port:
         config = configure(port)
         with pytest.raises(DeliveryError) as err:
-            send_issue(config, built, secrets=SECRETS, clock=clock)
+            send_issue(config, built, secrets=SECRETS, clock=now_utc)
         assert "refused the run at data: 554 5.7.1 rejected by policy; nothing was sent" in str(
             err.value
         )
         assert handler.stored == []  # Ada is first: the run stopped before anyone else
         # Once the policy problem is fixed, the same command sends everything, once.
-        result = send_issue(config, built, secrets=SECRETS, clock=clock)
+        result = send_issue(config, built, secrets=SECRETS, clock=now_utc)
     assert result.ledger == {"sent": EVERYONE}
     assert sorted(stored_ids(handler).values()) == [1] * EVERYONE
 
@@ -164,7 +157,7 @@ def test_a_policy_block_stops_the_whole_run(built, configure):
 def test_a_connection_dropped_mid_data_is_resent_once(built, configure):
     handler = ScriptedHandler(data={ADA: [DROP]})
     with serving(handler) as port:
-        result = send_issue(configure(port), built, secrets=SECRETS, clock=clock)
+        result = send_issue(configure(port), built, secrets=SECRETS, clock=now_utc)
     assert result.ledger == {"sent": EVERYONE}
     assert recipients(handler).count(ADA) == 1
     assert result.report.retried == 1
@@ -173,7 +166,7 @@ def test_a_connection_dropped_mid_data_is_resent_once(built, configure):
 def test_a_lost_reply_after_storing_is_the_one_documented_duplicate(built, configure):
     handler = ScriptedHandler(data={ADA: [DROP_AFTER_STORE]})
     with serving(handler) as port:
-        result = send_issue(configure(port), built, secrets=SECRETS, clock=clock)
+        result = send_issue(configure(port), built, secrets=SECRETS, clock=now_utc)
     ids = stored_ids(handler)
     assert result.ledger == {"sent": EVERYONE}
     assert len(ids) == EVERYONE
@@ -185,7 +178,7 @@ def test_a_lost_reply_after_storing_is_the_one_documented_duplicate(built, confi
 def test_a_stalled_server_times_out_and_the_message_is_retried(built, configure):
     handler = ScriptedHandler(data={ADA: [STALL]}, stall_s=2.5)
     with serving(handler) as port:
-        result = send_issue(configure(port), built, secrets=SECRETS, clock=clock)
+        result = send_issue(configure(port), built, secrets=SECRETS, clock=now_utc)
     assert result.ledger == {"sent": EVERYONE}
     assert recipients(handler).count(ADA) == 1
 
@@ -195,7 +188,7 @@ def test_fail_n_times_then_accept(built, configure):
         rcpt={ADA: ["421 4.4.5 busy", "451 4.3.0 later"]}, data={GRACE: [DROP, ACCEPT]}
     )
     with serving(handler) as port:
-        result = send_issue(configure(port, max_attempts=5), built, secrets=SECRETS, clock=clock)
+        result = send_issue(configure(port, max_attempts=5), built, secrets=SECRETS, clock=now_utc)
     assert result.ledger == {"sent": EVERYONE}
     assert result.report.retried == 3
     assert sorted(stored_ids(handler).values()) == [1] * EVERYONE
@@ -204,7 +197,7 @@ def test_fail_n_times_then_accept(built, configure):
 def test_421_at_the_greeting_is_temporary(built, configure):
     with GreetingServer("421 4.3.2 too busy, come back later") as server:
         result = send_issue(
-            configure(server.port, max_attempts=2), built, secrets=SECRETS, clock=clock
+            configure(server.port, max_attempts=2), built, secrets=SECRETS, clock=now_utc
         )
     assert result.ledger == {"deferred": EVERYONE}
     assert not result.complete
@@ -217,7 +210,7 @@ def test_554_at_the_greeting_stops_the_run(built, configure):
         with pytest.raises(
             DeliveryError, match=r"refused the run at connect: 554 5\.7\.1 no service"
         ):
-            send_issue(config, built, secrets=SECRETS, clock=clock)
+            send_issue(config, built, secrets=SECRETS, clock=now_utc)
         assert server.connections == 1
 
 
@@ -226,7 +219,7 @@ def test_more_connections_and_a_rate_cap_still_send_each_message_once(built, con
     with serving(handler) as port:
         started = datetime.now(UTC)
         result = send_issue(
-            configure(port, connections=3, rate_per_s=20), built, secrets=SECRETS, clock=clock
+            configure(port, connections=3, rate_per_s=20), built, secrets=SECRETS, clock=now_utc
         )
         elapsed = (datetime.now(UTC) - started).total_seconds()
     assert result.ledger == {"sent": EVERYONE}
@@ -241,9 +234,9 @@ def test_an_unsubscribed_reader_is_skipped_even_mid_issue(built, configure, tmp_
     handler = ScriptedHandler(rcpt={ADA: ["451 4.3.0 later"] * 3})
     with serving(handler) as port:
         config = configure(port)
-        send_issue(config, built, secrets=SECRETS, clock=clock)
-        store.set_subscriber_status(open_store(config), ADA, store.UNSUBSCRIBED, clock())
-        result = send_issue(config, built, secrets=SECRETS, clock=clock)
+        send_issue(config, built, secrets=SECRETS, clock=now_utc)
+        store.set_subscriber_status(open_store(config), ADA, store.UNSUBSCRIBED, now_utc())
+        result = send_issue(config, built, secrets=SECRETS, clock=now_utc)
     assert result.ledger == {"sent": EVERYONE - 1, "skipped": 1}
     assert ADA not in recipients(handler)
     assert Path(tmp_path / "var" / "newsletter.db").is_file()

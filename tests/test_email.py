@@ -33,13 +33,8 @@ NOW = datetime(2024, 7, 16, 21, 30, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> BuiltIssue:
-    root = tmp_path_factory.mktemp("email")
-    path = root / "config.yaml"
-    path.write_text(f"templates:\n  dir: {REPO / 'templates'}\npaths:\n  var_dir: {root / 'var'}\n")
-    from datetime import date  # noqa: PLC0415
-
-    return build_issue(load_config(path), date(2024, 7, 16))
+def built(build_day) -> BuiltIssue:
+    return build_day("2024-07-16")
 
 
 def png_size(data: bytes) -> tuple[int, int]:

@@ -8,19 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.config import load_config
 from newsletter.headline import write_headline
-from newsletter.pipeline import build_issue
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def stats(tmp_path_factory):
-    root = tmp_path_factory.mktemp("headline")
-    path = root / "config.yaml"
-    path.write_text(f"templates:\n  dir: {REPO / 'templates'}\npaths:\n  var_dir: {root / 'var'}\n")
-    return build_issue(load_config(path), date(2024, 7, 16)).stats
+def stats(build_day):
+    return build_day("2024-07-16").stats
 
 
 def with_spread(stats, **changes):

@@ -36,18 +36,9 @@ MEGACAPS = {
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BuiltIssue]:
-    """The issues of 2024-07-16 and 2024-07-17, built once for this module."""
-    root = tmp_path_factory.mktemp("numbers")
-    config_path = root / "config.yaml"
-    repo = Path(__file__).resolve().parent.parent
-    config_path.write_text(
-        f"templates:\n  dir: {repo / 'templates'}\npaths:\n  var_dir: {root / 'var'}\n"
-    )
-    config = load_config(config_path)
-    return {
-        day: build_issue(config, date.fromisoformat(day)) for day in ("2024-07-16", "2024-07-17")
-    }
+def built(build_day) -> dict[str, BuiltIssue]:
+    """The issues of 2024-07-16 and 2024-07-17."""
+    return {day: build_day(day) for day in ("2024-07-16", "2024-07-17")}
 
 
 def sessions_until(ticker: str, day: str) -> list[str]:

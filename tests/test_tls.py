@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
 
 import pytest
 import trustme
@@ -16,24 +15,17 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from newsletter.config import Secrets, load_config
 from newsletter.delivery import free_loopback_port
 from newsletter.errors import DeliveryError
-from newsletter.pipeline import build_issue, send_issue
+from newsletter.pipeline import send_issue
 
-from .conftest import REPO
+from .conftest import REPO, now_utc
 from .smtpfaults import ScriptedHandler
 
 USER, PASSWORD = "digest", "correct horse battery staple"
 
 
-def clock() -> datetime:
-    return datetime.now(UTC)
-
-
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tls")
-    path = root / "config.yaml"
-    path.write_text(f"templates:\n  dir: {REPO / 'templates'}\npaths:\n  var_dir: {root / 'var'}\n")
-    return build_issue(load_config(path), date(2024, 7, 16))
+def built(build_day):
+    return build_day("2024-07-16")
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +99,7 @@ def test_tls_and_auth_deliver(built, ca, tmp_path, security, implicit):
             config,
             built,
             secrets=Secrets(smtp_password=PASSWORD, unsubscribe_key=b"k" * 32),
-            clock=clock,
+            clock=now_utc,
         )
     assert result.ledger == {"sent": 5}
     assert len(handler.stored) == 5
@@ -123,7 +115,7 @@ def test_a_wrong_password_stops_the_run(built, ca, tmp_path):
                 config,
                 built,
                 secrets=Secrets(smtp_password="wrong", unsubscribe_key=b"k" * 32),
-                clock=clock,
+                clock=now_utc,
             )
 
 
@@ -138,6 +130,6 @@ def test_an_unverifiable_certificate_is_refused(built, ca, tmp_path):
                 config,
                 built,
                 secrets=Secrets(smtp_password=PASSWORD, unsubscribe_key=b"k" * 32),
-                clock=clock,
+                clock=now_utc,
             )
     assert handler.stored == []
