@@ -39,6 +39,8 @@ BACKGROUND = "#ffffff"
 WEEK_SHADE = "#fbe3cc"
 SHORT_AVERAGE = 50
 LONG_AVERAGE = 200
+SPREAD_SESSIONS = 5
+MINUS = "\u2212"
 PALETTE_COLOURS = 64
 
 _STYLE: dict[Any, Any] = {
@@ -85,7 +87,7 @@ def _title(fig: Figure, text: str) -> None:
 
 
 def _signed_pct(value: float, digits: int = 1) -> str:
-    return f"{value * 100:+.{digits}f}%".replace("-", "\u2212")
+    return f"{value * 100:+.{digits}f}%".replace("-", MINUS)
 
 
 def render_ratio_chart(prices: Prices, stats: WeekStats, sessions: int) -> Chart:
@@ -203,9 +205,152 @@ def render_week_returns_chart(stats: WeekStats) -> Chart:
     return Chart("week_returns", png, alt, width, height)
 
 
-def render_charts(prices: Prices, stats: WeekStats, ratio_sessions: int) -> tuple[Chart, ...]:
-    """Every chart of the digest, in the order the email shows them."""
-    return (
-        render_week_returns_chart(stats),
-        render_ratio_chart(prices, stats, ratio_sessions),
+def render_spread_distribution_chart(prices: Prices, stats: WeekStats) -> Chart:
+    """How rare was this week: every 5-session spread in the history, this week marked."""
+    spread = stats.spread_5d
+    values = (
+        prices.spread(spread.long, spread.short, SPREAD_SESSIONS).loc[: pd.Timestamp(stats.as_of)]
+        * 100
     )
+    with plt.rc_context(_STYLE):
+        fig, ax = plt.subplots(figsize=(WIDTH_IN, 2.9), layout="constrained")
+        ax.hist(values.to_numpy(), bins=80, color=MUTED, alpha=0.55, lw=0)
+        ax.axvline(spread.value * 100, color=UP if spread.value >= 0 else DOWN, lw=2.2)
+        ax.annotate(
+            f"this week {spread.value * 100:+.1f} pp".replace("-", MINUS),
+            xy=(spread.value * 100, ax.get_ylim()[1] * 0.92),
+            xytext=(-6 if spread.value > 0 else 6, 0),
+            textcoords="offset points",
+            ha="right" if spread.value > 0 else "left",
+            color=INK,
+            fontweight="bold",
+        )
+        ax.set_yticks([])
+        ax.spines["left"].set_visible(False)
+        ax.xaxis.set_major_formatter(
+            FuncFormatter(lambda v, _: "0" if round(v) == 0 else f"{v:+.0f} pp".replace("-", MINUS))
+        )
+        ax.grid(axis="y", visible=False)
+        _title(
+            fig,
+            f"All {len(values):,} five-session {spread.long} {MINUS} {spread.short} spreads "
+            f"since {spread.history_start.year}",
+        )
+        width, height = (int(d * DPI) for d in fig.get_size_inches())
+        png = _to_png(fig)
+    rank = "the largest" if spread.rank == 1 else f"rank {spread.rank:,} of {spread.of:,}"
+    alt = (
+        f"Histogram of every five-session {spread.long} minus {spread.short} return spread since "
+        f"{spread.history_start.year}: this week's {spread.value * 100:+.1f} points is {rank}."
+    )
+    return Chart("spread_distribution", png, alt, width, height)
+
+
+def render_megacap_chart(stats: WeekStats) -> Chart | None:
+    """Each mega cap's contribution to the index's YTD return, with its week's return."""
+    conc = stats.concentration
+    if conc is None:
+        return None
+    members = sorted(conc.members, key=lambda m: m.contribution)
+    labels = [display_name(m.name) for m in members]
+    values = [m.contribution * 100 for m in members]
+    with plt.rc_context(_STYLE):
+        fig, ax = plt.subplots(figsize=(WIDTH_IN, 0.34 * len(members) + 1.1), layout="constrained")
+        bars = ax.barh(labels, values, color=[UP if v >= 0 else DOWN for v in values], height=0.6)
+        ax.axvline(0, color=MUTED, lw=0.8)
+        ax.grid(axis="y", visible=False)
+        ax.bar_label(
+            bars,
+            labels=[
+                f"{v:+.2f} pp  (week {_signed_pct(m.week)})".replace("-", MINUS)
+                for v, m in zip(values, members, strict=True)
+            ],
+            padding=4,
+            color=INK,
+        )
+        span = (max(0.0, *values) - min(0.0, *values)) or 1.0
+        ax.set_xlim(min(0.0, *values) - 0.05 * span, max(0.0, *values) + 0.75 * span)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f} pp".replace("-", MINUS)))
+        _title(
+            fig,
+            f"Contribution to the {display_name(conc.index)}'s {_signed_pct(conc.index_ytd)} this year",
+        )
+        width, height = (int(d * DPI) for d in fig.get_size_inches())
+        png = _to_png(fig)
+    lead = max(conc.members, key=lambda m: m.share)
+    alt = (
+        f"Bar chart of mega-cap contributions to the {display_name(conc.index)}'s year-to-date return: "
+        f"together {conc.group_share * 100:.0f}% of it, {display_name(lead.name)} alone {lead.share * 100:.0f}%."
+    )
+    return Chart("megacaps", png, alt, width, height)
+
+
+def _spread_labels(ends: pd.Series, min_gap: float) -> dict[str, float]:
+    """Label heights for line ends, moved apart where they would overlap, in the ends' order."""
+    placed: dict[str, float] = {}
+    previous = None
+    for ticker, value in ends.sort_values().items():
+        height = float(value) if previous is None else max(float(value), previous + min_gap)
+        placed[str(ticker)] = height
+        previous = height
+    return placed
+
+
+YTD_LINES = ("SPY", "RSP", "QQQ", "IWM")
+_YTD_COLOURS = {"SPY": UP, "RSP": "#6aa84f", "QQQ": "#7f3fbf", "IWM": DOWN}
+
+
+def render_ytd_chart(prices: Prices, stats: WeekStats) -> Chart | None:
+    """Cumulative total return since the end of last year for the cap-weight, equal-weight,
+    Nasdaq-100 and small-cap funds."""
+    tickers = [t for t in YTD_LINES if t in prices.tickers]
+    frame = prices.adjusted.loc[
+        pd.Timestamp(stats.bases["YTD"]) : pd.Timestamp(stats.as_of), tickers
+    ].dropna(axis=1)
+    if frame.empty or len(frame) < 2:
+        return None
+    growth = (frame / frame.iloc[0] - 1) * 100
+    label_y = _spread_labels(
+        growth.iloc[-1], min_gap=(growth.max().max() - growth.min().min()) * 0.08
+    )
+    with plt.rc_context(_STYLE):
+        fig, ax = plt.subplots(figsize=(WIDTH_IN, 3.0), layout="constrained")
+        for ticker in growth.columns:
+            ax.plot(growth.index, growth[ticker].to_numpy(), color=_YTD_COLOURS[ticker], lw=1.6)
+            ax.annotate(
+                f"{ticker} {growth[ticker].iloc[-1]:+.1f}%".replace("-", MINUS),
+                xy=(growth.index[-1], label_y[ticker]),
+                xytext=(6, 0),
+                textcoords="offset points",
+                va="center",
+                color=_YTD_COLOURS[ticker],
+                fontweight="bold",
+                fontsize=9,
+            )
+        ax.axhline(0, color=MUTED, lw=0.8)
+        ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
+        ax.xaxis.set_major_locator(mdates.MonthLocator())  # type: ignore[no-untyped-call]
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%b"))  # type: ignore[no-untyped-call]
+        ax.margins(x=0.02)
+        ax.set_xlim(right=growth.index[-1] + (growth.index[-1] - growth.index[0]) * 0.16)
+        _title(fig, f"Total return this year, to {stats.as_of.day} {stats.as_of:%b %Y}")
+        width, height = (int(d * DPI) for d in fig.get_size_inches())
+        png = _to_png(fig)
+    final = growth.iloc[-1].sort_values()
+    alt = (
+        f"Line chart of year-to-date total returns: {final.index[-1]} leads at "
+        f"{_signed_pct(final.iloc[-1] / 100, 1)}, {final.index[0]} trails at {_signed_pct(final.iloc[0] / 100, 1)}."
+    )
+    return Chart("ytd", png, alt, width, height)
+
+
+def render_charts(prices: Prices, stats: WeekStats, ratio_sessions: int) -> tuple[Chart, ...]:
+    """Every chart of the digest the data supports, in the order the email shows them."""
+    charts = (
+        render_week_returns_chart(stats),
+        render_ytd_chart(prices, stats),
+        render_spread_distribution_chart(prices, stats),
+        render_ratio_chart(prices, stats, ratio_sessions),
+        render_megacap_chart(stats),
+    )
+    return tuple(chart for chart in charts if chart is not None)

@@ -41,6 +41,15 @@ class Prices:
     def tickers(self) -> list[str]:
         return [str(column) for column in self.adjusted.columns]
 
+    def spread(self, long: str, short: str, sessions: int) -> pd.Series:
+        """The `sessions`-session return spread long - short at every session with a full window.
+
+        Rows are sessions, so a gap in the data is a NaN window, never a longer one.
+        """
+        frame = self.adjusted[[long, short]]
+        window = frame / frame.shift(sessions) - 1
+        return (window[long] - window[short]).dropna()
+
     def ratio(self, long: str, short: str) -> pd.Series:
         """long/short adjusted-close ratio at every session both have (relative strength)."""
         frame = self.adjusted[[long, short]].dropna()

@@ -32,13 +32,6 @@ class SpreadResult:
     receipt: dict[str, Any]
 
 
-def rolling_spread(prices: Prices, long: str, short: str) -> pd.Series:
-    """The 5-session return spread long - short at every session with a full window."""
-    frame = prices.adjusted[[long, short]]
-    window = frame / frame.shift(SPREAD_SESSIONS) - 1
-    return (window[long] - window[short]).dropna()
-
-
 def episode_peaks(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """Indices of episode peaks: greedily, largest first, each window that overlaps no peak.
 
@@ -58,7 +51,7 @@ def episode_peaks(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
 
 def compute_spread(prices: Prices, long: str, short: str, as_of: date, basis: str) -> SpreadResult:
     """This week's 5-session spread, ranked against every full window up to `as_of`."""
-    spreads = rolling_spread(prices, long, short)
+    spreads = prices.spread(long, short, SPREAD_SESSIONS)
     stamp = pd.Timestamp(as_of)
     if len(spreads) < 2 or spreads.index[-1] != stamp:
         raise InsufficientDataError(
