@@ -160,6 +160,7 @@ class SmtpSection(_Section):
 
 class PathsSection(_Section):
     var_dir: Path = Path("var")
+    notes_dir: Path = Path("issues")
 
 
 class TemplatesSection(_Section):
@@ -201,6 +202,7 @@ _PATH_KEYS = (
     ("subscribers", "file"),
     ("smtp", "ca_file"),
     ("paths", "var_dir"),
+    ("paths", "notes_dir"),
     ("templates", "dir"),
 )
 
@@ -243,7 +245,10 @@ def parse_config(raw: object, label: str, base: Path) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(f"{label}: the top level must be a mapping of sections, got {raw!r}")
     _resolve_paths(raw, base)
-    raw.setdefault("paths", {}).setdefault("var_dir", base / "var")
+    paths = raw.setdefault("paths", {})
+    if isinstance(paths, dict):
+        paths.setdefault("var_dir", base / "var")
+        paths.setdefault("notes_dir", base / "issues")
     try:
         return Config.model_validate(raw)
     except ValidationError as err:

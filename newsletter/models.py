@@ -127,6 +127,8 @@ class Issue:
     newsletter_name: str
     base_url: str
     postal_address: str
+    note: str = ""
+    """The editor's note and curated links, in Markdown (empty: none this week)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from newsletter.delivery import (
     SmtpFailure,
     SmtpSettings,
 )
-from newsletter.errors import AsOfError, DeliveryError
+from newsletter.errors import AsOfError, DeliveryError, RenderError
 from newsletter.headline import write_headline
 from newsletter.market.calendar import TradingCalendar
 from newsletter.market.events import load_key_dates
@@ -76,6 +76,7 @@ logger = logging.getLogger(__name__)
 
 REQUEST_SLACK_DAYS = 14
 UNSUBSCRIBE_TEMPLATE = "unsubscribe.html.j2"
+NOTES_FILE = "notes.md"
 EXAMPLE_TOKEN = "example-token"
 KEY_DATES_SOURCE = "Federal Reserve FOMC calendars and BLS CPI release schedules (see KEY_DATES.md)"
 FILE_MODE = 0o644
@@ -207,6 +208,7 @@ def build_issue(
     )
     charts = render_charts(prices, stats, s.ratio_chart_sessions)
     headline = write_headline(stats, subject=subject, preheader=preheader)
+    note = read_note(config, as_of)
     issue = Issue(
         stats=stats,
         charts=charts,
@@ -215,6 +217,7 @@ def build_issue(
         newsletter_name=config.newsletter.name,
         base_url=config.newsletter.base_url,
         postal_address=config.newsletter.postal_address,
+        note=note,
     )
     env = make_environment(config.templates.dir)
     rendered = render_issue(issue, env)
@@ -235,6 +238,17 @@ def build_issue(
         time.perf_counter() - started,
     )
     return BuiltIssue(stats=stats, rendered=rendered, folder=folder)
+
+
+def read_note(config: Config, as_of: date) -> str:
+    """The editor's Markdown for the issue (paths.notes_dir/<as-of>/notes.md), or '' if none."""
+    path = config.paths.notes_dir / as_of.isoformat() / NOTES_FILE
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+    except (OSError, UnicodeDecodeError) as err:
+        raise RenderError(f"cannot read the editor's note {path}: {err}") from err
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -7,12 +7,16 @@ Numbers are formatted by the filters registered here, in one place.
 
 from __future__ import annotations
 
+import html as html_lib
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import css_inline
 import jinja2
+import nh3
+from markdown_it import MarkdownIt
+from markupsafe import Markup
 
 from newsletter.errors import RenderError
 from newsletter.models import UNSUBSCRIBE_MARKER, RenderedIssue, display_name
@@ -86,6 +90,7 @@ def make_environment(template_dir: Path) -> jinja2.Environment:
         month=lambda day: f"{day:%B %Y}",
         long_date=long_date,
         thousands=thousands,
+        note_text=note_text,
         name=display_name,
     )
     return env
@@ -109,6 +114,28 @@ def _image_src(chart: Chart, mode: ImageMode) -> str:
 
 
 _INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+_MARKDOWN = MarkdownIt("commonmark", {"html": True, "linkify": False, "typographer": False})
+NOTE_TAGS = {"p", "a", "strong", "em", "ul", "ol", "li", "blockquote", "code", "br", "h3", "h4"}
+NOTE_LINK_SCHEMES = {"https", "mailto"}
+
+
+def render_note(markdown: str) -> str:
+    """The editor's Markdown as HTML that is safe to mail: sanitised (nh3) down to simple
+    formatting and https/mailto links; scripts, event handlers and images are removed whole."""
+    html = _MARKDOWN.render(markdown)
+    return nh3.clean(
+        html,
+        tags=NOTE_TAGS,
+        attributes={"a": {"href", "title"}},
+        url_schemes=NOTE_LINK_SCHEMES,
+        link_rel="noopener noreferrer",
+        strip_comments=True,
+    )
+
+
+def note_text(markdown: str) -> str:
+    """The editor's Markdown for the text/plain part, with any HTML tags (and scripts) removed."""
+    return html_lib.unescape(nh3.clean(markdown, tags=set())).strip()
 
 
 def render_html(issue: Issue, env: jinja2.Environment, images: ImageMode) -> str:
@@ -117,6 +144,7 @@ def render_html(issue: Issue, env: jinja2.Environment, images: ImageMode) -> str
     html = render_page(
         env,
         HTML_TEMPLATE,
+        note_html=Markup(render_note(issue.note)) if issue.note else None,
         issue=issue,
         stats=issue.stats,
         charts=charts,
