@@ -70,12 +70,21 @@ def _build(args: argparse.Namespace, config: Config, as_of: date | None) -> Buil
         config, as_of, getattr(args, "out", None), subject=args.subject, preheader=args.preheader
     )
     print("\n".join(_describe_built(built)))
+    for finding in built.findings:
+        print(f"  Lint {finding}", file=sys.stderr)
     return built
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    _build(args, _load(args), _parse_as_of(args.as_of))
-    return 0
+    built = _build(args, _load(args), _parse_as_of(args.as_of))
+    return 1 if built.lint_errors else 0
+
+
+def cmd_lint(args: argparse.Namespace) -> int:
+    built = _build(args, _load(args), _parse_as_of(args.as_of))
+    errors = len(built.lint_errors)
+    print(f"  Lint:    {errors} error(s), {len(built.findings) - errors} warning(s)")
+    return 1 if errors else 0
 
 
 def _send_and_report(args: argparse.Namespace, config: Config, built: BuiltIssue) -> int:
@@ -372,6 +381,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for the files (default: var/issues/<as-of>/)",
     )
     build.set_defaults(handler=cmd_build)
+
+    lint = commands.add_parser(
+        "lint",
+        parents=[common, issue],
+        help="build the issue and check it for what breaks or clips in mail clients",
+        description="Build the issue and lint it: HTML size against Gmail's 102 KB clip limit, alt text, "
+        "cid: images, https/mailto links, List-Unsubscribe headers, leftover template syntax or "
+        "nan/None/inf, CSS that Gmail or Outlook drop, and the subject's length. Exit code 1 on any "
+        "error; build and send run the same checks, and send refuses an issue with errors.",
+    )
+    lint.set_defaults(handler=cmd_lint)
 
     send = commands.add_parser(
         "send",

@@ -9,6 +9,7 @@ prints one line. Each message says what failed, where, and what to do about it.
     + AsOfError                   requested --as-of outside the data or not a date (exit 2)
     + InsufficientDataError       a ticker lacks a session the statistics need
   x RenderError                   template folder/template missing, undefined variable
+    + LintError                   the built issue has lint errors; sending is refused
   x SubscriberError               unreadable subscriber list or invalid row (file:line)
   x DeliveryError                 SMTP connect/auth/protocol failure (wraps the smtplib error)
 """
@@ -42,6 +43,10 @@ class InsufficientDataError(DataError):
 
 class RenderError(NewsletterError):
     """A template could not be found or rendered."""
+
+
+class LintError(RenderError):
+    """The built issue would break or clip in mail clients; it is not sent."""
 
 
 class SubscriberError(NewsletterError):

@@ -15,7 +15,8 @@ import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as time_of_day
 from email.utils import make_msgid
 from pathlib import Path
 from secrets import token_bytes
@@ -34,8 +35,9 @@ from newsletter.delivery import (
     SmtpFailure,
     SmtpSettings,
 )
-from newsletter.errors import AsOfError, DeliveryError, RenderError
+from newsletter.errors import AsOfError, DeliveryError, LintError, RenderError
 from newsletter.headline import write_headline
+from newsletter.lint import ERROR, Finding, lint_message
 from newsletter.market.calendar import TradingCalendar
 from newsletter.market.events import load_key_dates
 from newsletter.market.snapshot import SnapshotSource
@@ -64,7 +66,6 @@ from newsletter.unsubscribe import make_token, verify_token
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-    from datetime import datetime
 
     from sqlalchemy.engine import Engine
 
@@ -89,6 +90,11 @@ class BuiltIssue:
     stats: WeekStats
     rendered: RenderedIssue
     folder: Path
+    findings: tuple[Finding, ...] = ()
+
+    @property
+    def lint_errors(self) -> list[Finding]:
+        return [finding for finding in self.findings if finding.level == ERROR]
 
 
 def stats_spec(config: Config) -> StatsSpec:
@@ -230,6 +236,9 @@ def build_issue(
         render_html(issue, env, "file"),
         unsubscribe_example=f"{config.newsletter.base_url}/u/{EXAMPLE_TOKEN}",
     )
+    findings = tuple(lint_message(rendered, _sample_message(config, rendered)))
+    for finding in findings:
+        logger.warning("lint %s", finding)
     logger.info(
         "Built issue %s: %d charts, %d KB HTML in %.2f s",
         as_of,
@@ -237,7 +246,17 @@ def build_issue(
         len(rendered.html.encode()) // 1024,
         time.perf_counter() - started,
     )
-    return BuiltIssue(stats=stats, rendered=rendered, folder=folder)
+    return BuiltIssue(stats=stats, rendered=rendered, folder=folder, findings=findings)
+
+
+def _sample_message(config: Config, rendered: RenderedIssue) -> bytes:
+    """The issue as one example subscriber would get it, for the pre-send lint."""
+    info = _list_info(config)
+    moment = datetime.combine(rendered.as_of, time_of_day.min, tzinfo=UTC)
+    sample = Subscriber("reader@example.com", "Example Reader")
+    return MessageFactory(rendered, info, moment).build(
+        sample, message_id(info.list_id, rendered.as_of.isoformat(), sample.email), EXAMPLE_TOKEN
+    )
 
 
 def read_note(config: Config, as_of: date) -> str:
@@ -420,6 +439,11 @@ def send_issue(
 
     Safe to run again at any time: the ledger makes a second run send only what is missing.
     """
+    if built.lint_errors:
+        raise LintError(
+            f"issue {built.stats.as_of.isoformat()} has {len(built.lint_errors)} lint error(s), the first: "
+            f"{built.lint_errors[0].text}; run `newsletter lint` to see all, and fix them before sending"
+        )
     engine = open_store(config)
     now = clock()
     row_errors = sync_subscribers(config, engine, now)

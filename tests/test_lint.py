@@ -1,0 +1,109 @@
+"""The pre-send lint finds what would clip or break an email, and send refuses such an issue."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+
+import pytest
+
+from newsletter.cli import main
+from newsletter.compose import ListInfo, MessageFactory
+from newsletter.lint import lint_message
+from newsletter.models import Subscriber
+from newsletter.render import note_text, render_note
+
+INFO = ListInfo(
+    "D <d@example.com>",
+    "rd.example.com",
+    "Rotation Digest",
+    "https://digest.example.com",
+    "u@example.com",
+)
+
+
+@pytest.fixture(scope="module")
+def rendered(build_day):
+    return build_day("2024-07-16").rendered
+
+
+def lint(rendered):
+    sample = MessageFactory(rendered, INFO, datetime(2024, 7, 16, tzinfo=UTC)).build(
+        Subscriber("r@example.com", "R"), "<x@rd.example.com>", "tok.sig"
+    )
+    return [str(finding) for finding in lint_message(rendered, sample)]
+
+
+def test_the_built_issue_is_clean(rendered):
+    assert lint(rendered) == []
+
+
+def test_each_problem_is_one_line(rendered):
+    html = rendered.html
+    html = html.replace('alt="', 'data-alt="', 1)
+    html = html.replace(
+        "</body>",
+        '<a href="http://insecure.example.com">x</a><p style="position: absolute">{{ oops }} nan</p></body>',
+    )
+    html = html.replace(f"cid:{rendered.images[-1].content_id}", "cid:missing@x")
+    broken = dataclasses.replace(rendered, html=html + " " * (103 * 1024), subject="")
+    findings = lint(broken)
+    assert "error: HTML is 140 KB: Gmail clips messages over 102 KB" in findings or any(
+        f.startswith("error: HTML is") and "Gmail clips" in f for f in findings
+    )
+    assert "error: the subject is empty" in findings
+    assert any(
+        f.startswith("error: image cid:") and f.endswith("has no alt text") for f in findings
+    )
+    assert "error: cid:missing@x has no image part" in findings
+    assert f"error: image part {rendered.images[-1].content_id} is never shown" in findings
+    assert (
+        "error: link 'http://insecure.example.com' is not an absolute https or mailto link"
+        in findings
+    )
+    assert any(f.startswith("warning: CSS uses position") for f in findings)
+    assert any(f.startswith("error: HTML part shows '{{'") for f in findings)
+
+
+def test_a_long_subject_is_a_warning(rendered):
+    findings = lint(dataclasses.replace(rendered, subject="x" * 90))
+    assert findings == ["warning: the subject has 90 characters; over 78 it is cut off"]
+
+
+def test_scripts_and_handlers_never_reach_a_subscriber():
+    markdown = (
+        'Hello **readers**.\n\n<script>alert(1)</script>\n\n<img src=x onerror="alert(2)">\n\n'
+        '[ok](https://example.com/a) [bad](javascript:alert(3)) <a href="https://e.example.com" onclick="x()">c</a>'
+    )
+    html = render_note(markdown)
+    for bad in ("<script", "onerror", "onclick", "href=\"javascript", "<img"):
+        assert bad not in html
+    assert '<a href="https://example.com/a" rel="noopener noreferrer">ok</a>' in html
+    text = note_text(markdown)
+    assert "<script" not in text and "onerror" not in text
+    assert "Hello **readers**." in text
+
+
+def test_send_refuses_an_issue_with_lint_errors(write_config, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "s" * 32)
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    from .conftest import REPO  # noqa: PLC0415
+
+    for source in (REPO / "templates").iterdir():
+        text = source.read_text()
+        if source.name == "issue.html.j2":
+            text = text.replace(
+                "{% endblock %}",
+                '<tr><td><a href="http://example.com/x">plain http</a></td></tr>\n{% endblock %}',
+            )
+        (templates / source.name).write_text(text)
+    config = write_config(templates={"dir": str(templates)})
+    assert main(["send", "--config", str(config), "--as-of", "2024-07-16", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "Lint error: link 'http://example.com/x' is not an absolute https or mailto link" in err
+    assert err.strip().splitlines()[-1] == (
+        "Error: issue 2024-07-16 has 1 lint error(s), the first: link 'http://example.com/x' is not an "
+        "absolute https or mailto link; run `newsletter lint` to see all, and fix them before sending"
+    )
+    assert main(["lint", "--config", str(config), "--as-of", "2024-07-16"]) == 1
