@@ -112,3 +112,33 @@ def read_raw_closes(ticker: str, column: str = "adj_close") -> dict[str, float]:
     name = ticker.removeprefix("^")
     with gzip.open(SNAPSHOT / f"{name}.csv.gz", "rt", newline="") as handle:
         return {row["date"]: float(row[column]) for row in csv.DictReader(handle)}
+
+
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="rewrite tests/golden/* from the current output; review the diff before committing",
+    )
+
+
+@pytest.fixture
+def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
+    """Compare output with tests/golden/<name>, or rewrite it under --update-golden."""
+    update = request.config.getoption("--update-golden")
+
+    def check(name: str, actual: str) -> None:
+        path = GOLDEN_DIR / name
+        if update:
+            path.write_text(actual, encoding="utf-8")
+            return
+        assert path.exists(), f"missing golden file {name}; run pytest --update-golden"
+        expected = path.read_text(encoding="utf-8")
+        assert actual == expected, (
+            f"{name} changed; if intended, run pytest --update-golden and review the diff"
+        )
+
+    return check
