@@ -21,7 +21,7 @@ from newsletter.errors import AsOfError, NewsletterError
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from newsletter.config import Config
+    from newsletter.config import Config, Secrets
     from newsletter.pipeline import BuiltIssue, SendResult
 
 DEFAULT_CONFIG = Path("config.yaml")
@@ -87,14 +87,14 @@ def cmd_lint(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
-def _send_and_report(args: argparse.Namespace, config: Config, built: BuiltIssue) -> int:
+def _send_and_report(
+    args: argparse.Namespace, config: Config, built: BuiltIssue, secrets: Secrets
+) -> int:
     from rich.console import Console  # noqa: PLC0415
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn  # noqa: PLC0415
 
-    from newsletter.config import resolve_secrets  # noqa: PLC0415
     from newsletter.pipeline import send_issue  # noqa: PLC0415
 
-    secrets = resolve_secrets(config, os.environ)
     with Progress(
         TextColumn("Sending"),
         BarColumn(),
@@ -137,9 +137,12 @@ def _print_summary(result: SendResult) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from newsletter.config import resolve_secrets  # noqa: PLC0415
+
     config = _load(args)
+    secrets = resolve_secrets(config, os.environ)  # before the build: a missing secret fails fast
     built = _build(args, config, _parse_as_of(args.as_of))
-    return _send_and_report(args, config, built)
+    return _send_and_report(args, config, built, secrets)
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -148,6 +151,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     from newsletter.store import latest_unfinished_issue  # noqa: PLC0415
 
     config = _load(args)
+    secrets = resolve_secrets(config, os.environ)
     as_of = _parse_as_of(args.as_of)
     if args.resume:
         if as_of is not None:
@@ -158,20 +162,16 @@ def cmd_send(args: argparse.Namespace) -> int:
             return 0
     built = _build(args, config, as_of)
     if args.test:
-        where = send_test(
-            config, built, args.test, secrets=resolve_secrets(config, os.environ), clock=now_utc
-        )
+        where = send_test(config, built, args.test, secrets=secrets, clock=now_utc)
         print(f"  Test:    one [TEST] copy to {args.test} via the {where} (not recorded as sent)")
         return 0
     if args.dry_run:
-        count, size = dry_run(
-            config, built, secrets=resolve_secrets(config, os.environ), clock=now_utc
-        )
+        count, size = dry_run(config, built, secrets=secrets, clock=now_utc)
         print(
             f"  Dry run: {count} messages composed, {size / 1024:.0f} KB in all; nothing was sent"
         )
         return 0
-    return _send_and_report(args, config, built)
+    return _send_and_report(args, config, built, secrets)
 
 
 def cmd_subscribers(args: argparse.Namespace) -> int:

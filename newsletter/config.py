@@ -52,6 +52,7 @@ class NewsletterSection(_Section):
     unsubscribe_mailto: str = "unsubscribe@example.com"
     unsubscribe_secret_env: str = "NEWSLETTER_UNSUBSCRIBE_SECRET"
     postal_address: str = "Rotation Digest, 1 Example Street, Springfield, USA"
+    images: Literal["cid", "hosted"] = "cid"
 
     @field_validator("base_url")
     @classmethod

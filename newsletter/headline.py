@@ -116,7 +116,7 @@ def _generated(stats: WeekStats) -> Headline:
             rule="big_move",
         )
     return Headline(
-        subject=f"Week to {stats.as_of.day} {stats.as_of:%b %Y}: {_lead(stats.spread_5d)}",
+        subject=f"Week to {stats.as_of.day} {stats.as_of:%b}: {_lead(stats.spread_5d)}",
         preheader=_support(stats),
         rule="scoreboard",
     )

@@ -130,6 +130,11 @@ def _images(facts: _HtmlFacts, parts: set[str]) -> list[Finding]:
         if not (image.get("alt") or "").strip()
     ]
     sources = [image.get("src") or "" for image in facts.images]
+    findings += [
+        Finding(ERROR, f"image {src!r} is neither an inline cid: part nor an https URL")
+        for src in sources
+        if not src.startswith(("cid:", "https://"))
+    ]
     referenced = {src.removeprefix("cid:") for src in sources if src.startswith("cid:")}
     findings += [
         Finding(ERROR, f"cid:{cid} has no image part") for cid in sorted(referenced - parts)

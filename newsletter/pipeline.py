@@ -70,7 +70,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from newsletter.config import Config, Secrets
-    from newsletter.models import DeliveryReport, RenderedIssue
+    from newsletter.models import Chart, DeliveryReport, RenderedIssue
     from newsletter.weekstats import WeekStats
 
 logger = logging.getLogger(__name__)
@@ -226,12 +226,18 @@ def build_issue(
         note=note,
     )
     env = make_environment(config.templates.dir)
-    rendered = render_issue(issue, env)
+    rendered = render_issue(
+        issue,
+        env,
+        config.newsletter.images,
+        f"{config.newsletter.base_url}/issues/{as_of.isoformat()}",
+    )
     folder = out_dir or config.issues_dir / as_of.isoformat()
     document = {**stats.to_json(), "headline": headline.to_json()}
     write_issue_folder(
         folder,
         rendered,
+        charts,
         document,
         render_html(issue, env, "file"),
         unsubscribe_example=f"{config.newsletter.base_url}/u/{EXAMPLE_TOKEN}",
@@ -283,6 +289,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def write_issue_folder(
     folder: Path,
     rendered: RenderedIssue,
+    charts: Sequence[Chart],
     stats_json: dict[str, Any],
     preview_html: str,
     *,
@@ -302,7 +309,7 @@ def write_issue_folder(
         _write_atomic(
             folder / name, content.replace(UNSUBSCRIBE_MARKER, unsubscribe_example).encode()
         )
-    for chart in rendered.images:
+    for chart in charts:
         _write_atomic(folder / chart.filename, chart.png)
     _write_atomic(folder / "stats.json", (json.dumps(stats_json, indent=2) + "\n").encode())
 

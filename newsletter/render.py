@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 HTML_TEMPLATE = "issue.html.j2"
 TEXT_TEMPLATE = "issue.txt.j2"
 
-ImageMode = Literal["cid", "file"]
+ImageMode = Literal["cid", "hosted", "file"]
+"""How the HTML finds its charts: inline parts (cid:), https URLs beside the archived issue, or
+sibling files (the local preview)."""
 
 
 NOT_AVAILABLE = "n/a"
@@ -109,8 +111,13 @@ def render_page(env: jinja2.Environment, name: str, **context: object) -> str:
         raise RenderError(f"template {where}: {err.message}") from err
 
 
-def _image_src(chart: Chart, mode: ImageMode) -> str:
-    return f"cid:{chart.content_id}" if mode == "cid" else chart.filename
+def image_src(chart: Chart, mode: ImageMode, hosted_base: str = "") -> str:
+    """Where the HTML loads `chart` from."""
+    if mode == "cid":
+        return f"cid:{chart.content_id}"
+    if mode == "hosted":
+        return f"{hosted_base}/{chart.filename}"
+    return chart.filename
 
 
 _INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
@@ -138,8 +145,10 @@ def note_text(markdown: str) -> str:
     return html_lib.unescape(nh3.clean(markdown, tags=set())).strip()
 
 
-def render_html(issue: Issue, env: jinja2.Environment, images: ImageMode) -> str:
-    """The issue as one HTML page with inlined CSS; images as cid: refs or as sibling files."""
+def render_html(
+    issue: Issue, env: jinja2.Environment, images: ImageMode, hosted_base: str = ""
+) -> str:
+    """The issue as one HTML page with inlined CSS, its charts found as `images` says."""
     charts = {chart.name: chart for chart in issue.charts}
     html = render_page(
         env,
@@ -148,7 +157,7 @@ def render_html(issue: Issue, env: jinja2.Environment, images: ImageMode) -> str
         issue=issue,
         stats=issue.stats,
         charts=charts,
-        image_src=lambda chart: _image_src(chart, images),
+        image_src=lambda chart: image_src(chart, images, hosted_base),
         unsubscribe_url=UNSUBSCRIBE_MARKER,
     )
     try:
@@ -157,8 +166,11 @@ def render_html(issue: Issue, env: jinja2.Environment, images: ImageMode) -> str
         raise RenderError(f"CSS inlining failed for {HTML_TEMPLATE}: {err}") from err
 
 
-def render_issue(issue: Issue, env: jinja2.Environment) -> RenderedIssue:
-    """The issue as it is mailed: HTML referring to its images by cid:, and the text part."""
+def render_issue(
+    issue: Issue, env: jinja2.Environment, images: ImageMode = "cid", hosted_base: str = ""
+) -> RenderedIssue:
+    """The issue as it is mailed: the HTML (charts as inline cid: parts, or linked from
+    `hosted_base` when `images` is "hosted"), and the text part."""
     text = render_page(
         env,
         TEXT_TEMPLATE,
@@ -170,7 +182,7 @@ def render_issue(issue: Issue, env: jinja2.Environment) -> RenderedIssue:
     return RenderedIssue(
         as_of=issue.stats.as_of,
         subject=issue.subject,
-        html=render_html(issue, env, "cid"),
+        html=render_html(issue, env, images, hosted_base),
         text=text,
-        images=issue.charts,
+        images=issue.charts if images == "cid" else (),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import email
+import io
 import re
 import struct
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ from email import policy
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from newsletter.compose import ListInfo, MessageFactory, message_id
 from newsletter.config import load_config
@@ -44,7 +46,13 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 def test_charts_are_opaque_retina_pngs_with_alt_text(built):
     charts = {chart.name: chart for chart in built.rendered.images}
-    assert set(charts) == {"week_returns", "relative_strength"}
+    assert set(charts) == {
+        "week_returns",
+        "ytd",
+        "spread_distribution",
+        "relative_strength",
+        "megacaps",
+    }
     for chart in charts.values():
         width, height = png_size(chart.png)
         assert (width, height) == (chart.width_px, chart.height_px)
@@ -53,6 +61,13 @@ def test_charts_are_opaque_retina_pngs_with_alt_text(built):
         assert len(chart.png) < 60_000
     assert "Russell 2000 +5.38%" in charts["week_returns"].alt_text
     assert "gained 4.5% against the S&P 500 this week" in charts["relative_strength"].alt_text
+    assert "this week's +9.9 points is the largest" in charts["spread_distribution"].alt_text
+    assert "together 56% of it, Nvidia alone 25%" in charts["megacaps"].alt_text
+    assert "QQQ leads at +21.6%" in charts["ytd"].alt_text
+    for chart in charts.values():
+        with Image.open(io.BytesIO(chart.png)) as image:
+            assert image.mode == "P"  # a palette PNG...
+            assert "transparency" not in image.info  # ...with an opaque background (dark mode)
 
 
 def test_charts_are_deterministic(built, tmp_path):

@@ -78,7 +78,7 @@ def test_the_default_scoreboard_line(stats):
     assert headline.rule == "scoreboard"
     assert (
         headline.subject
-        == "Week to 16 Jul 2024: Russell 2000 beat the S&P 500 by 9.9 points in five sessions"
+        == "Week to 16 Jul: Russell 2000 beat the S&P 500 by 9.9 points in five sessions"
     )
 
 

@@ -18,6 +18,7 @@ STAGES = {
     "subscribers",
     "unsubscribe",
     "store",
+    "lint",
 }
 DRIVERS = {"cli", "web"}
 

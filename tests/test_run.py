@@ -17,6 +17,7 @@ from newsletter.config import BUILTIN_SUBSCRIBERS
 
 from .conftest import SmtpEndpoint
 
+CHARTS = 5
 REQUIRED_HEADERS = (
     "From",
     "To",
@@ -59,7 +60,7 @@ def check_message(message: EmailMessage, recipient: str) -> None:
     assert related.get_content_type() == "multipart/related"
     html_part, *images = related.get_payload()
     assert html_part.get_content_type() == "text/html"
-    assert len(images) == 2
+    assert len(images) == CHARTS
     html = html_part.get_content()
     cids = set(re.findall(r'src="cid:([^"]+)"', html))
     parts = {str(image["Content-ID"]).strip("<>"): image for image in images}
@@ -144,7 +145,10 @@ def test_default_run_delivers_to_the_builtin_capture_server(
         "email.txt",
         "stats.json",
         "week_returns.png",
+        "ytd.png",
+        "spread_distribution.png",
         "relative_strength.png",
+        "megacaps.png",
     ):
         assert (issue / name).is_file(), name
     preview = (issue / "preview.html").read_text()
@@ -214,3 +218,26 @@ def test_resume_finishes_the_interrupted_issue(write_config, smtp_server, monkey
     assert "Ledger:  5 sent" in out
     assert main(["send", "--config", str(config), "--resume"]) == 0
     assert "Nothing to resume" in capsys.readouterr().out
+
+
+def test_hosted_images_make_a_small_message_that_links_its_charts(
+    write_config, smtp_server, monkeypatch, capsys
+):
+    monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "test-secret-test-secret")
+    config = write_config(
+        smtp={"host": smtp_server.host, "port": smtp_server.port}, newsletter={"images": "hosted"}
+    )
+    assert main(["run", "--config", str(config), "--as-of", "2024-07-16", "--quiet"]) == 0
+    assert "Lint" not in capsys.readouterr().err
+    envelope = smtp_server.envelopes[0]
+    message = parse(envelope.original_content)
+    assert [part.get_content_type() for part in message.walk()] == [
+        "multipart/alternative",
+        "text/plain",
+        "multipart/related",
+        "text/html",
+    ]
+    sources = re.findall(r'<img[^>]+src="([^"]+)"', message.get_body(("html",)).get_content())
+    assert len(sources) == 5
+    assert all(src.startswith("https://digest.example.com/issues/2024-07-16/") for src in sources)
+    assert len(envelope.original_content) < 80_000
