@@ -138,6 +138,7 @@ def test_every_command_has_help():
     assert set(subparsers.choices) == {
         "run",
         "build",
+        "lint",
         "send",
         "subscribers",
         "serve",
