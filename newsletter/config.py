@@ -70,7 +70,9 @@ class NewsletterSection(_Section):
 
 
 class MarketSection(_Section):
-    provider: Literal["snapshot"] = "snapshot"
+    provider: Literal["snapshot", "yfinance"] = "snapshot"
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+    attempts: int = Field(default=3, ge=1, le=10)
     snapshot_dir: Path = BUILTIN_SNAPSHOT_DIR
     key_dates_file: Path = BUILTIN_KEY_DATES
 

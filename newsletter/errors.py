@@ -6,6 +6,7 @@ prints one line. Each message says what failed, where, and what to do about it.
 * NewsletterError                 base; carries exit_code (default 1)
   x ConfigError                   bad/missing config file, unknown key, missing env secret (exit 2)
   x DataError                     market data unusable for the requested issue
+    + FetchError                  a live provider gave no, partial or malformed prices
     + AsOfError                   requested --as-of outside the data or not a date (exit 2)
     + InsufficientDataError       a ticker lacks a session the statistics need
   x RenderError                   template folder/template missing, undefined variable
@@ -29,6 +30,10 @@ class ConfigError(NewsletterError):
 
 class DataError(NewsletterError):
     """Market data cannot support the requested issue."""
+
+
+class FetchError(DataError, ConnectionError):
+    """A live data provider failed, or answered with empty, partial or malformed prices."""
 
 
 class AsOfError(DataError):

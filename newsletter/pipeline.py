@@ -41,7 +41,9 @@ from newsletter.lint import ERROR, Finding, lint_message
 from newsletter.market.calendar import TradingCalendar
 from newsletter.market.events import load_key_dates
 from newsletter.market.snapshot import SnapshotSource
+from newsletter.market.source import MarketDataSource
 from newsletter.market.weights import load_start_of_year_weights
+from newsletter.market.yahoo import YahooSource
 from newsletter.models import (
     BOUNCED,
     CLAIMED,
@@ -116,6 +118,13 @@ def stats_spec(config: Config) -> StatsSpec:
     )
 
 
+def market_source(config: Config) -> MarketDataSource:
+    """The configured price provider: the bundled snapshot, or Yahoo Finance (live)."""
+    if config.market.provider == "yfinance":
+        return YahooSource(timeout_s=config.market.timeout_s, attempts=config.market.attempts)
+    return SnapshotSource(config.market.snapshot_dir)
+
+
 def _present(prices: Prices, tickers: list[str]) -> pd.DatetimeIndex:
     """Sessions at which every one of `tickers` has a close."""
     return pd.DatetimeIndex(prices.adjusted[tickers].dropna().index)
@@ -139,7 +148,7 @@ def load_market(config: Config, requested: date | None) -> Market:
     """
     started = time.perf_counter()
     spec = stats_spec(config)
-    source = SnapshotSource(config.market.snapshot_dir)
+    source = market_source(config)
     prices = source.fetch(spec_tickers(spec))
     required = _present(prices, required_tickers(spec))
     if len(required) <= YEAR_SESSIONS:
