@@ -41,7 +41,7 @@ class Recorder:
         self.answers = list(answers)
         self.calls = []
 
-    def __call__(self, tickers, timeout_s):
+    def __call__(self, tickers, timeout_s, start=None):
         self.calls.append((list(tickers), timeout_s))
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):

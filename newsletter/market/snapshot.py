@@ -15,6 +15,7 @@ from newsletter.models import Prices
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from datetime import date
     from pathlib import Path
 
 _REQUIRED = ("date", "close", "adj_close")
@@ -83,11 +84,13 @@ class SnapshotSource:
     def name(self) -> str:
         return "bundled market snapshot (Yahoo Finance exports; see PROVENANCE.md)"
 
-    def fetch(self, tickers: Sequence[str]) -> Prices:
+    def fetch(self, tickers: Sequence[str], start: date | None = None) -> Prices:
         frames = {
             ticker: read_price_file(ticker_file(self.directory, ticker), ticker)
             for ticker in tickers
         }
         adjusted = pd.DataFrame({ticker: frame["adjusted"] for ticker, frame in frames.items()})
         raw = pd.DataFrame({ticker: frame["raw"] for ticker, frame in frames.items()})
+        if start is not None:
+            adjusted, raw = adjusted.loc[pd.Timestamp(start) :], raw.loc[pd.Timestamp(start) :]
         return Prices(adjusted=adjusted.sort_index(), raw=raw.sort_index(), source=self.name)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from datetime import date
 
     from newsletter.models import Prices
 
@@ -18,6 +19,7 @@ class MarketDataSource(Protocol):
         """How the email and stats.json name this source."""
         ...
 
-    def fetch(self, tickers: Sequence[str]) -> Prices:
-        """Return every session the provider has for `tickers`; raise DataError if it cannot."""
+    def fetch(self, tickers: Sequence[str], start: date | None = None) -> Prices:
+        """Every session the provider has for `tickers` (from `start` on, if given); raise
+        DataError if it cannot."""
         ...

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from datetime import date
 from typing import Any
 
 import pandas as pd
@@ -30,13 +31,14 @@ ADJUSTED, RAW = "Adj Close", "Close"
 MAX_LISTED_DATES = 5
 
 
-def yfinance_download(tickers: Sequence[str], timeout_s: float) -> Any:
+def yfinance_download(tickers: Sequence[str], timeout_s: float, start: date | None) -> Any:
     """One call to yfinance.download with every choice spelled out."""
     import yfinance  # noqa: PLC0415 (heavy, and only needed for live data)
 
+    span: dict[str, Any] = {"period": "max"} if start is None else {"start": start.isoformat()}
     return yfinance.download(
         list(tickers),
-        period="max",
+        **span,
         interval="1d",
         auto_adjust=False,
         back_adjust=False,
@@ -140,11 +142,11 @@ class YahooSource:
     def name(self) -> str:
         return "Yahoo Finance via yfinance (live)"
 
-    def fetch(self, tickers: Sequence[str]) -> Prices:
+    def fetch(self, tickers: Sequence[str], start: date | None = None) -> Prices:
         last: FetchError | None = None
         for attempt in range(1, self.attempts + 1):
             try:
-                frame = self._download(tickers, self.timeout_s)
+                frame = self._download(tickers, self.timeout_s, start)
                 return parse_download(frame, tickers, self.name)
             except FetchError as err:
                 last = err
