@@ -63,8 +63,48 @@ def _describe_built(built: BuiltIssue) -> list[str]:
     ]
 
 
+def _refresh(config: Config, quiet: bool) -> None:
+    from rich.console import Console  # noqa: PLC0415
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn  # noqa: PLC0415
+
+    from newsletter.pipeline import price_tickers, refresh_prices  # noqa: PLC0415
+
+    total = len(price_tickers(config))
+    with Progress(
+        TextColumn("Refreshing prices"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        console=Console(stderr=True),
+        transient=True,
+        disable=quiet,
+    ) as progress:
+        task = progress.add_task("", total=total)
+        report = refresh_prices(
+            config,
+            now_utc,
+            on_progress=lambda ticker: progress.update(task, advance=1, description=ticker),
+        )
+    rewritten = f"; history rewritten for {', '.join(report.rewritten)}" if report.rewritten else ""
+    print(
+        f"  Prices:  {sum(report.written.values()):,} rows stored for {len(report.written)} tickers{rewritten}"
+    )
+
+
 def _build(args: argparse.Namespace, config: Config, as_of: date | None) -> BuiltIssue:
+    from newsletter.errors import FetchError  # noqa: PLC0415
     from newsletter.pipeline import build_issue  # noqa: PLC0415
+
+    if config.market.provider == "yfinance":
+        try:
+            _refresh(config, quiet=getattr(args, "quiet", False))
+        except FetchError as err:
+            if not args.allow_stale:
+                raise
+            print(
+                f"  Warning: {err}; building from the stored prices (--allow-stale)",
+                file=sys.stderr,
+            )
 
     built = build_issue(
         config, as_of, getattr(args, "out", None), subject=args.subject, preheader=args.preheader
@@ -257,6 +297,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if args.action == "refresh":
+        _refresh(config, quiet=args.quiet)
+        return 0
+    from newsletter.pipeline import price_status  # noqa: PLC0415
+
+    rows = price_status(config, now_utc().date())
+    if not rows:
+        print(f"The price store {config.price_store_path} is empty; run `newsletter data refresh`.")
+        return 0
+    print(f"{'ticker':8} {'first':10} {'last':10} {'rows':>6} {'age':>5}  {'gaps':>4}  source")
+    for info, age_days, missing in rows:
+        listed = ", ".join(day.isoformat() for day in missing[:3]) + (
+            " ..." if len(missing) > 3 else ""
+        )
+        print(
+            f"{info.ticker:8} {info.first.isoformat()} {info.last.isoformat()} {info.rows:>6} "
+            f"{age_days:>4}d  {len(missing):>4}  {info.source}{'  gaps: ' + listed if missing else ''}"
+        )
+    return 0
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     from newsletter.config import resolve_secrets  # noqa: PLC0415
 
@@ -353,6 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument(
         "--preheader", metavar="TEXT", help="the editor's preheader instead of the generated one"
     )
+    issue.add_argument(
+        "--allow-stale",
+        action="store_true",
+        help="with market.provider: yfinance, build from the stored prices when the refresh fails "
+        "(a warning says so)",
+    )
     quiet = argparse.ArgumentParser(add_help=False)
     quiet.add_argument("--quiet", action="store_true", help="no progress bar")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -370,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     build = commands.add_parser(
         "build",
-        parents=[common, issue],
+        parents=[common, issue, quiet],
         help="build the issue without sending it",
         description="Build the issue (email.html, preview.html, email.txt, charts, stats.json) without sending.",
     )
@@ -384,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     lint = commands.add_parser(
         "lint",
-        parents=[common, issue],
+        parents=[common, issue, quiet],
         help="build the issue and check it for what breaks or clips in mail clients",
         description="Build the issue and lint it: HTML size against Gmail's 102 KB clip limit, alt text, "
         "cid: images, https/mailto links, List-Unsubscribe headers, leftover template syntax or "
@@ -413,6 +482,31 @@ def build_parser() -> argparse.ArgumentParser:
     send.set_defaults(handler=cmd_send)
 
     _add_subscribers_parser(commands, common)
+
+    data = commands.add_parser(
+        "data",
+        parents=[common],
+        help="refresh the local price store or show what it holds",
+        description="The local price store (var/prices.db) that market.provider: yfinance builds from.",
+    )
+    data_actions = data.add_subparsers(dest="action", required=True, metavar="ACTION")
+    refresh = data_actions.add_parser(
+        "refresh",
+        parents=[common, quiet],
+        help="fetch what the store lacks",
+        description="Seed tickers the store never held from the bundled snapshot, then ask the "
+        "provider for the sessions the store lacks plus a short overlap; a ticker whose adjusted "
+        "history changed in the overlap (a split or dividend re-basing) is fetched and rewritten whole.",
+    )
+    refresh.set_defaults(handler=cmd_data)
+    status = data_actions.add_parser(
+        "status",
+        parents=[common],
+        help="show each ticker's range, rows, age, gaps and source",
+        description="Per ticker: first and last session, rows, age in days, sessions the NYSE "
+        "calendar has that the store lacks, and where the prices came from.",
+    )
+    status.set_defaults(handler=cmd_data)
 
     serve = commands.add_parser(
         "serve",

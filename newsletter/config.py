@@ -194,6 +194,11 @@ class Config(_Section):
         return self.paths.var_dir / "outbox"
 
     @property
+    def price_store_path(self) -> Path:
+        """The local price store the live provider refreshes (var/prices.db)."""
+        return self.paths.var_dir / "prices.db"
+
+    @property
     def database_url(self) -> str:
         """database.url, or the SQLite file var/newsletter.db."""
         return self.database.url or f"sqlite:///{self.paths.var_dir / 'newsletter.db'}"

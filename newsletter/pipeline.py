@@ -42,6 +42,8 @@ from newsletter.market.calendar import TradingCalendar
 from newsletter.market.events import load_key_dates
 from newsletter.market.snapshot import SnapshotSource
 from newsletter.market.source import MarketDataSource
+from newsletter.market.store import PriceStore, RefreshReport, SeriesInfo, gaps, refresh
+from newsletter.market.store import open_store as open_price_store
 from newsletter.market.weights import load_start_of_year_weights
 from newsletter.market.yahoo import YahooSource
 from newsletter.models import (
@@ -125,6 +127,63 @@ def market_source(config: Config) -> MarketDataSource:
     return SnapshotSource(config.market.snapshot_dir)
 
 
+def price_tickers(config: Config) -> list[str]:
+    """Every ticker the digest reads, as the price store keeps them."""
+    return spec_tickers(stats_spec(config))
+
+
+def refresh_prices(
+    config: Config,
+    clock: Callable[[], datetime],
+    on_progress: Callable[[str], None] = lambda t: None,
+) -> RefreshReport:
+    """Bring the local price store up to date from the configured provider.
+
+    Tickers the store has never held are seeded from the bundled snapshot first, so a machine
+    without network still has history; the provider then adds what is new, and rewrites a
+    ticker whose adjusted history it finds re-based.
+    """
+    tickers = price_tickers(config)
+    store = open_price_store(config.price_store_path, clock())
+    try:
+        held = store.info()
+        snapshot = SnapshotSource(config.market.snapshot_dir)
+        for ticker in tickers:
+            if ticker not in held:
+                seed = snapshot.fetch([ticker])
+                store.write(
+                    ticker,
+                    seed.adjusted[ticker],
+                    seed.raw[ticker],
+                    snapshot.name,
+                    clock(),
+                    replace=True,
+                )
+        return refresh(store, market_source(config), tickers, clock(), on_progress)
+    finally:
+        store.close()
+
+
+def price_status(config: Config, today: date) -> list[tuple[SeriesInfo, int, list[date]]]:
+    """For each stored ticker: what the store holds, its age in days, and its calendar gaps."""
+    store = open_price_store(
+        config.price_store_path, datetime.combine(today, time_of_day.min, tzinfo=UTC)
+    )
+    try:
+        info = store.info()
+        if not info:
+            return []
+        prices = store.read(list(info), "store")
+    finally:
+        store.close()
+    first = min(item.first for item in info.values())
+    calendar = TradingCalendar(first, today + timedelta(days=7))
+    return [
+        (item, (today - item.last).days, gaps(prices.adjusted[ticker], calendar.sessions))
+        for ticker, item in info.items()
+    ]
+
+
 def _present(prices: Prices, tickers: list[str]) -> pd.DatetimeIndex:
     """Sessions at which every one of `tickers` has a close."""
     return pd.DatetimeIndex(prices.adjusted[tickers].dropna().index)
@@ -149,7 +208,14 @@ def load_market(config: Config, requested: date | None) -> Market:
     started = time.perf_counter()
     spec = stats_spec(config)
     source = market_source(config)
-    prices = source.fetch(spec_tickers(spec))
+    if config.market.provider == "yfinance":
+        store = PriceStore(config.price_store_path)
+        try:
+            prices = store.read(spec_tickers(spec), source.name)
+        finally:
+            store.close()
+    else:
+        prices = source.fetch(spec_tickers(spec))
     required = _present(prices, required_tickers(spec))
     if len(required) <= YEAR_SESSIONS:
         raise AsOfError(

@@ -114,3 +114,37 @@ def test_gaps_are_sessions_the_calendar_has_and_the_series_lacks():
     series = SnapshotSource(SNAPSHOT).fetch(["SPY"]).adjusted["SPY"].loc["2024-07-01":"2024-07-19"]
     assert gaps(series, calendar.sessions) == []
     assert gaps(series.drop(pd.Timestamp("2024-07-12")), calendar.sessions) == [date(2024, 7, 12)]
+
+
+def test_data_refresh_seeds_the_store_and_status_lists_it(write_config, capsys):
+    from newsletter.cli import main  # noqa: PLC0415
+
+    config = write_config()
+    assert main(["data", "status", "--config", str(config)]) == 0
+    assert "is empty; run `newsletter data refresh`" in capsys.readouterr().out
+    assert main(["data", "refresh", "--config", str(config), "--quiet"]) == 0
+    assert "27 tickers" in capsys.readouterr().out
+    assert main(["data", "status", "--config", str(config)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    spy = next(line for line in lines if line.startswith("SPY "))
+    assert spy.split()[1:4] == ["1993-01-29", "2025-09-26", "8222"]
+    assert len(lines) == 28
+
+
+def test_a_live_build_whose_refresh_fails_needs_allow_stale(write_config, capsys, monkeypatch):
+    from newsletter import pipeline  # noqa: PLC0415
+    from newsletter.cli import main  # noqa: PLC0415
+
+    # The provider seam, not yfinance: this test must not reach for the internet.
+    monkeypatch.setattr(pipeline, "market_source", lambda config: Provider(fail=True))
+    config = write_config(market={"provider": "yfinance"})
+    argv = ["build", "--config", str(config), "--as-of", "2024-07-16", "--quiet"]
+    assert main(argv) == 1
+    assert (
+        capsys.readouterr().err.strip().splitlines()[-1]
+        == "Error: Yahoo returned no prices for SPY"
+    )
+    assert main([*argv, "--allow-stale"]) == 0
+    captured = capsys.readouterr()
+    assert "building from the stored prices (--allow-stale)" in captured.err
+    assert "Issue 2024-07-16" in captured.out
