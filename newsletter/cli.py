@@ -107,7 +107,12 @@ def _build(args: argparse.Namespace, config: Config, as_of: date | None) -> Buil
             )
 
     built = build_issue(
-        config, as_of, getattr(args, "out", None), subject=args.subject, preheader=args.preheader
+        config,
+        as_of,
+        getattr(args, "out", None),
+        subject=args.subject,
+        preheader=args.preheader,
+        allow_stale=args.allow_stale,
     )
     print("\n".join(_describe_built(built)))
     for finding in built.findings:
@@ -419,8 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument(
         "--allow-stale",
         action="store_true",
-        help="with market.provider: yfinance, build from the stored prices when the refresh fails "
-        "(a warning says so)",
+        help="build even when the data-quality gate finds problems (the email then shows them), and "
+        "with market.provider: yfinance from the stored prices when the refresh fails",
     )
     quiet = argparse.ArgumentParser(add_help=False)
     quiet.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -142,6 +142,10 @@ class DeliverySection(_Section):
     max_wait_s: float = Field(default=300.0, ge=0)
 
 
+class DataQualitySection(_Section):
+    max_daily_move: float = Field(default=0.2, gt=0, le=1)
+
+
 class WebSection(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
@@ -180,6 +184,7 @@ class Config(_Section):
     database: DatabaseSection = DatabaseSection()
     smtp: SmtpSection = SmtpSection()
     delivery: DeliverySection = DeliverySection()
+    data_quality: DataQualitySection = DataQualitySection()
     web: WebSection = WebSection()
     paths: PathsSection = PathsSection()
     templates: TemplatesSection = TemplatesSection()

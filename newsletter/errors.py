@@ -8,6 +8,7 @@ prints one line. Each message says what failed, where, and what to do about it.
   x DataError                     market data unusable for the requested issue
     + FetchError                  a live provider gave no, partial or malformed prices
     + AsOfError                   requested --as-of outside the data or not a date (exit 2)
+    + DataQualityError            the week's prices failed the data-quality gate
     + InsufficientDataError       a ticker lacks a session the statistics need
   x RenderError                   template folder/template missing, undefined variable
     + LintError                   the built issue has lint errors; sending is refused
@@ -40,6 +41,10 @@ class AsOfError(DataError):
     """The requested as-of date cannot be served from the data."""
 
     exit_code = 2
+
+
+class DataQualityError(DataError):
+    """The week's prices failed the data-quality gate; nothing is built unless the editor allows it."""
 
 
 class InsufficientDataError(DataError):

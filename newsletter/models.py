@@ -129,6 +129,8 @@ class Issue:
     postal_address: str
     note: str = ""
     """The editor's note and curated links, in Markdown (empty: none this week)."""
+    data_warning: str = ""
+    """Shown at the top when the editor built despite data-quality problems (--allow-stale)."""
 
 
 @dataclass(frozen=True, slots=True)

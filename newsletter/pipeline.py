@@ -6,6 +6,7 @@ Everything is built first, then written through one sink (`write_issue_folder`),
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -35,7 +36,7 @@ from newsletter.delivery import (
     SmtpFailure,
     SmtpSettings,
 )
-from newsletter.errors import AsOfError, DeliveryError, LintError, RenderError
+from newsletter.errors import AsOfError, DataQualityError, DeliveryError, LintError, RenderError
 from newsletter.headline import write_headline
 from newsletter.lint import ERROR, Finding, lint_message
 from newsletter.market.calendar import TradingCalendar
@@ -62,6 +63,7 @@ from newsletter.models import (
     StatsSpec,
     Subscriber,
 )
+from newsletter.quality import DataQuality, check_quality
 from newsletter.render import make_environment, render_html, render_issue, render_page
 from newsletter.stats import compute_week_stats, member_tickers, required_tickers, spec_tickers
 from newsletter.stats.strength import YEAR_SESSIONS
@@ -74,7 +76,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from newsletter.config import Config, Secrets
-    from newsletter.models import Chart, DeliveryReport, RenderedIssue
+    from newsletter.models import Chart, DeliveryReport, RenderedIssue, ReportDates
     from newsletter.weekstats import WeekStats
 
 logger = logging.getLogger(__name__)
@@ -196,6 +198,7 @@ class Market:
     prices: Prices
     calendar: TradingCalendar
     as_of: date
+    stored_through: dict[str, date] | None = None
 
 
 def load_market(config: Config, requested: date | None) -> Market:
@@ -208,10 +211,12 @@ def load_market(config: Config, requested: date | None) -> Market:
     started = time.perf_counter()
     spec = stats_spec(config)
     source = market_source(config)
+    stored_through = None
     if config.market.provider == "yfinance":
         store = PriceStore(config.price_store_path)
         try:
             prices = store.read(spec_tickers(spec), source.name)
+            stored_through = {ticker: info.last for ticker, info in store.info().items()}
         finally:
             store.close()
     else:
@@ -259,7 +264,7 @@ def load_market(config: Config, requested: date | None) -> Market:
         source.name,
         time.perf_counter() - started,
     )
-    return Market(prices=aligned, calendar=calendar, as_of=as_of)
+    return Market(prices=aligned, calendar=calendar, as_of=as_of, stored_through=stored_through)
 
 
 def build_issue(
@@ -269,15 +274,18 @@ def build_issue(
     *,
     subject: str | None = None,
     preheader: str | None = None,
+    allow_stale: bool = False,
 ) -> BuiltIssue:
     """Compute, chart and render the issue for the session on or before `requested`.
 
-    `subject` and `preheader` override the generated ones (the editor's words).
+    `subject` and `preheader` override the generated ones (the editor's words). The data-quality
+    gate refuses the build on any finding unless `allow_stale`, and then the email says so.
     """
     market = load_market(config, requested)
     prices, as_of = market.prices, market.as_of
     started = time.perf_counter()
     dates = market.calendar.report_dates(as_of)
+    quality = gate(config, market, dates, allow_stale)
     s = config.stats
     stats = compute_week_stats(
         prices,
@@ -299,6 +307,7 @@ def build_issue(
         base_url=config.newsletter.base_url,
         postal_address=config.newsletter.postal_address,
         note=note,
+        data_warning="" if quality.ok else "Data warning: " + "; ".join(quality.problems),
     )
     env = make_environment(config.templates.dir)
     rendered = render_issue(
@@ -308,7 +317,11 @@ def build_issue(
         f"{config.newsletter.base_url}/issues/{as_of.isoformat()}",
     )
     folder = out_dir or config.issues_dir / as_of.isoformat()
-    document = {**stats.to_json(), "headline": headline.to_json()}
+    document = {
+        **stats.to_json(),
+        "headline": headline.to_json(),
+        "data_quality": quality.to_json(),
+    }
     write_issue_folder(
         folder,
         rendered,
@@ -338,6 +351,30 @@ def _sample_message(config: Config, rendered: RenderedIssue) -> bytes:
     return MessageFactory(rendered, info, moment).build(
         sample, message_id(info.list_id, rendered.as_of.isoformat(), sample.email), EXAMPLE_TOKEN
     )
+
+
+def gate(config: Config, market: Market, dates: ReportDates, allow_stale: bool) -> DataQuality:
+    """Run the data-quality gate on the headline pair and the concentration index."""
+    spec = stats_spec(config)
+    quality = check_quality(
+        market.prices,
+        market.calendar.sessions,
+        dates,
+        [*required_tickers(spec), spec.concentration_index],
+        max_daily_move=config.data_quality.max_daily_move,
+        stored_through=market.stored_through,
+    )
+    if quality.ok:
+        return quality
+    if not allow_stale:
+        more = f" (and {len(quality.problems) - 1} more)" if len(quality.problems) > 1 else ""
+        raise DataQualityError(
+            f"the prices for the week to {dates.as_of.isoformat()} failed the data-quality gate: "
+            f"{quality.problems[0]}{more}; repair the data (newsletter data refresh), pick another "
+            "--as-of, or build anyway with --allow-stale"
+        )
+    logger.warning("building despite data-quality problems: %s", "; ".join(quality.problems))
+    return dataclasses.replace(quality, allowed=True)
 
 
 def read_note(config: Config, as_of: date) -> str:

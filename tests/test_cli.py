@@ -141,6 +141,7 @@ def test_every_command_has_help():
         "lint",
         "send",
         "subscribers",
+        "data",
         "serve",
         "check-config",
     }

@@ -19,6 +19,7 @@ STAGES = {
     "unsubscribe",
     "store",
     "lint",
+    "quality",
 }
 DRIVERS = {"cli", "web"}
 

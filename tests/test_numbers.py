@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.config import load_config
-from newsletter.errors import InsufficientDataError
+from newsletter.errors import DataQualityError, InsufficientDataError
 from newsletter.pipeline import BuiltIssue, build_issue
 
 from .conftest import SNAPSHOT, read_raw_closes
@@ -268,12 +268,16 @@ def test_a_gap_in_a_scoreboard_ticker_leaves_that_figure_out_and_says_so(tmp_pat
 def test_a_gap_in_the_headline_pair_is_an_error_naming_the_window(tmp_path, write_config):
     snapshot = _snapshot_without(tmp_path, "IWM", "2024-07-12")
     config = load_config(write_config(market={"snapshot_dir": str(snapshot)}))
-    with pytest.raises(InsufficientDataError) as err:
+    with pytest.raises(DataQualityError) as err:
         build_issue(config, date(2024, 7, 16))
     assert str(err.value) == (
-        "IWM or SPY has no close on 2024-07-12, which the week's relative strength needs; "
-        "pick another --as-of or repair the data"
+        "the prices for the week to 2024-07-16 failed the data-quality gate: IWM: no close on "
+        "2024-07-12 (this week); repair the data (newsletter data refresh), pick another --as-of, "
+        "or build anyway with --allow-stale"
     )
+    # The gate cannot be talked past a number that cannot be computed at all:
+    with pytest.raises(InsufficientDataError, match="IWM or SPY has no close on 2024-07-12"):
+        build_issue(config, date(2024, 7, 16), allow_stale=True)
     snapshot = _snapshot_without(tmp_path / "second", "IWM", "2024-07-09")
     config = load_config(write_config(market={"snapshot_dir": str(snapshot)}))
     with pytest.raises(InsufficientDataError) as err:
@@ -431,3 +435,34 @@ def test_every_number_in_the_headline_is_in_stats_json(built, day):
     for number in re.findall(r"\d[\d,]*(?:\.\d+)?", words):
         assert number in allowed, f"{number} in {words!r} is not a figure in stats.json"
     assert "September 1987" in headline["preheader"]
+
+
+def test_an_implausible_move_stops_the_build_unless_allowed_and_then_the_email_says_so(
+    tmp_path, write_config
+):
+    snapshot = tmp_path / "snapshot"
+    shutil.copytree(SNAPSHOT, snapshot)
+    with gzip.open(SNAPSHOT / "SPY.csv.gz", "rt") as handle:
+        lines = handle.read().splitlines(keepends=True)
+    fields = {line.split(",")[0]: line for line in lines}
+    row = fields["2024-07-15"].split(",")
+    row[4], row[5] = str(float(row[4]) * 1.5), str(float(row[5]) * 1.5)  # a 50 % jump: a bad print
+    (snapshot / "SPY.csv.gz").unlink()
+    (snapshot / "SPY.csv").write_text(
+        "".join(",".join(row) if line is fields["2024-07-15"] else line for line in lines)
+    )
+    config = load_config(write_config(market={"snapshot_dir": str(snapshot)}))
+    with pytest.raises(
+        DataQualityError,
+        match=r"SPY: moved \+50\.\d% on 2024-07-15, beyond the ±20% sanity band \(and 1 more\)",
+    ):
+        build_issue(config, date(2024, 7, 16))
+    built = build_issue(config, date(2024, 7, 16), allow_stale=True)
+    quality = json.loads((built.folder / "stats.json").read_text())["data_quality"]
+    assert quality["ok"] is False and quality["allowed_by_editor"] is True
+    assert quality["problems"][0].startswith("SPY: moved +50.")
+    assert quality["problems"][1].startswith(
+        "SPY: moved -32.9% on 2024-07-16"
+    )  # and back the next day
+    assert "Data warning: SPY: moved +50." in built.rendered.html
+    assert "!! Data warning: SPY: moved +50." in built.rendered.text
