@@ -89,6 +89,13 @@ def _refresh(config: Config, quiet: bool) -> None:
     print(
         f"  Prices:  {sum(report.written.values()):,} rows stored for {len(report.written)} tickers{rewritten}"
     )
+    if config.market.provider == "yfinance":
+        from newsletter.pipeline import refresh_fundamentals  # noqa: PLC0415
+
+        stored, failures = refresh_fundamentals(config, now_utc)
+        print(f"  Estimates: {stored} snapshot rows stored for today")
+        for failure in failures:
+            print(f"  Warning: {failure}", file=sys.stderr)
 
 
 def _build(args: argparse.Namespace, config: Config, as_of: date | None) -> BuiltIssue:

@@ -88,6 +88,18 @@ class StatsSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class EstimateSnapshot:
+    """Analysts' average revenue estimate for one ticker and fiscal period, as seen on one day."""
+
+    ticker: str
+    taken_on: date
+    period: str
+    revenue_avg: float
+    analysts: int
+    next_earnings: date | None
+
+
+@dataclass(frozen=True, slots=True)
 class IndexWeights:
     """Index weights (fractions) per ticker at the close of `as_of`, and where they came from."""
 

@@ -36,11 +36,19 @@ from newsletter.delivery import (
     SmtpFailure,
     SmtpSettings,
 )
-from newsletter.errors import AsOfError, DataQualityError, DeliveryError, LintError, RenderError
+from newsletter.errors import (
+    AsOfError,
+    DataQualityError,
+    DeliveryError,
+    FetchError,
+    LintError,
+    RenderError,
+)
 from newsletter.headline import write_headline
 from newsletter.lint import ERROR, Finding, lint_message
 from newsletter.market.calendar import TradingCalendar
 from newsletter.market.events import load_key_dates
+from newsletter.market.fundamentals import YahooFundamentals
 from newsletter.market.snapshot import SnapshotSource
 from newsletter.market.source import MarketDataSource
 from newsletter.market.store import PriceStore, RefreshReport, SeriesInfo, gaps, refresh
@@ -57,6 +65,7 @@ from newsletter.models import (
     SKIPPED,
     UNSUBSCRIBE_MARKER,
     Delivery,
+    EstimateSnapshot,
     Issue,
     Outcome,
     Prices,
@@ -127,6 +136,37 @@ def market_source(config: Config) -> MarketDataSource:
     if config.market.provider == "yfinance":
         return YahooSource(timeout_s=config.market.timeout_s, attempts=config.market.attempts)
     return SnapshotSource(config.market.snapshot_dir)
+
+
+def megacap_tickers(config: Config) -> list[str]:
+    """The tickers of the configured mega caps (each share class)."""
+    return [ticker for member in config.stats.megacaps for ticker in member_tickers(member)]
+
+
+def refresh_fundamentals(
+    config: Config, clock: Callable[[], datetime], source: YahooFundamentals | None = None
+) -> tuple[int, list[str]]:
+    """Store today's forward revenue estimates and next earnings dates of the mega caps.
+
+    Returns (rows stored, one message per ticker that failed); a failure leaves that ticker's
+    history as it was and the email says the figure is missing rather than guessing.
+    """
+    source = source or YahooFundamentals()
+    today = clock().date()
+    snapshots, failures = [], []
+    for ticker in megacap_tickers(config):
+        try:
+            found = source.fetch(ticker)
+        except FetchError as err:
+            failures.append(str(err))
+            continue
+        snapshots += [
+            EstimateSnapshot(
+                ticker, today, period, value, found.analysts.get(period, 0), found.next_earnings
+            )
+            for period, value in found.revenue.items()
+        ]
+    return store.save_estimates(open_store(config), snapshots), failures
 
 
 def price_tickers(config: Config) -> list[str]:
@@ -294,6 +334,7 @@ def build_issue(
         weights=load_start_of_year_weights(config.market.snapshot_dir, as_of.year),
         events=load_key_dates(config.market.key_dates_file),
         events_source=KEY_DATES_SOURCE,
+        estimates=store.load_estimates(open_store(config), megacap_tickers(config), as_of),
     )
     charts = render_charts(prices, stats, s.ratio_chart_sessions)
     headline = write_headline(stats, subject=subject, preheader=preheader)

@@ -37,6 +37,7 @@ from newsletter.models import (
     SENT,
     SKIPPED,
     Delivery,
+    EstimateSnapshot,
     Outcome,
     Subscriber,
     address_key,
@@ -101,6 +102,18 @@ ledger = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("sent_at", sa.DateTime(timezone=True)),
     sa.Index("ix_send_ledger_issue_status", "issue_id", "status"),
+)
+
+
+estimate_snapshots = sa.Table(
+    "estimate_snapshots",
+    metadata,
+    sa.Column("ticker", sa.String(16), primary_key=True),
+    sa.Column("taken_on", sa.Date, primary_key=True),
+    sa.Column("period", sa.String(8), primary_key=True),
+    sa.Column("revenue_avg", sa.Float, nullable=False),
+    sa.Column("analysts", sa.Integer, nullable=False),
+    sa.Column("next_earnings", sa.Date),
 )
 
 
@@ -536,3 +549,54 @@ def refused(engine: Engine, issue_id: int) -> list[tuple[str, str, str]]:
             .order_by(ledger.c.subscriber_id)
         )
         return [(row.email, row.status, row.last_reply or "") for row in rows]
+
+
+# Fundamentals ------------------------------------------------------------------------------
+
+
+def save_estimates(engine: Engine, snapshots: Sequence[EstimateSnapshot]) -> int:
+    """Store dated estimate snapshots; a second snapshot on the same day replaces the first."""
+    with engine.begin() as conn:
+        for snap in snapshots:
+            conn.execute(
+                estimate_snapshots.delete().where(
+                    estimate_snapshots.c.ticker == snap.ticker,
+                    estimate_snapshots.c.taken_on == snap.taken_on,
+                    estimate_snapshots.c.period == snap.period,
+                )
+            )
+        if snapshots:
+            conn.execute(
+                estimate_snapshots.insert(),
+                [
+                    {
+                        "ticker": s.ticker,
+                        "taken_on": s.taken_on,
+                        "period": s.period,
+                        "revenue_avg": s.revenue_avg,
+                        "analysts": s.analysts,
+                        "next_earnings": s.next_earnings,
+                    }
+                    for s in snapshots
+                ],
+            )
+    return len(snapshots)
+
+
+def load_estimates(engine: Engine, tickers: Sequence[str], until: date) -> list[EstimateSnapshot]:
+    """Every snapshot of `tickers` taken on or before `until` (no look-ahead), oldest first."""
+    with _reader(engine) as conn:
+        rows = conn.execute(
+            sa.select(estimate_snapshots)
+            .where(
+                estimate_snapshots.c.ticker.in_(list(tickers)),
+                estimate_snapshots.c.taken_on <= until,
+            )
+            .order_by(estimate_snapshots.c.taken_on)
+        ).all()
+    return [
+        EstimateSnapshot(
+            row.ticker, row.taken_on, row.period, row.revenue_avg, row.analysts, row.next_earnings
+        )
+        for row in rows
+    ]

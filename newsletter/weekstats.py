@@ -124,6 +124,18 @@ class Rates:
 
 
 @dataclass(frozen=True, slots=True)
+class EstimateRevision:
+    """How analysts' average forward revenue estimate for one mega cap moved (fractions)."""
+
+    name: str
+    period: str
+    revenue: float
+    taken_on: date
+    change_4w: float | None
+    change_12w: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class KeyDate:
     day: date
     kind: str
@@ -148,6 +160,7 @@ class WeekStats:
     data_source: str
     notes: tuple[str, ...] = ()
     receipts: dict[str, Any] = field(default_factory=dict)
+    estimates: tuple[EstimateRevision, ...] = ()
 
     @property
     def prev_close(self) -> date:
@@ -171,6 +184,7 @@ class WeekStats:
             "data_source": self.data_source,
             "notes": list(self.notes),
             "receipts": _plain(self.receipts),
+            "estimates": _plain(self.estimates),
         }
 
 

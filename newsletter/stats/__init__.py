@@ -13,6 +13,7 @@ import pandas as pd
 
 from newsletter.stats.breadth import compute_breadth, compute_rates
 from newsletter.stats.concentration import compute_concentration, member_tickers
+from newsletter.stats.estimates import compute_estimates
 from newsletter.stats.returns import Notes, compute_returns
 from newsletter.stats.spread import compute_spread
 from newsletter.stats.strength import compute_relative_strength
@@ -21,7 +22,7 @@ from newsletter.weekstats import WeekStats
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from newsletter.models import IndexWeights, Prices, ReportDates, StatsSpec
+    from newsletter.models import EstimateSnapshot, IndexWeights, Prices, ReportDates, StatsSpec
     from newsletter.weekstats import KeyDate
 
 __all__ = ["compute_week_stats", "member_tickers", "required_tickers", "spec_tickers"]
@@ -59,6 +60,7 @@ def compute_week_stats(
     weights: IndexWeights | None,
     events: Sequence[KeyDate],
     events_source: str,
+    estimates: Sequence[EstimateSnapshot] = (),
 ) -> WeekStats:
     """All of the digest's numbers for the issue whose as-of session is `dates.as_of`."""
     cut = pd.Timestamp(dates.as_of)
@@ -82,6 +84,8 @@ def compute_week_stats(
             f"{pair[0]} or {pair[1]} has no close on {dates.as_of}: the long-history spread is left out"
         )
     horizon = pd.Timestamp(dates.as_of) + pd.Timedelta(days=spec.key_dates_horizon_days)
+    revisions, earnings = compute_estimates(estimates, spec.megacaps, dates.as_of)
+    events = sorted([*events, *earnings], key=lambda event: (event.day, event.kind))
     return WeekStats(
         as_of=dates.as_of,
         bases={
@@ -108,4 +112,5 @@ def compute_week_stats(
         data_source=prices.source,
         notes=tuple(notes.lines),
         receipts=receipts,
+        estimates=revisions,
     )
