@@ -102,12 +102,14 @@ def _build(args: argparse.Namespace, config: Config, as_of: date | None) -> Buil
     from newsletter.errors import FetchError  # noqa: PLC0415
     from newsletter.pipeline import build_issue  # noqa: PLC0415
 
+    stale_reason = None
     if config.market.provider == "yfinance":
         try:
             _refresh(config, quiet=getattr(args, "quiet", False))
         except FetchError as err:
             if not args.allow_stale:
                 raise
+            stale_reason = str(err)
             print(
                 f"  Warning: {err}; building from the stored prices (--allow-stale)",
                 file=sys.stderr,
@@ -120,6 +122,7 @@ def _build(args: argparse.Namespace, config: Config, as_of: date | None) -> Buil
         subject=args.subject,
         preheader=args.preheader,
         allow_stale=args.allow_stale,
+        stale_reason=stale_reason,
     )
     print("\n".join(_describe_built(built)))
     for finding in built.findings:

@@ -315,6 +315,7 @@ def build_issue(
     subject: str | None = None,
     preheader: str | None = None,
     allow_stale: bool = False,
+    stale_reason: str | None = None,
 ) -> BuiltIssue:
     """Compute, chart and render the issue for the session on or before `requested`.
 
@@ -348,7 +349,7 @@ def build_issue(
         base_url=config.newsletter.base_url,
         postal_address=config.newsletter.postal_address,
         note=note,
-        data_warning="" if quality.ok else "Data warning: " + "; ".join(quality.problems),
+        data_warning=_data_warning(quality, stale_reason, market),
     )
     env = make_environment(config.templates.dir)
     rendered = render_issue(
@@ -392,6 +393,18 @@ def _sample_message(config: Config, rendered: RenderedIssue) -> bytes:
     return MessageFactory(rendered, info, moment).build(
         sample, message_id(info.list_id, rendered.as_of.isoformat(), sample.email), EXAMPLE_TOKEN
     )
+
+
+def _data_warning(quality: DataQuality, stale_reason: str | None, market: Market) -> str:
+    """The banner for an issue built on stale or flawed data ('' for a clean build)."""
+    parts = list(quality.problems)
+    if stale_reason:
+        through = max(market.stored_through.values()) if market.stored_through else market.as_of
+        parts.insert(
+            0,
+            f"prices could not be refreshed ({stale_reason}); stored prices through {through.isoformat()}",
+        )
+    return "Data warning: " + "; ".join(parts) if parts else ""
 
 
 def gate(config: Config, market: Market, dates: ReportDates, allow_stale: bool) -> DataQuality:

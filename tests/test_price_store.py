@@ -42,7 +42,7 @@ def test_a_cold_store_asks_for_whole_histories(tmp_path):
     store = PriceStore(tmp_path / "prices.db")
     provider = Provider()
     report = refresh(store, provider, ["SPY", "IWM"], NOW)
-    assert provider.calls == [(["SPY"], None), (["IWM"], None)]
+    assert provider.calls == [(["SPY", "IWM"], None)]  # one batch for tickers with the same start
     info = store.info()
     assert info["SPY"].first == date(1993, 1, 29) and info["SPY"].last == date(2024, 7, 16)
     assert report.written["IWM"] == info["IWM"].rows
@@ -141,10 +141,14 @@ def test_a_live_build_whose_refresh_fails_needs_allow_stale(write_config, capsys
     argv = ["build", "--config", str(config), "--as-of", "2024-07-16", "--quiet"]
     assert main(argv) == 1
     assert (
-        capsys.readouterr().err.strip().splitlines()[-1]
-        == "Error: Yahoo returned no prices for SPY"
+        capsys.readouterr()
+        .err.strip()
+        .splitlines()[-1]
+        .startswith("Error: Yahoo returned no prices for SPY, IWM, QQQ")
     )
     assert main([*argv, "--allow-stale"]) == 0
     captured = capsys.readouterr()
     assert "building from the stored prices (--allow-stale)" in captured.err
     assert "Issue 2024-07-16" in captured.out
+    html = (config.parent / "var" / "issues" / "2024-07-16" / "email.html").read_text()
+    assert "Data warning: prices could not be refreshed (Yahoo returned no prices for SPY" in html

@@ -176,33 +176,52 @@ def refresh(
 ) -> RefreshReport:
     """Bring every ticker up to date, asking only for what the store lacks plus an overlap.
 
-    Where the overlap shows different closes (a dividend or split re-based the adjusted
+    Tickers that need the same start are fetched in one batch (a warm store asks once for
+    all). Where the overlap shows different closes (a dividend or split re-based the adjusted
     history, or the provider revised a day), the ticker's whole history is fetched again and
     rewritten. A failed fetch raises FetchError and leaves the store as it was.
     """
     report = RefreshReport()
     held = store.info()
+    old: dict[str, Prices] = {}
+    batches: dict[date | None, list[str]] = {}
     for ticker in tickers:
         known = held.get(ticker)
         start = None
         if known is not None:
-            old = store.read([ticker], known.source)
-            sessions = old.adjusted.index
+            old[ticker] = store.read([ticker], known.source)
+            sessions = old[ticker].adjusted.index
             start = sessions[max(0, len(sessions) - 1 - OVERLAP_SESSIONS)].date()
-        fresh = source.fetch([ticker], start=start)
-        replace = known is None
-        if known is not None and (
-            _changed(old.adjusted[ticker], fresh.adjusted[ticker])
-            or _changed(old.raw[ticker], fresh.raw[ticker])
-        ):
-            fresh = source.fetch([ticker], start=None)
-            replace = True
-            report.rewritten.append(ticker)
         report.asked_from[ticker] = start
-        report.written[ticker] = store.write(
-            ticker, fresh.adjusted[ticker], fresh.raw[ticker], source.name, now, replace=replace
-        )
-        on_progress(ticker)
+        batches.setdefault(start, []).append(ticker)
+    rebased: list[str] = []
+    for start, batch in batches.items():
+        fresh = source.fetch(batch, start=start)
+        for ticker in batch:
+            before = old.get(ticker)
+            if before is not None and (
+                _changed(before.adjusted[ticker], fresh.adjusted[ticker])
+                or _changed(before.raw[ticker], fresh.raw[ticker])
+            ):
+                rebased.append(ticker)
+                continue
+            report.written[ticker] = store.write(
+                ticker,
+                fresh.adjusted[ticker],
+                fresh.raw[ticker],
+                source.name,
+                now,
+                replace=before is None,
+            )
+            on_progress(ticker)
+    if rebased:
+        whole = source.fetch(rebased, start=None)
+        for ticker in rebased:
+            report.written[ticker] = store.write(
+                ticker, whole.adjusted[ticker], whole.raw[ticker], source.name, now, replace=True
+            )
+            report.rewritten.append(ticker)
+            on_progress(ticker)
     return report
 
 
