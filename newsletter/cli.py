@@ -554,6 +554,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for chatty in ("mail.log", "matplotlib"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    if not args.verbose:
+        # yfinance logs every failed download itself; the one line that matters reaches the user
+        # as our FetchError (--verbose shows all of it).
+        logging.getLogger("yfinance").setLevel(logging.CRITICAL)
     try:
         return int(args.handler(args))
     except NewsletterError as err:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from datetime import date
 from typing import Any
@@ -36,21 +37,25 @@ def yfinance_download(tickers: Sequence[str], timeout_s: float, start: date | No
     import yfinance  # noqa: PLC0415 (heavy, and only needed for live data)
 
     span: dict[str, Any] = {"period": "max"} if start is None else {"start": start.isoformat()}
-    return yfinance.download(
-        list(tickers),
-        **span,
-        interval="1d",
-        auto_adjust=False,
-        back_adjust=False,
-        actions=False,
-        repair=False,
-        keepna=False,
-        group_by="column",
-        multi_level_index=True,
-        threads=True,
-        progress=False,
-        timeout=timeout_s,
-    )
+    with warnings.catch_warnings():
+        # yfinance turns on pandas' deprecation warnings for itself and then trips them; they
+        # are notes for its developers, not for the editor reading our one-line errors.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return yfinance.download(
+            list(tickers),
+            **span,
+            interval="1d",
+            auto_adjust=False,
+            back_adjust=False,
+            actions=False,
+            repair=False,
+            keepna=False,
+            group_by="column",
+            multi_level_index=True,
+            threads=True,
+            progress=False,
+            timeout=timeout_s,
+        )
 
 
 def _column(frame: pd.DataFrame, field: str, ticker: str, single: bool) -> pd.Series | None:
@@ -155,7 +160,7 @@ class YahooSource:
                 last.__cause__ = err
             if attempt < self.attempts:
                 delay = self.backoff_s * 2 ** (attempt - 1)
-                logger.warning(
+                logger.info(
                     "attempt %d of %d failed (%s); retrying in %.0f s",
                     attempt,
                     self.attempts,
