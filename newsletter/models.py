@@ -97,6 +97,7 @@ class EstimateSnapshot:
     revenue_avg: float
     analysts: int
     next_earnings: date | None
+    shares: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -162,7 +162,13 @@ def refresh_fundamentals(
             continue
         snapshots += [
             EstimateSnapshot(
-                ticker, today, period, value, found.analysts.get(period, 0), found.next_earnings
+                ticker,
+                today,
+                period,
+                value,
+                found.analysts.get(period, 0),
+                found.next_earnings,
+                found.shares,
             )
             for period, value in found.revenue.items()
         ]
@@ -399,10 +405,10 @@ def _data_warning(quality: DataQuality, stale_reason: str | None, market: Market
     """The banner for an issue built on stale or flawed data ('' for a clean build)."""
     parts = list(quality.problems)
     if stale_reason:
-        through = max(market.stored_through.values()) if market.stored_through else market.as_of
         parts.insert(
             0,
-            f"prices could not be refreshed ({stale_reason}); stored prices through {through.isoformat()}",
+            f"prices could not be refreshed ({stale_reason}); this issue uses the stored prices "
+            f"to {market.as_of.isoformat()}",
         )
     return "Data warning: " + "; ".join(parts) if parts else ""
 

@@ -114,6 +114,7 @@ estimate_snapshots = sa.Table(
     sa.Column("revenue_avg", sa.Float, nullable=False),
     sa.Column("analysts", sa.Integer, nullable=False),
     sa.Column("next_earnings", sa.Date),
+    sa.Column("shares_outstanding", sa.Float),
 )
 
 
@@ -576,6 +577,7 @@ def save_estimates(engine: Engine, snapshots: Sequence[EstimateSnapshot]) -> int
                         "revenue_avg": s.revenue_avg,
                         "analysts": s.analysts,
                         "next_earnings": s.next_earnings,
+                        "shares_outstanding": s.shares,
                     }
                     for s in snapshots
                 ],
@@ -596,7 +598,13 @@ def load_estimates(engine: Engine, tickers: Sequence[str], until: date) -> list[
         ).all()
     return [
         EstimateSnapshot(
-            row.ticker, row.taken_on, row.period, row.revenue_avg, row.analysts, row.next_earnings
+            row.ticker,
+            row.taken_on,
+            row.period,
+            row.revenue_avg,
+            row.analysts,
+            row.next_earnings,
+            row.shares_outstanding,
         )
         for row in rows
     ]

@@ -32,6 +32,7 @@ class FakeTicker:
     def __init__(self, next_year, earnings):
         self.revenue_estimate = revenue_frame(next_year)
         self.calendar = {"Earnings Date": earnings, "Earnings Average": 1.2}
+        self.fast_info = {"shares": 24_490_000_000}
 
 
 def test_parse_keeps_the_periods_and_the_next_earnings_date():
@@ -95,3 +96,17 @@ def test_a_failing_ticker_is_reported_and_the_rest_stored(write_config):
     )
     assert stored == 6 * 4
     assert failures == ["Yahoo fundamentals for META failed: TimeoutError: read timed out"]
+
+
+def test_shares_outstanding_are_kept_with_each_snapshot(write_config):
+    from newsletter import store  # noqa: PLC0415
+    from newsletter.pipeline import open_store  # noqa: PLC0415
+
+    config = load_config(write_config())
+    refresh_fundamentals(
+        config,
+        lambda: datetime(2024, 7, 12, tzinfo=UTC),
+        YahooFundamentals(lambda t: FakeTicker(5e11, [])),
+    )
+    snapshots = store.load_estimates(open_store(config), ["NVDA"], date(2024, 7, 12))
+    assert {snap.shares for snap in snapshots} == {24_490_000_000.0}

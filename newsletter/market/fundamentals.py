@@ -1,4 +1,5 @@
-"""Mega-cap fundamentals from Yahoo Finance: forward revenue estimates and the next earnings date.
+"""Mega-cap fundamentals from Yahoo Finance: forward revenue estimates, the next earnings date and
+shares outstanding.
 
 The digest's "indicator to watch" is the revision of analysts' forward revenue estimates, which
 only exists as history: each refresh stores a dated snapshot (store.py), and the statistics
@@ -30,6 +31,7 @@ class Fundamentals:
     revenue: dict[str, float]
     analysts: dict[str, int]
     next_earnings: date | None
+    shares: float | None = None
 
 
 def _yfinance_ticker(symbol: str) -> Any:
@@ -38,7 +40,9 @@ def _yfinance_ticker(symbol: str) -> Any:
     return yfinance.Ticker(symbol)
 
 
-def parse_fundamentals(ticker: str, revenue: Any, calendar: Any) -> Fundamentals:
+def parse_fundamentals(
+    ticker: str, revenue: Any, calendar: Any, shares: Any = None
+) -> Fundamentals:
     """Check yfinance's answers for one ticker and keep what the digest uses."""
     if not isinstance(revenue, pd.DataFrame) or revenue.empty or "avg" not in revenue.columns:
         raise FetchError(
@@ -62,7 +66,8 @@ def parse_fundamentals(ticker: str, revenue: Any, calendar: Any) -> Fundamentals
         )
     upcoming = calendar.get("Earnings Date") if isinstance(calendar, dict) else None
     dates = sorted(day for day in upcoming or [] if isinstance(day, date))
-    return Fundamentals(ticker, estimates, analysts, dates[0] if dates else None)
+    count = float(shares) if isinstance(shares, int | float) and shares > 0 else None
+    return Fundamentals(ticker, estimates, analysts, dates[0] if dates else None, count)
 
 
 class YahooFundamentals:
@@ -75,8 +80,9 @@ class YahooFundamentals:
         try:
             handle = self._ticker(symbol)
             revenue, calendar = handle.revenue_estimate, handle.calendar
+            shares = handle.fast_info.get("shares")
         except Exception as err:  # yfinance raises whatever its HTTP stack raises
             raise FetchError(
                 f"Yahoo fundamentals for {symbol} failed: {type(err).__name__}: {err}"
             ) from err
-        return parse_fundamentals(symbol, revenue, calendar)
+        return parse_fundamentals(symbol, revenue, calendar, shares)
