@@ -152,6 +152,19 @@ def _reader(engine: Engine) -> Connection:
     return engine.connect().execution_options(**{READ_ONLY: True})
 
 
+def _check_columns(engine: Engine) -> None:
+    """Refuse a database whose tables lack columns this version writes (no migrations yet)."""
+    inspector = sa.inspect(engine)
+    for table in metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        missing = [column.name for column in table.columns if column.name not in present]
+        if missing:
+            raise DatabaseError(
+                f"database table {table.name} lacks column(s) {', '.join(missing)}: it was made by an "
+                "older version; back it up, then delete it (subscribers can be re-imported from CSV)"
+            )
+
+
 def open_database(url: str) -> Engine:
     """An engine for `url` with the tables created; SQLite files get their folder made."""
     try:
@@ -163,6 +176,7 @@ def open_database(url: str) -> Engine:
             event.listen(engine, "connect", _sqlite_pragmas)
             event.listen(engine, "begin", _sqlite_begin)
         metadata.create_all(engine)
+        _check_columns(engine)
     except (sa.exc.SQLAlchemyError, OSError) as err:
         raise DatabaseError(
             f"cannot open database {sa.engine.make_url(url).render_as_string()}: {err}"

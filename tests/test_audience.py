@@ -150,3 +150,19 @@ def test_serve_refuses_to_start_without_the_secret(config_path, capsys, monkeypa
     assert err.startswith(
         "Error: unsubscribe secret not found: env var NEWSLETTER_UNSUBSCRIBE_SECRET is unset"
     )
+
+
+def test_a_database_from_an_older_version_is_refused_by_name(tmp_path):
+    import sqlite3  # noqa: PLC0415
+
+    from newsletter.store import DatabaseError, open_database  # noqa: PLC0415
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE estimate_snapshots (ticker TEXT, taken_on DATE, period TEXT, revenue_avg REAL)"
+        )
+    with pytest.raises(
+        DatabaseError, match=r"table estimate_snapshots lacks column\(s\) analysts, next_earnings"
+    ):
+        open_database(f"sqlite:///{path}")
