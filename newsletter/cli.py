@@ -135,6 +135,16 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 1 if built.lint_errors else 0
 
 
+def cmd_draft(args: argparse.Namespace) -> int:
+    from newsletter.pipeline import start_draft  # noqa: PLC0415
+
+    path, created = start_draft(_load(args), _parse_as_of(args.as_of))
+    print(
+        f"{'Created' if created else 'Already there'}: {path} (write the note, then `newsletter build`)"
+    )
+    return 0
+
+
 def cmd_lint(args: argparse.Namespace) -> int:
     built = _build(args, _load(args), _parse_as_of(args.as_of))
     errors = len(built.lint_errors)
@@ -465,6 +475,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for the files (default: var/issues/<as-of>/)",
     )
     build.set_defaults(handler=cmd_build)
+
+    draft = commands.add_parser(
+        "draft",
+        parents=[common],
+        help="start the editor's notes for an issue",
+        description="Create issues/<as-of>/notes.md (paths.notes_dir) from a commented template: the "
+        "editor's note and curated links in Markdown, and optional Subject:/Preheader: lines that "
+        "replace the generated ones. An existing file is never overwritten.",
+    )
+    draft.add_argument(
+        "--as-of",
+        metavar="YYYY-MM-DD",
+        help="the issue's date (the last NYSE session on or before it; default: the latest issue)",
+    )
+    draft.set_defaults(handler=cmd_draft)
 
     lint = commands.add_parser(
         "lint",

@@ -72,6 +72,8 @@ from newsletter.models import (
     StatsSpec,
     Subscriber,
 )
+from newsletter.notes import TEMPLATE as NOTES_TEMPLATE
+from newsletter.notes import Notes, parse_notes
 from newsletter.quality import DataQuality, check_quality
 from newsletter.render import make_environment, render_html, render_issue, render_page
 from newsletter.stats import compute_week_stats, member_tickers, required_tickers, spec_tickers
@@ -344,8 +346,10 @@ def build_issue(
         estimates=store.load_estimates(open_store(config), megacap_tickers(config), as_of),
     )
     charts = render_charts(prices, stats, s.ratio_chart_sessions)
-    headline = write_headline(stats, subject=subject, preheader=preheader)
-    note = read_note(config, as_of)
+    notes = read_notes(config, as_of)
+    headline = write_headline(
+        stats, subject=subject or notes.subject, preheader=preheader or notes.preheader
+    )
     issue = Issue(
         stats=stats,
         charts=charts,
@@ -354,7 +358,7 @@ def build_issue(
         newsletter_name=config.newsletter.name,
         base_url=config.newsletter.base_url,
         postal_address=config.newsletter.postal_address,
-        note=note,
+        note=notes.markdown,
         data_warning=_data_warning(quality, stale_reason, market),
     )
     env = make_environment(config.templates.dir)
@@ -437,15 +441,33 @@ def gate(config: Config, market: Market, dates: ReportDates, allow_stale: bool) 
     return dataclasses.replace(quality, allowed=True)
 
 
-def read_note(config: Config, as_of: date) -> str:
-    """The editor's Markdown for the issue (paths.notes_dir/<as-of>/notes.md), or '' if none."""
-    path = config.paths.notes_dir / as_of.isoformat() / NOTES_FILE
+def notes_path(config: Config, as_of: date) -> Path:
+    return config.paths.notes_dir / as_of.isoformat() / NOTES_FILE
+
+
+def read_notes(config: Config, as_of: date) -> Notes:
+    """What the editor wrote for the issue (paths.notes_dir/<as-of>/notes.md); empty if nothing."""
+    path = notes_path(config, as_of)
     try:
-        return path.read_text(encoding="utf-8")
+        return parse_notes(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return ""
+        return Notes()
     except (OSError, UnicodeDecodeError) as err:
         raise RenderError(f"cannot read the editor's note {path}: {err}") from err
+
+
+def start_draft(config: Config, requested: date | None) -> tuple[Path, bool]:
+    """Create the issue's notes file from the commented template (never over an existing one).
+
+    Returns the path and whether it was created now.
+    """
+    as_of = load_market(config, requested).as_of
+    path = notes_path(config, as_of)
+    if path.exists():
+        return path, False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, NOTES_TEMPLATE.format(as_of=as_of.isoformat()).encode())
+    return path, True
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -138,6 +138,7 @@ def test_every_command_has_help():
     assert set(subparsers.choices) == {
         "run",
         "build",
+        "draft",
         "lint",
         "send",
         "subscribers",

@@ -1,0 +1,36 @@
+"""The editor's notes file: header fields, the Markdown, the draft command."""
+
+from __future__ import annotations
+
+from newsletter.cli import main
+from newsletter.notes import Notes, parse_notes
+
+
+def test_header_fields_and_markdown_are_split():
+    text = "Subject: Small caps run\nPreheader:\n---\nHello **readers**.\n"
+    assert parse_notes(text) == Notes(
+        markdown="Hello **readers**.", subject="Small caps run", preheader=None
+    )
+    assert parse_notes("Just a note.\n") == Notes(markdown="Just a note.")
+
+
+def test_draft_creates_the_template_once_and_build_uses_it(write_config, tmp_path, capsys):
+    config = write_config()
+    assert main(["draft", "--config", str(config), "--as-of", "2024-07-17"]) == 0
+    path = tmp_path / "issues" / "2024-07-17" / "notes.md"
+    assert capsys.readouterr().out == f"Created: {path} (write the note, then `newsletter build`)\n"
+    out = tmp_path / "draft"
+    assert main(["build", "--config", str(config), "--as-of", "2024-07-17", "--out", str(out)]) == 0
+    # An untouched draft mails no note.
+    assert "From the editor" not in (out / "email.html").read_text()
+    capsys.readouterr()
+    path.write_text(
+        "Subject: Small caps, big week\n---\nThe rotation arrived. [Read](https://example.com/r)\n"
+    )
+    assert main(["draft", "--config", str(config), "--as-of", "2024-07-17"]) == 0
+    assert capsys.readouterr().out.startswith("Already there:")
+    assert main(["build", "--config", str(config), "--as-of", "2024-07-17", "--out", str(out)]) == 0
+    assert "Subject: Small caps, big week" in capsys.readouterr().out
+    html = (out / "email.html").read_text()
+    assert "From the editor" in html and 'href="https://example.com/r"' in html
+    assert "The rotation arrived." in (out / "email.txt").read_text()
