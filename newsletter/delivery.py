@@ -25,6 +25,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import Counter
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -379,20 +380,25 @@ class Sender:
         ]
         for worker in workers:
             worker.start()
-        emails: dict[int, str] = {}  # claimed and not yet recorded: subscriber id -> address
+        # Jobs handed to the workers whose outcome this thread has not counted yet. A message
+        # retried soon enough can be claimed again before its first outcome is counted, so this
+        # is a multiset, not a set: the run must not end while either job is out.
+        in_flight: Counter[int] = Counter()
+        emails: dict[int, str] = {}
         window = self.policy.connections * CLAIM_PER_CONNECTION
         last_beat = time.monotonic()
         try:
             while True:
-                if not self._stop.is_set() and len(emails) <= window // 2:
-                    for job in ledger.claim(window - len(emails)):
+                if not self._stop.is_set() and in_flight.total() <= window // 2:
+                    for job in ledger.claim(window - in_flight.total()):
+                        in_flight[job.subscriber_id] += 1
                         emails[job.subscriber_id] = job.email
                         jobs.put(job)
-                if not emails:
+                if not in_flight.total():
                     if self._stop.is_set() or not self._wait_for_retry(ledger):
                         break
                     continue
-                self._collect([results.get()], results, report, emails, on_progress)
+                self._collect([results.get()], results, report, (in_flight, emails), on_progress)
                 if time.monotonic() - last_beat > HEARTBEAT_S:
                     ledger.heartbeat()
                     last_beat = time.monotonic()
@@ -402,7 +408,7 @@ class Sender:
                 jobs.put(None)
             for worker in workers:
                 worker.join()
-            self._collect([], results, report, emails, on_progress)
+            self._collect([], results, report, (in_flight, emails), on_progress)
         if self._fatal is not None:
             raise DeliveryError(self._fatal_message(self._fatal, report))
         return report
@@ -425,7 +431,7 @@ class Sender:
         outcomes: list[Outcome],
         results: queue.Queue[Outcome],
         report: DeliveryReport,
-        emails: dict[int, str],
+        jobs: tuple[Counter[int], dict[int, str]],
         on_progress: Callable[[int], None],
     ) -> None:
         """Count `outcomes` and every other result already waiting (the workers recorded them)."""
@@ -434,8 +440,10 @@ class Sender:
                 outcomes.append(results.get_nowait())
             except queue.Empty:
                 break
+        in_flight, emails = jobs
         for outcome in outcomes:
-            self._tally(report, outcome, emails.pop(outcome.subscriber_id, ""))
+            in_flight[outcome.subscriber_id] -= 1
+            self._tally(report, outcome, emails.get(outcome.subscriber_id, ""))
         on_progress(sum(outcome.status != PENDING for outcome in outcomes))
 
     def _wait_for_retry(self, ledger: Ledger) -> bool:
