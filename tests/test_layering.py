@@ -20,6 +20,7 @@ STAGES = {
     "store",
     "lint",
     "quality",
+    "notes",
 }
 DRIVERS = {"cli", "web"}
 
