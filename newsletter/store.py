@@ -27,12 +27,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from newsletter.errors import NewsletterError, SubscriberError
 from newsletter.models import (
-    BOUNCED as LEDGER_BOUNCED,
-)
-from newsletter.models import (
     CLAIMED,
     DEFERRED,
-    FAILED,
     PENDING,
     SENT,
     SKIPPED,
@@ -269,14 +265,6 @@ def list_subscribers(engine: Engine, status: str | None = None) -> Iterator[tupl
     with _reader(engine) as conn:
         for row in conn.execution_options(yield_per=1000).execute(query):
             yield (row.email, row.name, row.status)
-
-
-def count_subscribers(engine: Engine) -> dict[str, int]:
-    with _reader(engine) as conn:
-        rows = conn.execute(
-            sa.select(subscribers.c.status, sa.func.count()).group_by(subscribers.c.status)
-        )
-        return {status: int(count) for status, count in rows}
 
 
 # Issues and runs ---------------------------------------------------------------------------
@@ -550,20 +538,6 @@ def ledger_counts(engine: Engine, issue_id: int) -> dict[str, int]:
             .group_by(ledger.c.status)
         )
         return {status: int(count) for status, count in rows}
-
-
-def refused(engine: Engine, issue_id: int) -> list[tuple[str, str, str]]:
-    """(email, status, last reply) of the issue's messages that did not go out."""
-    with _reader(engine) as conn:
-        rows = conn.execute(
-            sa.select(ledger.c.email, ledger.c.status, ledger.c.last_reply)
-            .where(
-                ledger.c.issue_id == issue_id,
-                ledger.c.status.in_([DEFERRED, LEDGER_BOUNCED, FAILED, PENDING]),
-            )
-            .order_by(ledger.c.subscriber_id)
-        )
-        return [(row.email, row.status, row.last_reply or "") for row in rows]
 
 
 # Fundamentals ------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import asyncio
 import csv
 import gzip
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -52,19 +53,28 @@ class SmtpEndpoint:
         return self.handler.envelopes
 
 
+@contextmanager
+def serving(handler: Any, **options: Any) -> Iterator[int]:
+    """Run an aiosmtpd server with `handler` on a free 127.0.0.1 port; yields the port."""
+    port = free_loopback_port()
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=port, loop=asyncio.new_event_loop(), **options
+    )
+    controller.start()
+    try:
+        yield port
+    finally:
+        controller.stop()
+        controller.loop.close()
+
+
 @pytest.fixture
 def smtp_server(request: pytest.FixtureRequest) -> Iterator[SmtpEndpoint]:
     """A real aiosmtpd server on loopback; `@pytest.mark.smtp_refuse({...})` sets refusals."""
     marker = request.node.get_closest_marker("smtp_refuse")
     handler = RecordingHandler(refuse=dict(marker.args[0]) if marker else {})
-    port = free_loopback_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port, loop=asyncio.new_event_loop())
-    controller.start()
-    try:
+    with serving(handler) as port:
         yield SmtpEndpoint("127.0.0.1", port, handler)
-    finally:
-        controller.stop()
-        controller.loop.close()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ flight when the sender was killed: the documented lost-reply case, with the same
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import email
 import os
@@ -17,14 +16,12 @@ import sys
 import threading
 import time
 from collections import Counter
+from contextlib import ExitStack
 from email import policy
 
 import yaml
-from aiosmtpd.controller import Controller
 
-from newsletter.delivery import free_loopback_port
-
-from .conftest import REPO
+from .conftest import REPO, serving
 
 SUBSCRIBERS = 600
 CONNECTIONS = 2
@@ -55,9 +52,8 @@ def test_sigkill_at_any_moment_then_resume_sends_everyone_once(tmp_path):
         writer.writerow(["email", "name"])
         writer.writerows([f"reader{i:04d}@example.com", f"Reader {i}"] for i in range(SUBSCRIBERS))
     handler = CountingHandler()
-    port = free_loopback_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port, loop=asyncio.new_event_loop())
-    controller.start()
+    stack = ExitStack()
+    port = stack.enter_context(serving(handler))
     config = tmp_path / "config.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -104,8 +100,7 @@ def test_sigkill_at_any_moment_then_resume_sends_everyone_once(tmp_path):
             command, env=env, capture_output=True, text=True, timeout=300, check=False
         )
     finally:
-        controller.stop()
-        controller.loop.close()
+        stack.close()
     assert final.returncode == 0, final.stderr
     assert len(handler.ids) == SUBSCRIBERS  # everyone, each by their own fixed Message-ID
     duplicates = sum(count - 1 for count in handler.ids.values())

@@ -6,24 +6,20 @@ stored, what the ledger says and what the report counted.
 
 from __future__ import annotations
 
-import asyncio
 import email
 from collections import Counter
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from email import policy
 from pathlib import Path
 
 import pytest
 import yaml
-from aiosmtpd.controller import Controller
 
 from newsletter.config import Secrets, load_config
-from newsletter.delivery import free_loopback_port
 from newsletter.errors import DeliveryError
 from newsletter.pipeline import send_issue
 
-from .conftest import REPO, now_utc
+from .conftest import REPO, now_utc, serving
 from .smtpfaults import ACCEPT, DROP, DROP_AFTER_STORE, STALL, GreetingServer, ScriptedHandler
 
 SECRETS = Secrets(unsubscribe_key=b"k" * 32)
@@ -50,18 +46,6 @@ def configure(tmp_path):
         return load_config(path)
 
     return make
-
-
-@contextmanager
-def serving(handler):
-    port = free_loopback_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port, loop=asyncio.new_event_loop())
-    controller.start()
-    try:
-        yield port
-    finally:
-        controller.stop()
-        controller.loop.close()
 
 
 def stored_ids(handler: ScriptedHandler) -> Counter[str]:

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from contextlib import contextmanager
 
 import pytest
 import trustme
 import yaml
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from newsletter.config import Secrets, load_config
-from newsletter.delivery import free_loopback_port
 from newsletter.errors import DeliveryError
 from newsletter.pipeline import send_issue
 
-from .conftest import REPO, now_utc
+from .conftest import REPO, now_utc, serving
 from .smtpfaults import ScriptedHandler
 
 USER, PASSWORD = "digest", "correct horse battery staple"
@@ -45,7 +42,6 @@ def authenticate(server, session, envelope, mechanism, auth_data):
 def tls_server(ca, handler, implicit: bool):
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(context)
-    port = free_loopback_port()
     # aiosmtpd offers AUTH only after STARTTLS, not on implicit TLS.
     options = (
         {"ssl_context": context}
@@ -57,15 +53,8 @@ def tls_server(ca, handler, implicit: bool):
             "auth_required": True,
         }
     )
-    controller = Controller(
-        handler, hostname="127.0.0.1", port=port, loop=asyncio.new_event_loop(), **options
-    )
-    controller.start()
-    try:
+    with serving(handler, **options) as port:
         yield port
-    finally:
-        controller.stop()
-        controller.loop.close()
 
 
 def configure(tmp_path, port, security, ca_file=None, *, auth=True):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -232,7 +232,3 @@ def gaps(series: pd.Series, sessions: pd.DatetimeIndex) -> list[date]:
         return []
     expected = sessions[(sessions >= present[0]) & (sessions <= present[-1])]
     return [day.date() for day in expected.difference(present)]
-
-
-def age(info: SeriesInfo, today: date) -> timedelta:
-    return today - info.last
