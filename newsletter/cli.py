@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -239,6 +241,75 @@ def cmd_send(args: argparse.Namespace) -> int:
     return _send_and_report(args, config, built, secrets)
 
 
+def cmd_approve(args: argparse.Namespace) -> int:
+    from newsletter.pipeline import approve_issue  # noqa: PLC0415
+
+    config = _load(args)
+    built = _build(args, config, _parse_as_of(args.as_of))
+    approve_issue(config, built, now_utc())
+    print(
+        f"  Approved: issue {built.stats.as_of.isoformat()} as built now (content "
+        f"{built.content_sha256[:12]}); the scheduled run sends it unless it changes"
+    )
+    return 0
+
+
+def scheduled_job(config_path: str, fire: str | None = None) -> str:
+    """The stored weekly job's entry point (the job store keeps this import path): re-read the
+    config, which may have changed since the job was stored, and run once. An error ends as
+    one log line; the next run is unaffected."""
+    from newsletter.config import load_config, resolve_secrets  # noqa: PLC0415
+    from newsletter.schedule import Outcome, run_once  # noqa: PLC0415
+
+    try:
+        config = load_config(Path(config_path))
+        return run_once(
+            config,
+            secrets=resolve_secrets(config, os.environ),
+            clock=now_utc,
+            fire=datetime.fromisoformat(fire) if fire else None,
+        ).value
+    except NewsletterError as err:
+        logging.getLogger("newsletter.schedule").error("scheduled run failed: %s", err)
+        return Outcome.FAILED.value
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from newsletter.config import resolve_secrets  # noqa: PLC0415
+    from newsletter.schedule import run_scheduler, stored_next_run, upcoming  # noqa: PLC0415
+
+    config = _load(args)
+    zone = config.schedule.zone
+    if args.list is not None:
+        stored = stored_next_run(config)
+        print(
+            f"Schedule: {config.schedule.day_of_week} {config.schedule.time} {config.schedule.timezone}"
+        )
+        if stored is not None:
+            print(f"  Stored job runs next: {stored.astimezone(zone):%a %Y-%m-%d %H:%M %Z}")
+        for plan in upcoming(config.schedule, now_utc(), args.list):
+            print(f"  {plan.describe(zone)}")
+        return 0
+    resolve_secrets(config, os.environ)  # a missing secret fails now, not at Friday's run
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    logging.getLogger("newsletter").setLevel(logging.INFO)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+
+    def ready(next_run: datetime | None) -> None:
+        when = f"{next_run.astimezone(zone):%a %Y-%m-%d %H:%M %Z}" if next_run else "never"
+        print(f"Scheduler running; next run {when} (SIGTERM or Ctrl-C stops)", flush=True)
+
+    run_scheduler(config, scheduled_job, stop, now_utc, on_ready=ready)
+    print("Scheduler stopped.")
+    return 0
+
+
 def cmd_subscribers(args: argparse.Namespace) -> int:
     from newsletter import store  # noqa: PLC0415
     from newsletter.models import Subscriber  # noqa: PLC0415
@@ -297,22 +368,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = _load(args)
     key = resolve_secrets(config, os.environ).unsubscribe_key
-    if key is None:
-        raise ConfigError(
-            f"unsubscribe secret not found: env var {config.newsletter.unsubscribe_secret_env} is unset "
-            "(the endpoint must verify links with the key the emails were signed with)"
-        )
     host = args.host or config.web.host
     port = args.port or config.web.port
+    pages = UnsubscribePages(config, key) if key is not None else None
     try:
-        server = make_server(host, port, UnsubscribePages(config, key), now_utc)
+        server = make_server(host, port, config, pages, now_utc)
     except OSError as err:
         raise ConfigError(
             f"cannot listen on {host}:{port}: {err.strerror} (change web.port or --port)"
         ) from err
-    print(
-        f"Serving one-click unsubscribe on http://{host}:{server.server_port}/u/<token> (Ctrl-C stops)"
-    )
+    url = f"http://{host}:{server.server_port}"
+    print(f"Serving the archive on {url}/ and its feed on {url}/feed.atom (Ctrl-C stops)")
+    if pages is None:
+        print(
+            f"  One-click unsubscribe (/u/<token>) is off: env var "
+            f"{config.newsletter.unsubscribe_secret_env} is unset, so no link could be verified",
+            file=sys.stderr,
+        )
+    else:
+        print(f"  One-click unsubscribe on {url}/u/<token>")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -466,7 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
         "build",
         parents=[common, issue, quiet],
         help="build the issue without sending it",
-        description="Build the issue (email.html, preview.html, email.txt, charts, stats.json) without sending.",
+        description="Build the issue (email.html, preview.html, web.html, email.txt, charts, "
+        "stats.json) without sending.",
     )
     build.add_argument(
         "--out",
@@ -521,6 +596,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     send.set_defaults(handler=cmd_send)
 
+    approve = commands.add_parser(
+        "approve",
+        parents=[common, quiet],
+        help="approve the issue as it builds now, for the scheduled send",
+        description="Build the issue (with the editor's notes) and record its content as approved. "
+        "With schedule.require_approval: true the scheduled run sends only an issue whose content "
+        "matches an approval; refused while the issue has lint errors.",
+    )
+    approve.add_argument(
+        "--as-of",
+        metavar="YYYY-MM-DD",
+        help="the issue's date (the last NYSE session on or before it; default: the latest issue)",
+    )
+    approve.set_defaults(handler=cmd_approve, subject=None, preheader=None, allow_stale=False)
+
+    schedule = commands.add_parser(
+        "schedule",
+        parents=[common],
+        help="run the weekly schedule (or --list its next runs)",
+        description="Run until SIGTERM/SIGINT, sending the week's issue at schedule.day_of_week "
+        "schedule.time in schedule.timezone (default Friday 17:30 America/New_York). The job is "
+        "stored in the project database: a restart replaces it without duplicating it, and a "
+        "run missed while the machine was off happens on start within "
+        "schedule.misfire_grace_hours. Each run covers the last NYSE session of its week, sends "
+        "nothing in a week without sessions, is skipped after the next session's open "
+        "(schedule.deadline_after_open_minutes), and with schedule.require_approval sends only "
+        "an approved issue, mailing the editor a test copy meanwhile. Logs one line per stage.",
+    )
+    schedule.add_argument(
+        "--list",
+        nargs="?",
+        type=int,
+        const=5,
+        metavar="N",
+        help="print the next N run times (default 5) in the configured zone and what each covers",
+    )
+    schedule.set_defaults(handler=cmd_schedule)
+
     _add_subscribers_parser(commands, common)
 
     data = commands.add_parser(
@@ -551,9 +664,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         parents=[common],
-        help="serve the one-click unsubscribe endpoint",
-        description="Serve /u/<token>: GET shows a confirmation button, POST unsubscribes (RFC 8058). "
-        "Binds web.host (127.0.0.1 by default) unless --host says otherwise.",
+        help="serve the archive of sent issues, its Atom feed and one-click unsubscribe",
+        description="Serve the archive (var/archive/): / lists the latest issues, /issues/<as-of>/ "
+        "is an issue's web version with its charts (what `images: hosted` and the email's 'view "
+        "in browser' link point at), /feed.atom is the Atom feed; /u/<token> is the one-click "
+        "unsubscribe (GET shows a confirmation button, POST unsubscribes, RFC 8058), on only when "
+        "the unsubscribe secret is set. Binds web.host (127.0.0.1 by default) unless --host says "
+        "otherwise.",
     )
     serve.add_argument("--host", help="address to bind (default: web.host)")
     serve.add_argument("--port", type=int, help="port (default: web.port)")

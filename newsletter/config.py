@@ -7,14 +7,23 @@ in the file: it names the environment variables that hold them.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from newsletter.errors import ConfigError
 
@@ -165,6 +174,68 @@ class SmtpSection(_Section):
         return self.host == BUILTIN_SMTP_HOST
 
 
+_DAY = "(mon|tue|wed|thu|fri|sat|sun)"
+_DAYS = re.compile(rf"^{_DAY}(-{_DAY})?(,{_DAY}(-{_DAY})?)*$")
+
+
+class ScheduleSection(_Section):
+    """When `newsletter schedule` builds and sends, and what makes a run too late to send."""
+
+    day_of_week: str = "fri"
+    time: str = "17:30"
+    timezone: str = "America/New_York"
+    misfire_grace_hours: float = Field(default=72.0, gt=0)
+    deadline_after_open_minutes: int | None = 0
+    require_approval: bool = False
+    editor_email: str | None = None
+    approval_poll_minutes: float = Field(default=15.0, gt=0)
+
+    @field_validator("day_of_week")
+    @classmethod
+    def _day_names(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not _DAYS.match(value):
+            raise ValueError(
+                "must be day names such as fri, mon-fri or tue,thu (not numbers: the "
+                "scheduler counts Monday as 0, cron as 1)"
+            )
+        return value
+
+    @field_validator("time")
+    @classmethod
+    def _clock_time(cls, value: str) -> str:
+        try:
+            dt.time.fromisoformat(value)
+        except ValueError:
+            raise ValueError("must be a 24-hour time HH:MM such as 17:30") from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone such as America/New_York") from None
+        return value
+
+    @model_validator(mode="after")
+    def _editor(self) -> ScheduleSection:
+        if self.require_approval and not self.editor_email:
+            raise ValueError(
+                "require_approval needs editor_email: the address that gets the test copy to approve"
+            )
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def at(self) -> dt.time:
+        return dt.time.fromisoformat(self.time)
+
+
 class PathsSection(_Section):
     var_dir: Path = Path("var")
     notes_dir: Path = Path("issues")
@@ -186,6 +257,7 @@ class Config(_Section):
     delivery: DeliverySection = DeliverySection()
     data_quality: DataQualitySection = DataQualitySection()
     web: WebSection = WebSection()
+    schedule: ScheduleSection = ScheduleSection()
     paths: PathsSection = PathsSection()
     templates: TemplatesSection = TemplatesSection()
     source: Path | None = None
@@ -193,6 +265,11 @@ class Config(_Section):
     @property
     def issues_dir(self) -> Path:
         return self.paths.var_dir / "issues"
+
+    @property
+    def archive_dir(self) -> Path:
+        """Every sent issue's web version, text and numbers (var/archive/<as-of>/)."""
+        return self.paths.var_dir / "archive"
 
     @property
     def outbox_dir(self) -> Path:

@@ -145,6 +145,11 @@ class Issue:
     data_warning: str = ""
     """Shown at the top when the editor built despite data-quality problems (--allow-stale)."""
 
+    @property
+    def web_url(self) -> str:
+        """The issue's page in the archive `newsletter serve` publishes under base_url."""
+        return f"{self.base_url}/issues/{self.stats.as_of.isoformat()}/"
+
 
 @dataclass(frozen=True, slots=True)
 class RenderedIssue:

@@ -21,7 +21,7 @@ from datetime import time as time_of_day
 from email.utils import make_msgid
 from pathlib import Path
 from secrets import token_bytes
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -82,12 +82,12 @@ from newsletter.subscribers import normalise_address, read_subscriber_csv
 from newsletter.unsubscribe import make_token, verify_token
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from sqlalchemy.engine import Engine
 
     from newsletter.config import Config, Secrets
-    from newsletter.models import Chart, DeliveryReport, RenderedIssue, ReportDates
+    from newsletter.models import DeliveryReport, RenderedIssue, ReportDates
     from newsletter.weekstats import WeekStats
 
 logger = logging.getLogger(__name__)
@@ -98,6 +98,10 @@ NOTES_FILE = "notes.md"
 EXAMPLE_TOKEN = "example-token"
 KEY_DATES_SOURCE = "Federal Reserve FOMC calendars and BLS CPI release schedules (see KEY_DATES.md)"
 FILE_MODE = 0o644
+WEB_PAGE = "web.html"
+STATS_FILE = "stats.json"
+ARCHIVE_PAGE = "index.html"
+ARCHIVE_META = "issue.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +111,20 @@ class BuiltIssue:
     stats: WeekStats
     rendered: RenderedIssue
     folder: Path
+    files: Mapping[str, bytes]
+    """What the build wrote into `folder`, by file name."""
+    preheader: str
     findings: tuple[Finding, ...] = ()
+
+    @property
+    def content_sha256(self) -> str:
+        """The digest of what subscribers get: a send freezes it, an approval names it."""
+        digest = hashlib.sha256(self.rendered.subject.encode())
+        digest.update(self.rendered.html.encode())
+        digest.update(self.rendered.text.encode())
+        for chart in self.rendered.images:
+            digest.update(chart.png)
+        return digest.hexdigest()
 
     @property
     def lint_errors(self) -> list[Finding]:
@@ -374,14 +391,18 @@ def build_issue(
         "headline": headline.to_json(),
         "data_quality": quality.to_json(),
     }
-    write_issue_folder(
-        folder,
-        rendered,
-        charts,
-        document,
-        render_html(issue, env, "file"),
-        unsubscribe_example=f"{config.newsletter.base_url}/u/{EXAMPLE_TOKEN}",
-    )
+    example = f"{config.newsletter.base_url}/u/{EXAMPLE_TOKEN}"
+    files = {
+        "email.html": rendered.html.replace(UNSUBSCRIBE_MARKER, example).encode(),
+        "preview.html": render_html(issue, env, "file")
+        .replace(UNSUBSCRIBE_MARKER, example)
+        .encode(),
+        WEB_PAGE: render_html(issue, env, "file", web_version=True).encode(),
+        "email.txt": rendered.text.replace(UNSUBSCRIBE_MARKER, example).encode(),
+        STATS_FILE: (json.dumps(document, indent=2) + "\n").encode(),
+        **{chart.filename: chart.png for chart in charts},
+    }
+    write_issue_folder(folder, files)
     findings = tuple(lint_message(rendered, _sample_message(config, rendered)))
     for finding in findings:
         logger.warning("lint %s", finding)
@@ -392,7 +413,14 @@ def build_issue(
         len(rendered.html.encode()) // 1024,
         time.perf_counter() - started,
     )
-    return BuiltIssue(stats=stats, rendered=rendered, folder=folder, findings=findings)
+    return BuiltIssue(
+        stats=stats,
+        rendered=rendered,
+        folder=folder,
+        files=files,
+        preheader=headline.preheader,
+        findings=findings,
+    )
 
 
 def _sample_message(config: Config, rendered: RenderedIssue) -> bytes:
@@ -480,32 +508,16 @@ def _write_atomic(path: Path, data: bytes) -> None:
     Path(tmp.name).replace(path)
 
 
-def write_issue_folder(
-    folder: Path,
-    rendered: RenderedIssue,
-    charts: Sequence[Chart],
-    stats_json: dict[str, Any],
-    preview_html: str,
-    *,
-    unsubscribe_example: str,
-) -> None:
-    """The issue's files: email.html (cid: refs), preview.html (image files), email.txt, PNGs, stats.json.
+def write_issue_folder(folder: Path, files: Mapping[str, bytes]) -> None:
+    """The one sink of a build: email.html (cid: refs), preview.html (the email with image
+    files), web.html (the archive's web version), email.txt, the PNGs and stats.json.
 
-    Each subscriber's message carries their own unsubscribe link; these shared copies show an
-    example link in its place.
+    Each subscriber's message carries their own unsubscribe link; the shared copies of the
+    email show an example link in its place.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    for name, content in (
-        ("email.html", rendered.html),
-        ("preview.html", preview_html),
-        ("email.txt", rendered.text),
-    ):
-        _write_atomic(
-            folder / name, content.replace(UNSUBSCRIBE_MARKER, unsubscribe_example).encode()
-        )
-    for chart in charts:
-        _write_atomic(folder / chart.filename, chart.png)
-    _write_atomic(folder / "stats.json", (json.dumps(stats_json, indent=2) + "\n").encode())
+    for name, data in files.items():
+        _write_atomic(folder / name, data)
 
 
 def _list_info(config: Config) -> ListInfo:
@@ -618,13 +630,50 @@ class SendResult:
         return not (set(self.ledger) & {PENDING, CLAIMED, DEFERRED, BOUNCED, FAILED})
 
 
-def _content_sha256(rendered: RenderedIssue) -> str:
-    digest = hashlib.sha256(rendered.subject.encode())
-    digest.update(rendered.html.encode())
-    digest.update(rendered.text.encode())
-    for chart in rendered.images:
-        digest.update(chart.png)
-    return digest.hexdigest()
+def approve_issue(config: Config, built: BuiltIssue, now: datetime) -> None:
+    """Record that the editor approved exactly this content of the issue for the schedule."""
+    if built.lint_errors:
+        raise LintError(
+            f"issue {built.stats.as_of.isoformat()} has {len(built.lint_errors)} lint error(s), "
+            f"the first: {built.lint_errors[0].text}; fix them before approving"
+        )
+    store.approve(open_store(config), built.stats.as_of, built.content_sha256, now)
+
+
+def archive_issue(config: Config, built: BuiltIssue, now: datetime) -> Path:
+    """Keep the issue as sent in archive/<as-of>/: the web page (index.html), the text, the
+    numbers and the charts, for `newsletter serve` (issue pages, the feed, hosted images).
+
+    Called once the send has frozen the content, so the archive holds what subscribers got;
+    sending again keeps the first archiving time. issue.json is written last: the index lists
+    an issue only once all its files are in place.
+    """
+    folder = config.archive_dir / built.stats.as_of.isoformat()
+    meta_path = folder / ARCHIVE_META
+    try:
+        earlier = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        earlier = {}
+    if earlier.get("content_sha256") == built.content_sha256:
+        return folder
+    names = {WEB_PAGE: ARCHIVE_PAGE, "email.txt": "email.txt", STATS_FILE: STATS_FILE}
+    names.update({name: name for name in built.files if name.endswith(".png")})
+    meta = {
+        "as_of": built.stats.as_of.isoformat(),
+        "subject": built.rendered.subject,
+        "preheader": built.preheader,
+        "archived_at": earlier.get("archived_at", now.isoformat()),
+        "content_sha256": built.content_sha256,
+    }
+    write_issue_folder(
+        folder,
+        {
+            **{target: built.files[source] for source, target in names.items()},
+            ARCHIVE_META: (json.dumps(meta, indent=2) + "\n").encode(),
+        },
+    )
+    logger.info("Archived issue %s in %s", meta["as_of"], folder)
+    return folder
 
 
 def send_issue(
@@ -651,8 +700,9 @@ def send_issue(
     rendered, info = built.rendered, _list_info(config)
     as_of = built.stats.as_of.isoformat()
     issue_id = store.record_issue(
-        engine, built.stats.as_of, rendered.subject, _content_sha256(rendered), now
+        engine, built.stats.as_of, rendered.subject, built.content_sha256, now
     )
+    archive_issue(config, built, now)
     run_id = store.start_run(engine, issue_id, now)
     try:
         store.enqueue_audience(

@@ -146,9 +146,17 @@ def note_text(markdown: str) -> str:
 
 
 def render_html(
-    issue: Issue, env: jinja2.Environment, images: ImageMode, hosted_base: str = ""
+    issue: Issue,
+    env: jinja2.Environment,
+    images: ImageMode,
+    hosted_base: str = "",
+    *,
+    web_version: bool = False,
 ) -> str:
-    """The issue as one HTML page with inlined CSS, its charts found as `images` says."""
+    """The issue as one HTML page with inlined CSS, its charts found as `images` says.
+
+    The email links to its web version; the web version itself (`web_version`) does not.
+    """
     charts = {chart.name: chart for chart in issue.charts}
     html = render_page(
         env,
@@ -159,6 +167,7 @@ def render_html(
         charts=charts,
         image_src=lambda chart: image_src(chart, images, hosted_base),
         unsubscribe_url=UNSUBSCRIBE_MARKER,
+        web_url=None if web_version else issue.web_url,
     )
     try:
         return _INLINER.inline(html)
@@ -178,6 +187,7 @@ def render_issue(
         stats=issue.stats,
         charts={chart.name: chart for chart in issue.charts},
         unsubscribe_url=UNSUBSCRIBE_MARKER,
+        web_url=issue.web_url,
     )
     return RenderedIssue(
         as_of=issue.stats.as_of,

@@ -100,6 +100,17 @@ ledger = sa.Table(
     sa.Index("ix_send_ledger_issue_status", "issue_id", "status"),
 )
 
+reviews = sa.Table(
+    "reviews",
+    metadata,
+    sa.Column("as_of", sa.Date, primary_key=True),
+    sa.Column("approved_sha256", sa.String(64)),
+    sa.Column("approved_at", sa.DateTime(timezone=True)),
+    sa.Column("test_sent_sha256", sa.String(64)),
+    sa.Column("test_sent_at", sa.DateTime(timezone=True)),
+)
+"""The editor's review of each issue: the content approved, and the content last mailed to
+the editor for review (so a waiting scheduled run mails each version once)."""
 
 estimate_snapshots = sa.Table(
     "estimate_snapshots",
@@ -538,6 +549,45 @@ def ledger_counts(engine: Engine, issue_id: int) -> dict[str, int]:
             .group_by(ledger.c.status)
         )
         return {status: int(count) for status, count in rows}
+
+
+# Reviews -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    """The editor's review of one issue; each digest identifies the content it applies to."""
+
+    approved_sha256: str | None = None
+    approved_at: datetime | None = None
+    test_sent_sha256: str | None = None
+
+
+def _set_review(engine: Engine, as_of: date, **values: object) -> None:
+    with engine.begin() as conn:
+        found = conn.execute(sa.select(reviews.c.as_of).where(reviews.c.as_of == as_of)).first()
+        if found is None:
+            conn.execute(reviews.insert().values(as_of=as_of, **values))
+        else:
+            conn.execute(reviews.update().where(reviews.c.as_of == as_of).values(**values))
+
+
+def approve(engine: Engine, as_of: date, content_sha256: str, now: datetime) -> None:
+    """Mark this content of the issue approved (a later approval replaces an earlier one)."""
+    _set_review(engine, as_of, approved_sha256=content_sha256, approved_at=now)
+
+
+def note_test_sent(engine: Engine, as_of: date, content_sha256: str, now: datetime) -> None:
+    """Remember that this content went to the editor for review."""
+    _set_review(engine, as_of, test_sent_sha256=content_sha256, test_sent_at=now)
+
+
+def review(engine: Engine, as_of: date) -> Review:
+    with _reader(engine) as conn:
+        row = conn.execute(sa.select(reviews).where(reviews.c.as_of == as_of)).first()
+    if row is None:
+        return Review()
+    return Review(row.approved_sha256, row.approved_at, row.test_sent_sha256)
 
 
 # Fundamentals ------------------------------------------------------------------------------

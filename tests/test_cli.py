@@ -145,6 +145,8 @@ def test_every_command_has_help():
         "data",
         "serve",
         "check-config",
+        "approve",
+        "schedule",
     }
 
     def check(parser, name):

@@ -21,8 +21,9 @@ STAGES = {
     "lint",
     "quality",
     "notes",
+    "archive",
 }
-DRIVERS = {"cli", "web"}
+DRIVERS = {"cli", "web", "schedule", "preview"}
 
 
 def imports_of(path: Path) -> set[str]:

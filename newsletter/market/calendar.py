@@ -8,7 +8,7 @@ or twelve months earlier; "seven days" is the last session on or before the date
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import exchange_calendars as xcals
 import pandas as pd
@@ -37,6 +37,25 @@ class TradingCalendar:
         """The last NYSE session on or before `day` (holidays and weekends step back)."""
         session = self._calendar.date_to_session(pd.Timestamp(day), direction="previous")
         return session.date()  # type: ignore[no-any-return]
+
+    def week_last_session(self, moment: datetime) -> date | None:
+        """The last session of `moment`'s week (Monday to `moment`) that had closed by `moment`.
+
+        This is the session a weekly issue sent at `moment` covers: Thursday when Friday is a
+        holiday, and None in a week without sessions. An early close counts from its real time.
+        """
+        day = moment.date()
+        monday = day - timedelta(days=day.weekday())
+        sessions = self._calendar.sessions_in_range(pd.Timestamp(monday), pd.Timestamp(day))
+        for session in reversed(sessions):
+            if self._calendar.session_close(session).to_pydatetime() <= moment:
+                return session.date()  # type: ignore[no-any-return]
+        return None
+
+    def next_open(self, session: date) -> datetime:
+        """When the session after `session` opens (UTC): the end of a weekly issue's useful life."""
+        following = self._calendar.next_session(pd.Timestamp(session))
+        return self._calendar.session_open(following).to_pydatetime()  # type: ignore[no-any-return]
 
     def report_dates(self, as_of: date) -> ReportDates:
         """The period bases for an issue whose as-of session is `as_of`."""

@@ -1,0 +1,348 @@
+"""`newsletter schedule`: the weekly issue on time, once, across holidays, DST and restarts.
+
+APScheduler 3 runs one cron job (day names, a time and a zone from config) kept in the project
+database, so a machine that was off still runs the missed send when it comes back, within the
+misfire grace time; coalescing makes several missed runs one, and a single worker thread with
+max_instances=1 never overlaps two runs. What a run does is decided here, from the fire time
+it stands for and the NYSE calendar:
+
+- the issue covers the last session of the fire's week that had closed (Thursday when Friday
+  is a holiday); a week without sessions sends nothing;
+- a run later than the next session's open (plus schedule.deadline_after_open_minutes) is
+  skipped: a weekly recap that arrives after the market reopened is worse than none;
+- with schedule.require_approval the issue is sent only if the editor approved exactly this
+  content; otherwise the editor gets one test copy and the run checks again every
+  approval_poll_minutes until the deadline (the recheck is a stored job too).
+
+Sending twice is impossible by construction: the ledger sends each subscriber one message.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MISSED,
+    JobExecutionEvent,
+)
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from newsletter import store
+from newsletter.errors import ConfigError
+from newsletter.market.calendar import TradingCalendar
+from newsletter.pipeline import (
+    build_issue,
+    open_store,
+    refresh_fundamentals,
+    refresh_prices,
+    send_issue,
+    send_test,
+)
+
+if TYPE_CHECKING:
+    import threading
+    from collections.abc import Callable
+
+    from newsletter.config import Config, ScheduleSection, Secrets
+
+logger = logging.getLogger(__name__)
+
+JOB_ID = "weekly-issue"
+RECHECK_ID = "weekly-issue-approval"
+JOB_TABLE = "apscheduler_jobs"
+CALENDAR_MARGIN = timedelta(days=14)
+
+
+class Outcome(StrEnum):
+    """How a scheduled run ended."""
+
+    SENT = "sent"
+    INCOMPLETE = "incomplete"
+    NO_SESSION = "no-session"
+    TOO_LATE = "too-late"
+    WAITING = "waiting-for-approval"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a run at `fire` is for: the as-of session and the moment it stops being useful."""
+
+    fire: datetime
+    as_of: date | None
+    deadline: datetime | None
+
+    def describe(self, zone: Any) -> str:
+        when = self.fire.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z")
+        if self.as_of is None:
+            return f"{when}  no NYSE session that week: nothing is sent"
+        until = (
+            f", skipped after {self.deadline.astimezone(zone).strftime('%a %H:%M %Z')}"
+            if self.deadline
+            else ""
+        )
+        return f"{when}  issue for the week to {self.as_of.isoformat()}{until}"
+
+
+def make_trigger(section: ScheduleSection) -> CronTrigger:
+    """The cron trigger: day names (never numbers) at a wall-clock time in the configured zone,
+    so 17:30 New York stays 17:30 New York across daylight-saving changes."""
+    return CronTrigger(
+        day_of_week=section.day_of_week,
+        hour=section.at.hour,
+        minute=section.at.minute,
+        timezone=section.zone,
+    )
+
+
+def fire_times(trigger: CronTrigger, start: datetime, count: int) -> list[datetime]:
+    """The next `count` fire times at or after `start`."""
+    times: list[datetime] = []
+    fire = trigger.get_next_fire_time(None, start)
+    while fire is not None and len(times) < count:
+        times.append(fire)
+        fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+    return times
+
+
+def fire_served(trigger: CronTrigger, now: datetime) -> datetime | None:
+    """The latest fire time at or before `now`: the one a (possibly late, coalesced) run
+    stands for. A run after a night off must cover the week it was due for, not today's."""
+    earlier = [fire for fire in fire_times(trigger, now - timedelta(days=8), 64) if fire <= now]
+    return earlier[-1] if earlier else None
+
+
+def plan_run(calendar: TradingCalendar, fire: datetime, deadline_minutes: int | None) -> Plan:
+    """The session a run at `fire` covers, and when it becomes too late to send."""
+    as_of = calendar.week_last_session(fire)
+    if as_of is None:
+        return Plan(fire, None, None)
+    deadline = (
+        None
+        if deadline_minutes is None
+        else calendar.next_open(as_of) + timedelta(minutes=deadline_minutes)
+    )
+    return Plan(fire, as_of, deadline)
+
+
+def calendar_around(first: datetime, last: datetime) -> TradingCalendar:
+    return TradingCalendar(first.date() - CALENDAR_MARGIN, last.date() + CALENDAR_MARGIN)
+
+
+def upcoming(section: ScheduleSection, now: datetime, count: int) -> list[Plan]:
+    """The next `count` runs and what each will do."""
+    fires = fire_times(make_trigger(section), now, count)
+    if not fires:
+        return []
+    calendar = calendar_around(fires[0], fires[-1])
+    return [plan_run(calendar, fire, section.deadline_after_open_minutes) for fire in fires]
+
+
+def _log_stage(stage: str, started: float, detail: str) -> None:
+    logger.info("%-8s %s (%.2f s)", stage, detail, time.perf_counter() - started)
+
+
+def run_once(
+    config: Config,
+    *,
+    secrets: Secrets,
+    clock: Callable[[], datetime],
+    fire: datetime | None = None,
+) -> Outcome:
+    """One scheduled run: plan, refresh, build, check approval, send; one log line per stage.
+
+    `fire` pins the run to a fire time (an approval recheck); by default it is the latest fire
+    time of the configured trigger at or before now.
+    """
+    now = clock()
+    section = config.schedule
+    fire = fire or fire_served(make_trigger(section), now) or now
+    started = time.perf_counter()
+    plan = plan_run(calendar_around(fire, fire), fire, section.deadline_after_open_minutes)
+    if plan.as_of is None:
+        _log_stage(
+            "plan", started, f"no NYSE session in the week of {fire.date()}: nothing to send"
+        )
+        return Outcome.NO_SESSION
+    if plan.deadline is not None and now > plan.deadline:
+        _log_stage(
+            "plan",
+            started,
+            f"skipped the issue for {plan.as_of}: it is {now:%Y-%m-%d %H:%M} UTC, past the "
+            f"deadline {plan.deadline:%Y-%m-%d %H:%M} UTC (the next session's open)",
+        )
+        return Outcome.TOO_LATE
+    _log_stage("plan", started, f"fire {fire.isoformat()}: issue for the week to {plan.as_of}")
+    if config.market.provider == "yfinance":
+        started = time.perf_counter()
+        report = refresh_prices(config, clock)
+        stored, failures = refresh_fundamentals(config, clock)
+        _log_stage(
+            "data",
+            started,
+            f"{sum(report.written.values())} price rows for {len(report.written)} tickers, "
+            f"{stored} estimate rows ({len(failures)} tickers failed)",
+        )
+    started = time.perf_counter()
+    built = build_issue(config, plan.as_of)
+    _log_stage(
+        "build",
+        started,
+        f"issue {built.stats.as_of}: {len(built.files)} files, "
+        f"{len(built.findings)} lint finding(s), subject {built.rendered.subject!r}",
+    )
+    if built.lint_errors:
+        logger.error(
+            "issue %s not sent: %d lint error(s), the first: %s",
+            plan.as_of,
+            len(built.lint_errors),
+            built.lint_errors[0].text,
+        )
+        return Outcome.FAILED
+    if section.require_approval and section.editor_email:
+        engine = open_store(config)
+        review = store.review(engine, plan.as_of)
+        if review.approved_sha256 != built.content_sha256:
+            started = time.perf_counter()
+            why = "changed since it was approved" if review.approved_sha256 else "not approved"
+            if review.test_sent_sha256 != built.content_sha256:
+                send_test(config, built, section.editor_email, secrets=secrets, clock=clock)
+                store.note_test_sent(engine, plan.as_of, built.content_sha256, clock())
+                detail = f"test copy sent to {section.editor_email}"
+            else:
+                detail = f"test copy already with {section.editor_email}"
+            _log_stage(
+                "approve",
+                started,
+                f"issue {plan.as_of} {why}: {detail}; waiting for `newsletter approve "
+                f"--as-of {plan.as_of}`",
+            )
+            return Outcome.WAITING
+    started = time.perf_counter()
+    result = send_issue(config, built, secrets=secrets, clock=clock)
+    r = result.report
+    _log_stage(
+        "send",
+        started,
+        f"{r.sent} sent, {r.skipped} skipped, {r.deferred} deferred, {r.bounced} bounced, "
+        f"{r.failed} failed via the {result.destination}",
+    )
+    return Outcome.SENT if result.complete else Outcome.INCOMPLETE
+
+
+def _job_args(config: Config) -> list[str]:
+    if config.source is None:
+        raise ConfigError("the scheduler needs a config file (pass --config FILE)")
+    return [str(config.source.resolve())]
+
+
+def make_scheduler(config: Config) -> BackgroundScheduler:
+    """A scheduler on the project database's job store, one worker, coalescing missed runs."""
+    grace = int(config.schedule.misfire_grace_hours * 3600)
+    return BackgroundScheduler(
+        jobstores={"default": SQLAlchemyJobStore(engine=open_store(config), tablename=JOB_TABLE)},
+        executors={"default": ThreadPoolExecutor(max_workers=1)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": grace},
+        timezone=config.schedule.zone,
+    )
+
+
+def install_job(
+    scheduler: BackgroundScheduler, config: Config, job: Callable[..., str]
+) -> datetime | None:
+    """Store the weekly job under its fixed id, replacing an earlier one; returns its next run.
+
+    An unchanged stored job keeps its pending run time, so a run missed while the machine was
+    off still happens (within the grace time) instead of being recomputed away.
+    """
+    trigger = make_trigger(config.schedule)
+    args = _job_args(config)
+    existing = scheduler.get_job(JOB_ID)
+    keep: dict[str, Any] = {}
+    if (
+        existing is not None
+        and str(existing.trigger) == str(trigger)
+        and list(existing.args) == args
+        and existing.next_run_time is not None
+    ):
+        keep["next_run_time"] = existing.next_run_time
+    stored = scheduler.add_job(
+        job,
+        trigger,
+        args=args,
+        id=JOB_ID,
+        name="weekly issue",
+        replace_existing=True,
+        **keep,
+    )
+    next_run: datetime | None = getattr(stored, "next_run_time", None)
+    return next_run if next_run is not None else keep.get("next_run_time")
+
+
+def stored_next_run(config: Config) -> datetime | None:
+    """When the stored weekly job runs next (None: not stored yet), without running anything."""
+    scheduler = make_scheduler(config)
+    scheduler.start(paused=True)
+    try:
+        job = scheduler.get_job(JOB_ID)
+        return None if job is None else job.next_run_time
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+def run_scheduler(
+    config: Config,
+    job: Callable[..., str],
+    stop: threading.Event,
+    clock: Callable[[], datetime],
+    on_ready: Callable[[datetime | None], None] = lambda next_run: None,
+) -> None:
+    """Run the schedule until `stop` is set; a run in progress finishes before it returns.
+
+    `job(config_path, fire=None)` is the stored job's entry point: a module-level function
+    (the job store keeps its import path), which reads the environment and runs `run_once`.
+    """
+    scheduler = make_scheduler(config)
+    section = config.schedule
+
+    def on_event(event: JobExecutionEvent) -> None:
+        if event.code == EVENT_JOB_MISSED:
+            logger.warning(
+                "run due at %s skipped: more than %s h late (schedule.misfire_grace_hours)",
+                event.scheduled_run_time,
+                section.misfire_grace_hours,
+            )
+        elif event.code == EVENT_JOB_ERROR:
+            logger.error("scheduled run failed: %r", event.exception)
+        elif event.retval == Outcome.WAITING.value:
+            fire = fire_served(make_trigger(section), clock()) or clock()
+            recheck = clock() + timedelta(minutes=section.approval_poll_minutes)
+            scheduler.add_job(
+                job,
+                "date",
+                run_date=recheck,
+                args=[*_job_args(config), fire.isoformat()],
+                id=RECHECK_ID,
+                name="approval recheck",
+                replace_existing=True,
+            )
+            logger.info("approval recheck at %s", recheck.isoformat())
+
+    scheduler.add_listener(on_event, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+    scheduler.start(paused=True)
+    try:
+        on_ready(install_job(scheduler, config, job))
+        scheduler.resume()
+        stop.wait()
+    finally:
+        scheduler.shutdown(wait=True)

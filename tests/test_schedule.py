@@ -1,0 +1,223 @@
+"""The weekly schedule: fire times across DST and holidays, late and empty weeks, approval,
+a real scheduler run against aiosmtpd, and restarts that neither duplicate nor lose the job."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from datetime import UTC, date, datetime
+from email import message_from_bytes
+from zoneinfo import ZoneInfo
+
+import time_machine
+
+from newsletter.cli import main, scheduled_job
+from newsletter.config import load_config, resolve_secrets
+from newsletter.pipeline import approve_issue, build_issue
+from newsletter.schedule import (
+    JOB_ID,
+    JOB_TABLE,
+    Outcome,
+    install_job,
+    make_scheduler,
+    run_once,
+    run_scheduler,
+    upcoming,
+)
+from tests.conftest import RecordingHandler, serving
+
+NY = ZoneInfo("America/New_York")
+SECRET = {"NEWSLETTER_UNSUBSCRIBE_SECRET": "schedule-test-secret"}
+
+
+def utc(*parts: int) -> datetime:
+    return datetime(*parts, tzinfo=UTC)
+
+
+def test_fire_times_keep_new_york_wall_time_across_dst_and_step_back_on_good_friday(
+    write_config,
+):
+    section = load_config(write_config()).schedule
+    plans = upcoming(section, utc(2026, 3, 1, 12, 0), 6)
+    # US daylight saving starts Sun 8 March 2026: 17:30 New York is 22:30 UTC before, 21:30 after.
+    assert [plan.fire for plan in plans] == [
+        utc(2026, 3, 6, 22, 30),
+        utc(2026, 3, 13, 21, 30),
+        utc(2026, 3, 20, 21, 30),
+        utc(2026, 3, 27, 21, 30),
+        utc(2026, 4, 3, 21, 30),
+        utc(2026, 4, 10, 21, 30),
+    ]
+    assert all(plan.fire.astimezone(NY).strftime("%a %H:%M") == "Fri 17:30" for plan in plans)
+    # Good Friday (3 April 2026) is an NYSE holiday: that run covers Thursday.
+    assert [plan.as_of for plan in plans] == [
+        date(2026, 3, 6),
+        date(2026, 3, 13),
+        date(2026, 3, 20),
+        date(2026, 3, 27),
+        date(2026, 4, 2),
+        date(2026, 4, 10),
+    ]
+    # The deadline is Monday's 09:30 open, already on summer time after the 6 March run.
+    assert plans[0].deadline == utc(2026, 3, 9, 13, 30)
+    assert plans[4].deadline == utc(2026, 4, 6, 13, 30)
+
+
+def test_fire_times_across_the_autumn_change_thanksgiving_and_christmas(write_config):
+    section = load_config(write_config()).schedule
+    plans = upcoming(section, utc(2026, 10, 26, 0, 0), 10)
+    by_fire = {plan.fire: plan for plan in plans}
+    assert utc(2026, 10, 30, 21, 30) in by_fire  # EDT
+    assert utc(2026, 11, 6, 22, 30) in by_fire  # EST from Sun 1 November
+    # Friday after Thanksgiving closes early at 13:00 and is still the week's last session.
+    assert by_fire[utc(2026, 11, 27, 22, 30)].as_of == date(2026, 11, 27)
+    # Christmas Day is a Friday holiday: Thursday 24 December (an early close) is covered.
+    assert by_fire[utc(2026, 12, 25, 22, 30)].as_of == date(2026, 12, 24)
+    assert by_fire[utc(2026, 12, 25, 22, 30)].deadline == utc(2026, 12, 28, 14, 30)
+
+
+def test_schedule_list_prints_the_next_runs_in_the_configured_zone(write_config, capsys):
+    config_path = write_config(schedule={"timezone": "Europe/London", "time": "08:00"})
+    with time_machine.travel(utc(2026, 12, 20, 12, 0), tick=False):
+        code = main(["schedule", "--list", "3", "--config", str(config_path)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Fri 2026-12-25 08:00 GMT  issue for the week to 2026-12-24" in out
+    assert "Fri 2027-01-01 08:00 GMT  issue for the week to 2026-12-31" in out
+    assert "Fri 2027-01-08 08:00 GMT  issue for the week to 2027-01-07" in out
+
+
+def _config(write_config, port, tmp_path, **schedule):
+    return load_config(
+        write_config(
+            smtp={"host": "127.0.0.1", "port": port},
+            schedule=schedule,
+        )
+    )
+
+
+def test_a_run_before_the_first_close_of_its_week_sends_nothing(write_config, tmp_path):
+    handler = RecordingHandler()
+    with serving(handler) as port:
+        config = _config(write_config, port, tmp_path, day_of_week="mon", time="08:00")
+        outcome = run_once(
+            config,
+            secrets=resolve_secrets(config, SECRET),
+            clock=lambda: utc(2024, 7, 22, 12, 5),
+        )
+    assert outcome is Outcome.NO_SESSION
+    assert handler.envelopes == []
+
+
+def test_a_run_after_the_next_open_is_skipped_not_sent_late(write_config, tmp_path):
+    handler = RecordingHandler()
+    with serving(handler) as port:
+        config = _config(write_config, port, tmp_path)
+        # The machine was off over the weekend: Friday's run is attempted on Monday at 09:31.
+        outcome = run_once(
+            config,
+            secrets=resolve_secrets(config, SECRET),
+            clock=lambda: utc(2024, 7, 22, 13, 31),
+        )
+        assert outcome is Outcome.TOO_LATE
+        # The same missed run on Monday before the open still goes out, for Friday's week.
+        outcome = run_once(
+            config,
+            secrets=resolve_secrets(config, SECRET),
+            clock=lambda: utc(2024, 7, 22, 12, 0),
+        )
+    assert outcome is Outcome.SENT
+    assert len(handler.envelopes) == 5
+    message = message_from_bytes(handler.envelopes[0].content)
+    assert "19 Jul 2024" in message.get_payload(0).get_payload(decode=True).decode()
+
+
+def test_an_unapproved_issue_goes_to_the_editor_once_and_waits(write_config, tmp_path):
+    handler = RecordingHandler()
+    friday = utc(2024, 7, 19, 21, 30)
+    with serving(handler) as port:
+        config = _config(
+            write_config, port, tmp_path, require_approval=True, editor_email="ed@example.com"
+        )
+        secrets = resolve_secrets(config, SECRET)
+        assert run_once(config, secrets=secrets, clock=lambda: friday) is Outcome.WAITING
+        assert run_once(config, secrets=secrets, clock=lambda: friday) is Outcome.WAITING
+        assert [e.rcpt_tos for e in handler.envelopes] == [["ed@example.com"]]
+        test_copy = message_from_bytes(handler.envelopes[0].content)
+        assert test_copy["Subject"].startswith("[TEST]")
+
+        approve_issue(config, build_issue(config, date(2024, 7, 19)), friday)
+        notes = config.paths.notes_dir / "2024-07-19" / "notes.md"
+        notes.parent.mkdir(parents=True)
+        notes.write_text("A late thought after approval.\n")
+        assert run_once(config, secrets=secrets, clock=lambda: friday) is Outcome.WAITING
+        assert len(handler.envelopes) == 2  # the changed issue went to the editor again
+        approve_issue(config, build_issue(config, date(2024, 7, 19)), friday)
+        assert run_once(config, secrets=secrets, clock=lambda: friday) is Outcome.SENT
+    recipients = sorted(e.rcpt_tos[0] for e in handler.envelopes[2:])
+    assert len(recipients) == 5
+    assert "ed@example.com" not in recipients
+
+
+def _job_rows(config) -> list[tuple[str, float]]:
+    path = config.database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as db:
+        return db.execute(f"SELECT id, next_run_time FROM {JOB_TABLE}").fetchall()
+
+
+def _install(config) -> datetime | None:
+    scheduler = make_scheduler(config)
+    scheduler.start(paused=True)
+    try:
+        return install_job(scheduler, config, scheduled_job)
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+def test_a_restart_keeps_one_job_and_a_run_missed_while_off(write_config, tmp_path):
+    config = load_config(write_config())
+    with time_machine.travel(utc(2024, 7, 17, 15, 0), tick=False):
+        first = _install(config)
+    assert first == utc(2024, 7, 19, 21, 30)
+    # Off over Friday evening, back on Saturday: the missed run is still pending, once.
+    with time_machine.travel(utc(2024, 7, 20, 14, 0), tick=False):
+        again = _install(config)
+    assert again == first
+    assert [row[0] for row in _job_rows(config)] == [JOB_ID]
+    # A changed schedule replaces the job (same id) with the new trigger's next time.
+    changed = load_config(write_config(schedule={"day_of_week": "thu"}))
+    with time_machine.travel(utc(2024, 7, 20, 14, 0), tick=False):
+        assert _install(changed) == utc(2024, 7, 25, 21, 30)
+    assert [row[0] for row in _job_rows(config)] == [JOB_ID]
+
+
+def test_the_scheduler_runs_the_real_job_when_due_and_stops_cleanly(
+    write_config, tmp_path, monkeypatch
+):
+    monkeypatch.setenv(*next(iter(SECRET.items())))
+    handler = RecordingHandler()
+    stop = threading.Event()
+    ready: list[datetime | None] = []
+    with serving(handler) as port:
+        config = _config(write_config, port, tmp_path)
+        # Two seconds before Friday 19 July 2024, 17:30 New York; the clock runs on from there.
+        with time_machine.travel(datetime(2024, 7, 19, 17, 29, 58, tzinfo=NY), tick=True):
+            thread = threading.Thread(
+                target=run_scheduler,
+                args=(config, scheduled_job, stop, lambda: datetime.now(UTC)),
+                kwargs={"on_ready": ready.append},
+            )
+            thread.start()
+            deadline = time.monotonic() + 180
+            while len(handler.envelopes) < 5 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            stop.set()
+            thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert ready == [utc(2024, 7, 19, 21, 30)]
+    assert len(handler.envelopes) == 5
+    assert len({e.rcpt_tos[0] for e in handler.envelopes}) == 5
+    (row,) = _job_rows(config)
+    assert datetime.fromtimestamp(row[1], UTC) == utc(2024, 7, 26, 21, 30)
+    assert (config.archive_dir / "2024-07-19" / "index.html").is_file()
