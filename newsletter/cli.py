@@ -310,6 +310,42 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_preview(args: argparse.Namespace) -> int:
+    from newsletter.errors import ConfigError  # noqa: PLC0415
+    from newsletter.preview import DraftPreview, make_preview_server  # noqa: PLC0415
+
+    config = _load(args)
+    host = args.host or config.web.host
+    port = args.port or config.web.preview_port
+    preview = DraftPreview(args.config, _parse_as_of(args.as_of))
+    stop = threading.Event()
+    try:
+        server = make_preview_server(host, port, preview, stop)
+    except OSError as err:
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {err.strerror} (change web.preview_port or --port)"
+        ) from err
+    draft = preview.current()
+    if draft.error:
+        print(f"  The draft does not build yet: {draft.error}", file=sys.stderr)
+    watcher = threading.Thread(target=preview.watch, args=(stop,), daemon=True)
+    watcher.start()
+    print(
+        f"Previewing on http://{host}:{server.server_port}/ (reloads when the notes, templates "
+        "or config change; Ctrl-C stops)",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("Stopped.")
+    finally:
+        stop.set()
+        server.server_close()
+        watcher.join(timeout=5)
+    return 0
+
+
 def cmd_subscribers(args: argparse.Namespace) -> int:
     from newsletter import store  # noqa: PLC0415
     from newsletter.models import Subscriber  # noqa: PLC0415
@@ -484,6 +520,70 @@ def _add_subscribers_parser(
     subscribers.set_defaults(handler=cmd_subscribers)
 
 
+def _add_editor_parsers(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    quiet: argparse.ArgumentParser,
+) -> None:
+    """The editor's week beyond building: approve, preview and the schedule."""
+    approve = commands.add_parser(
+        "approve",
+        parents=[common, quiet],
+        help="approve the issue as it builds now, for the scheduled send",
+        description="Build the issue (with the editor's notes) and record its content as approved. "
+        "With schedule.require_approval: true the scheduled run sends only an issue whose content "
+        "matches an approval; refused while the issue has lint errors.",
+    )
+    approve.add_argument(
+        "--as-of",
+        metavar="YYYY-MM-DD",
+        help="the issue's date (the last NYSE session on or before it; default: the latest issue)",
+    )
+    approve.set_defaults(handler=cmd_approve, subject=None, preheader=None, allow_stale=False)
+
+    preview = commands.add_parser(
+        "preview",
+        parents=[common],
+        help="serve the draft as it will ship, reloading as you edit",
+        description="Build the draft and serve it on http://127.0.0.1:PORT (web.preview_port, "
+        "default 8081): subject, preheader, headers, the HTML's size against Gmail's 102 KB "
+        "clip limit, lint findings, the HTML at desktop or phone width and the text part. The "
+        "page rebuilds and reloads itself when the notes file, a template or the config file "
+        "changes. Binds web.host (127.0.0.1 by default) unless --host says otherwise.",
+    )
+    preview.add_argument(
+        "--as-of",
+        metavar="YYYY-MM-DD",
+        help="the issue's date (the last NYSE session on or before it; default: the latest issue)",
+    )
+    preview.add_argument("--host", help="address to bind (default: web.host)")
+    preview.add_argument("--port", type=int, help="port (default: web.preview_port)")
+    preview.set_defaults(handler=cmd_preview)
+
+    schedule = commands.add_parser(
+        "schedule",
+        parents=[common],
+        help="run the weekly schedule (or --list its next runs)",
+        description="Run until SIGTERM/SIGINT, sending the week's issue at schedule.day_of_week "
+        "schedule.time in schedule.timezone (default Friday 17:30 America/New_York). The job is "
+        "stored in the project database: a restart replaces it without duplicating it, and a "
+        "run missed while the machine was off happens on start within "
+        "schedule.misfire_grace_hours. Each run covers the last NYSE session of its week, sends "
+        "nothing in a week without sessions, is skipped after the next session's open "
+        "(schedule.deadline_after_open_minutes), and with schedule.require_approval sends only "
+        "an approved issue, mailing the editor a test copy meanwhile. Logs one line per stage.",
+    )
+    schedule.add_argument(
+        "--list",
+        nargs="?",
+        type=int,
+        const=5,
+        metavar="N",
+        help="print the next N run times (default 5) in the configured zone and what each covers",
+    )
+    schedule.set_defaults(handler=cmd_schedule)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; every command has help text (tests check it)."""
     parser = argparse.ArgumentParser(
@@ -596,44 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     send.set_defaults(handler=cmd_send)
 
-    approve = commands.add_parser(
-        "approve",
-        parents=[common, quiet],
-        help="approve the issue as it builds now, for the scheduled send",
-        description="Build the issue (with the editor's notes) and record its content as approved. "
-        "With schedule.require_approval: true the scheduled run sends only an issue whose content "
-        "matches an approval; refused while the issue has lint errors.",
-    )
-    approve.add_argument(
-        "--as-of",
-        metavar="YYYY-MM-DD",
-        help="the issue's date (the last NYSE session on or before it; default: the latest issue)",
-    )
-    approve.set_defaults(handler=cmd_approve, subject=None, preheader=None, allow_stale=False)
-
-    schedule = commands.add_parser(
-        "schedule",
-        parents=[common],
-        help="run the weekly schedule (or --list its next runs)",
-        description="Run until SIGTERM/SIGINT, sending the week's issue at schedule.day_of_week "
-        "schedule.time in schedule.timezone (default Friday 17:30 America/New_York). The job is "
-        "stored in the project database: a restart replaces it without duplicating it, and a "
-        "run missed while the machine was off happens on start within "
-        "schedule.misfire_grace_hours. Each run covers the last NYSE session of its week, sends "
-        "nothing in a week without sessions, is skipped after the next session's open "
-        "(schedule.deadline_after_open_minutes), and with schedule.require_approval sends only "
-        "an approved issue, mailing the editor a test copy meanwhile. Logs one line per stage.",
-    )
-    schedule.add_argument(
-        "--list",
-        nargs="?",
-        type=int,
-        const=5,
-        metavar="N",
-        help="print the next N run times (default 5) in the configured zone and what each covers",
-    )
-    schedule.set_defaults(handler=cmd_schedule)
-
+    _add_editor_parsers(commands, common, quiet)
     _add_subscribers_parser(commands, common)
 
     data = commands.add_parser(

@@ -158,6 +158,7 @@ class DataQualitySection(_Section):
 class WebSection(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
+    preview_port: int = Field(default=8081, ge=1, le=65535)
 
 
 class SmtpSection(_Section):

@@ -403,7 +403,7 @@ def build_issue(
         **{chart.filename: chart.png for chart in charts},
     }
     write_issue_folder(folder, files)
-    findings = tuple(lint_message(rendered, _sample_message(config, rendered)))
+    findings = tuple(lint_message(rendered, sample_message(config, rendered)))
     for finding in findings:
         logger.warning("lint %s", finding)
     logger.info(
@@ -423,7 +423,7 @@ def build_issue(
     )
 
 
-def _sample_message(config: Config, rendered: RenderedIssue) -> bytes:
+def sample_message(config: Config, rendered: RenderedIssue) -> bytes:
     """The issue as one example subscriber would get it, for the pre-send lint."""
     info = _list_info(config)
     moment = datetime.combine(rendered.as_of, time_of_day.min, tzinfo=UTC)

@@ -168,6 +168,7 @@ def render_html(
         image_src=lambda chart: image_src(chart, images, hosted_base),
         unsubscribe_url=UNSUBSCRIBE_MARKER,
         web_url=None if web_version else issue.web_url,
+        index_url="../../" if web_version else None,
     )
     try:
         return _INLINER.inline(html)

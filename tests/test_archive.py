@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from email import message_from_bytes
 from html.parser import HTMLParser
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import feedparser
 import pytest
@@ -103,6 +103,8 @@ def test_the_index_lists_issues_newest_first_and_every_link_and_image_loads(site
     images = Links()
     images.feed(page.decode())
     assert len(images.images) == 5
+    back = urljoin(f"{url}/issues/{DAYS[1]}/", "../../")
+    assert "../../" in images.hrefs and back == f"{url}/"  # "All issues" leads to the index
     for src in images.images:
         status, kind, data = get(f"{url}/issues/{DAYS[1]}/{src}")
         assert (status, kind) == (200, "image/png"), src

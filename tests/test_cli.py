@@ -147,6 +147,7 @@ def test_every_command_has_help():
         "check-config",
         "approve",
         "schedule",
+        "preview",
     }
 
     def check(parser, name):

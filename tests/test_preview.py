@@ -1,0 +1,118 @@
+"""The preview server on 127.0.0.1: the draft as it ships, its images, rebuilds on the next
+request after an edit, a live-reload event from the real file watcher, and build errors shown
+on the page."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import urllib.error
+import urllib.request
+from datetime import date
+from html.parser import HTMLParser
+
+import pytest
+
+from newsletter.preview import DraftPreview, make_preview_server
+
+
+class Images(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sources: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.sources.append(dict(attrs)["src"])
+
+
+def get(url: str) -> tuple[int, dict[str, str], str | bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=120) as response:
+            body = response.read()
+            headers = dict(response.headers)
+            status = response.status
+    except urllib.error.HTTPError as err:
+        body, headers, status = err.read(), dict(err.headers), err.code
+    is_text = headers["Content-Type"].startswith("text/")
+    return status, headers, body.decode() if is_text else body
+
+
+@pytest.fixture
+def preview(write_config):
+    config_path = write_config()
+    draft = DraftPreview(config_path, date(2024, 7, 19))
+    stop = threading.Event()
+    server = make_preview_server("127.0.0.1", 0, draft, stop)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    draft.current()
+    watcher = threading.Thread(target=draft.watch, args=(stop,), daemon=True)
+    watcher.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", config_path
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
+        watcher.join(timeout=10)
+
+
+def test_the_page_shows_the_draft_with_its_size_headers_and_lint(preview):
+    url, _ = preview
+    status, headers, page = get(f"{url}/")
+    assert status == 200
+    assert "script-src 'nonce-" in headers["Content-Security-Policy"]
+    assert "Week to 19 Jul: Russell 2000 beat the S&amp;P 500" in page
+    assert "of Gmail&#39;s 102 KB clip limit" in page or "of Gmail's 102 KB clip limit" in page
+    assert "List-Unsubscribe-Post" in page
+    assert "No findings." in page
+    assert 'src="/draft/preview.html?v=1"' in page
+    assert "SCOREBOARD (total return" in page  # the text part
+
+
+def test_the_framed_email_and_all_its_images_load(preview):
+    url, _ = preview
+    status, _, html = get(f"{url}/draft/preview.html")
+    assert status == 200
+    images = Images()
+    images.feed(html)
+    assert len(images.sources) == 5
+    for src in images.sources:
+        status, headers, data = get(f"{url}/draft/{src}")
+        assert (status, headers["Content-Type"]) == (200, "image/png")
+        assert data.startswith(b"\x89PNG")
+    assert get(f"{url}/draft/../config.yaml")[0] == 404
+
+
+def test_an_edited_note_is_in_the_next_response_and_pushes_a_reload_event(preview, tmp_path):
+    url, _ = preview
+    events = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=30)
+    events.request("GET", "/events")
+    stream = events.getresponse()
+    assert stream.getheader("Content-Type") == "text/event-stream"
+
+    notes = tmp_path / "issues" / "2024-07-19" / "notes.md"
+    notes.parent.mkdir(parents=True)
+    notes.write_text("Subject: The editor's pick\n\nSmall caps, **finally**.\n")
+    assert stream.readline() == b"event: change\n"
+    events.close()
+
+    _, _, page = get(f"{url}/")
+    assert "The editor&#39;s pick" in page
+    assert 'src="/draft/preview.html?v=2"' in page
+    _, _, html = get(f"{url}/draft/preview.html")
+    assert "<strong>finally</strong>" in html
+
+
+def test_a_broken_config_shows_on_the_page_and_the_fix_recovers(preview):
+    url, config_path = preview
+    good = config_path.read_text()
+    config_path.write_text(good + "\nschedule:\n  day_of_wek: fri\n")
+    status, _, page = get(f"{url}/")
+    assert status == 500
+    assert "unknown key &#39;schedule.day_of_wek&#39;" in page
+    config_path.write_text(good)
+    status, _, page = get(f"{url}/")
+    assert status == 200
+    assert "Russell 2000 beat" in page
