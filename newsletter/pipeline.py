@@ -341,13 +341,16 @@ def build_issue(
     preheader: str | None = None,
     allow_stale: bool = False,
     stale_reason: str | None = None,
+    market: Market | None = None,
 ) -> BuiltIssue:
     """Compute, chart and render the issue for the session on or before `requested`.
 
     `subject` and `preheader` override the generated ones (the editor's words). The data-quality
     gate refuses the build on any finding unless `allow_stale`, and then the email says so.
+    `market` is what `load_market(config, requested)` returned, for a driver that rebuilds the
+    same issue as its words change (the preview); by default the prices are loaded here.
     """
-    market = load_market(config, requested)
+    market = market or load_market(config, requested)
     prices, as_of = market.prices, market.as_of
     started = time.perf_counter()
     dates = market.calendar.report_dates(as_of)

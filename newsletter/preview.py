@@ -26,7 +26,7 @@ from watchfiles import watch
 from newsletter.config import load_config
 from newsletter.errors import NewsletterError
 from newsletter.lint import GMAIL_CLIP_BYTES
-from newsletter.pipeline import build_issue, notes_path, sample_message
+from newsletter.pipeline import build_issue, load_market, notes_path, sample_message
 from newsletter.render import make_environment, render_page
 from newsletter.web import PAGE_POLICY, QuietHandler
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from newsletter.config import Config
-    from newsletter.pipeline import BuiltIssue
+    from newsletter.pipeline import BuiltIssue, Market
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,8 @@ class DraftPreview:
         self._changed = threading.Condition()
         self._fingerprint: Fingerprint | None = None
         self._notified: Fingerprint | None = None
+        self._market: tuple[object, Market] | None = None
+        """The loaded prices and the settings they came from: an edit of the words reuses them."""
         self._draft = Draft(0, None, None, "not built yet")
         self.changes = 0
         """Bumped on each change of the inputs that the watcher saw (for /events)."""
@@ -113,7 +115,10 @@ class DraftPreview:
         config = None
         try:
             config = load_config(self.config_path)
-            built = build_issue(config, self.requested)
+            key = (config.market, config.stats, config.paths.var_dir)
+            if self._market is None or self._market[0] != key:
+                self._market = (key, load_market(config, self.requested))
+            built = build_issue(config, self.requested, market=self._market[1])
         except NewsletterError as err:
             logger.warning("preview build failed: %s", err)
             return Draft(version, config, None, str(err))

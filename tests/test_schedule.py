@@ -3,7 +3,12 @@ a real scheduler run against aiosmtpd, and restarts that neither duplicate nor l
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, date, datetime
@@ -221,3 +226,64 @@ def test_the_scheduler_runs_the_real_job_when_due_and_stops_cleanly(
     (row,) = _job_rows(config)
     assert datetime.fromtimestamp(row[1], UTC) == utc(2024, 7, 26, 21, 30)
     assert (config.archive_dir / "2024-07-19" / "index.html").is_file()
+
+
+def test_a_waiting_run_rechecks_and_sends_once_the_editor_approves(
+    write_config, tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setenv(*next(iter(SECRET.items())))
+    caplog.set_level(logging.INFO, logger="newsletter")
+    handler = RecordingHandler()
+    stop = threading.Event()
+    with serving(handler) as port:
+        config = _config(
+            write_config,
+            port,
+            tmp_path,
+            require_approval=True,
+            editor_email="ed@example.com",
+            approval_poll_minutes=0.05,
+        )
+        with time_machine.travel(datetime(2024, 7, 19, 17, 29, 59, tzinfo=NY), tick=True):
+            thread = threading.Thread(
+                target=run_scheduler,
+                args=(config, scheduled_job, stop, lambda: datetime.now(UTC)),
+            )
+            thread.start()
+            deadline = time.monotonic() + 180
+            while not handler.envelopes and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert [e.rcpt_tos for e in handler.envelopes] == [["ed@example.com"]]
+            approve_issue(config, build_issue(config, date(2024, 7, 19)), datetime.now(UTC))
+            while len(handler.envelopes) < 6 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            stop.set()
+            thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert len(handler.envelopes) == 6
+    assert "ed@example.com" not in {e.rcpt_tos[0] for e in handler.envelopes[1:]}
+    stages = [r.getMessage().split()[0] for r in caplog.records if r.name == "newsletter.schedule"]
+    assert stages.count("approve") >= 1 and stages.count("send") == 1
+    assert {"plan", "build"} <= set(stages)
+
+
+def test_schedule_stops_cleanly_on_sigterm(write_config, tmp_path):
+    config_path = write_config()
+    env = {**os.environ, **SECRET}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "schedule", "--config", str(config_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        first = process.stdout.readline()
+        assert first.startswith("Scheduler running; next run Fri "), first
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert out.strip() == "Scheduler stopped."
+    assert "Traceback" not in err
