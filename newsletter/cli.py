@@ -297,6 +297,9 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         force=True,
     )
     logging.getLogger("newsletter").setLevel(logging.INFO)
+    if not args.verbose:
+        # APScheduler logs a failed job's traceback; our listener logs the one line that matters.
+        logging.getLogger("apscheduler").setLevel(logging.CRITICAL)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -189,7 +189,7 @@ class ScheduleSection(_Section):
     deadline_after_open_minutes: int | None = 0
     require_approval: bool = False
     editor_email: str | None = None
-    approval_poll_minutes: float = Field(default=15.0, gt=0)
+    retry_minutes: float = Field(default=15.0, gt=0)
 
     @field_validator("day_of_week")
     @classmethod

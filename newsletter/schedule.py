@@ -11,8 +11,10 @@ it stands for and the NYSE calendar:
 - a run later than the next session's open (plus schedule.deadline_after_open_minutes) is
   skipped: a weekly recap that arrives after the market reopened is worse than none;
 - with schedule.require_approval the issue is sent only if the editor approved exactly this
-  content; otherwise the editor gets one test copy and the run checks again every
-  approval_poll_minutes until the deadline (the recheck is a stored job too).
+  content; otherwise the editor gets one test copy;
+- a run that did not finish (waiting for approval, the week's prices not there yet, the SMTP
+  server down, messages deferred) tries again every schedule.retry_minutes until the deadline
+  (the retry is a stored job too, so it survives a restart).
 
 Sending twice is impossible by construction: the ledger sends each subscriber one message.
 """
@@ -58,7 +60,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 JOB_ID = "weekly-issue"
-RECHECK_ID = "weekly-issue-approval"
+RETRY_ID = "weekly-issue-retry"
 JOB_TABLE = "apscheduler_jobs"
 CALENDAR_MARGIN = timedelta(days=14)
 
@@ -72,6 +74,9 @@ class Outcome(StrEnum):
     TOO_LATE = "too-late"
     WAITING = "waiting-for-approval"
     FAILED = "failed"
+
+
+RETRIED = {Outcome.WAITING.value, Outcome.INCOMPLETE.value, Outcome.FAILED.value}
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,8 +171,14 @@ def run_once(
     """
     now = clock()
     section = config.schedule
-    fire = fire or fire_served(make_trigger(section), now) or now
+    latest = fire_served(make_trigger(section), now)
     started = time.perf_counter()
+    if fire is not None and latest is not None and latest > fire:
+        _log_stage(
+            "plan", started, f"retry of the {fire.isoformat()} run dropped: {latest} came since"
+        )
+        return Outcome.TOO_LATE
+    fire = fire or latest or now
     plan = plan_run(calendar_around(fire, fire), fire, section.deadline_after_open_minutes)
     if plan.as_of is None:
         _log_stage(
@@ -271,7 +282,7 @@ def install_job(
     keep: dict[str, Any] = {}
     if (
         existing is not None
-        and str(existing.trigger) == str(trigger)
+        and repr(existing.trigger) == repr(trigger)
         and list(existing.args) == args
         and existing.next_run_time is not None
     ):
@@ -309,6 +320,8 @@ def run_scheduler(
 ) -> None:
     """Run the schedule until `stop` is set; a run in progress finishes before it returns.
 
+    A run that waits or fails is retried (schedule.retry_minutes) until its deadline.
+
     `job(config_path, fire=None)` is the stored job's entry point: a module-level function
     (the job store keeps its import path), which reads the environment and runs `run_once`.
     """
@@ -322,21 +335,23 @@ def run_scheduler(
                 event.scheduled_run_time,
                 section.misfire_grace_hours,
             )
-        elif event.code == EVENT_JOB_ERROR:
+            return
+        if event.code == EVENT_JOB_ERROR:
             logger.error("scheduled run failed: %r", event.exception)
-        elif event.retval == Outcome.WAITING.value:
-            fire = fire_served(make_trigger(section), clock()) or clock()
-            recheck = clock() + timedelta(minutes=section.approval_poll_minutes)
-            scheduler.add_job(
-                job,
-                "date",
-                run_date=recheck,
-                args=[*_job_args(config), fire.isoformat()],
-                id=RECHECK_ID,
-                name="approval recheck",
-                replace_existing=True,
-            )
-            logger.info("approval recheck at %s", recheck.isoformat())
+        elif event.retval not in RETRIED:
+            return
+        fire = fire_served(make_trigger(section), clock()) or clock()
+        retry = clock() + timedelta(minutes=section.retry_minutes)
+        scheduler.add_job(
+            job,
+            "date",
+            run_date=retry,
+            args=[*_job_args(config), fire.isoformat()],
+            id=RETRY_ID,
+            name="retry of the weekly issue",
+            replace_existing=True,
+        )
+        logger.info("the run tries again at %s", retry.isoformat())
 
     scheduler.add_listener(on_event, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
     scheduler.start(paused=True)

@@ -16,9 +16,11 @@ from email import message_from_bytes
 from zoneinfo import ZoneInfo
 
 import time_machine
+from aiosmtpd.controller import Controller
 
 from newsletter.cli import main, scheduled_job
 from newsletter.config import load_config, resolve_secrets
+from newsletter.delivery import free_loopback_port
 from newsletter.pipeline import approve_issue, build_issue
 from newsletter.schedule import (
     JOB_ID,
@@ -242,7 +244,7 @@ def test_a_waiting_run_rechecks_and_sends_once_the_editor_approves(
             tmp_path,
             require_approval=True,
             editor_email="ed@example.com",
-            approval_poll_minutes=0.05,
+            retry_minutes=0.05,
         )
         with time_machine.travel(datetime(2024, 7, 19, 17, 29, 59, tzinfo=NY), tick=True):
             thread = threading.Thread(
@@ -287,3 +289,58 @@ def test_schedule_stops_cleanly_on_sigterm(write_config, tmp_path):
     assert process.returncode == 0, err
     assert out.strip() == "Scheduler stopped."
     assert "Traceback" not in err
+
+
+def test_a_run_that_finds_the_smtp_server_down_retries_and_sends_each_message_once(
+    write_config, tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setenv(*next(iter(SECRET.items())))
+    caplog.set_level(logging.INFO, logger="newsletter")
+
+    def retries() -> int:
+        return sum("tries again" in r.getMessage() for r in caplog.records)
+
+    port = free_loopback_port()
+    config = load_config(
+        write_config(
+            smtp={"host": "127.0.0.1", "port": port, "timeout_s": 2},
+            delivery={"max_attempts": 1, "max_wait_s": 0},
+            schedule={"retry_minutes": 0.05},
+        )
+    )
+    handler = RecordingHandler()
+    stop = threading.Event()
+    with time_machine.travel(datetime(2024, 7, 19, 17, 29, 59, tzinfo=NY), tick=True):
+        thread = threading.Thread(
+            target=run_scheduler, args=(config, scheduled_job, stop, lambda: datetime.now(UTC))
+        )
+        thread.start()
+        deadline = time.monotonic() + 180
+        while not retries() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        # The first run found nothing listening; the server comes up before the retry.
+        controller = Controller(handler, hostname="127.0.0.1", port=port)
+        controller.start()
+        try:
+            while len(handler.envelopes) < 5 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(4)  # a further retry, were one scheduled, would send duplicates now
+            stop.set()
+            thread.join(timeout=60)
+        finally:
+            controller.stop()
+    assert not thread.is_alive()
+    recipients = [e.rcpt_tos[0] for e in handler.envelopes]
+    assert len(recipients) == 5 and len(set(recipients)) == 5
+    assert retries() == 1
+
+
+def test_a_retry_of_last_weeks_run_is_dropped_once_a_newer_run_came(write_config):
+    config = load_config(write_config(schedule={"deadline_after_open_minutes": None}))
+    outcome = run_once(
+        config,
+        secrets=resolve_secrets(config, SECRET),
+        clock=lambda: utc(2024, 7, 26, 22, 0),
+        fire=utc(2024, 7, 19, 21, 30),
+    )
+    assert outcome is Outcome.TOO_LATE
