@@ -13,7 +13,7 @@ from email.utils import parseaddr, parsedate_to_datetime
 import pytest
 
 from newsletter.cli import main
-from newsletter.config import BUILTIN_SUBSCRIBERS
+from newsletter.config import BUILTIN_SUBSCRIBERS, load_config
 
 from .conftest import SmtpEndpoint
 
@@ -241,3 +241,8 @@ def test_hosted_images_make_a_small_message_that_links_its_charts(
     assert len(sources) == 5
     assert all(src.startswith("https://digest.example.com/issues/2024-07-16/") for src in sources)
     assert len(envelope.original_content) < 80_000
+    # The send archived the charts where those links point (served by `newsletter serve`).
+    archive = load_config(config).archive_dir
+    for src in sources:
+        path = archive / src.removeprefix("https://digest.example.com/issues/")
+        assert path.read_bytes().startswith(b"\x89PNG"), src
