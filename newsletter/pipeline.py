@@ -632,6 +632,11 @@ class SendResult:
         """True when no message of the issue is left pending, deferred or refused."""
         return not (set(self.ledger) & {PENDING, CLAIMED, DEFERRED, BOUNCED, FAILED})
 
+    @property
+    def retry_left(self) -> bool:
+        """True while messages wait for another try (refused ones never get one)."""
+        return bool(set(self.ledger) & {PENDING, CLAIMED, DEFERRED})
+
 
 def approve_issue(config: Config, built: BuiltIssue, now: datetime) -> None:
     """Record that the editor approved exactly this content of the issue for the schedule."""

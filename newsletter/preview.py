@@ -150,19 +150,22 @@ class DraftPreview:
         write (a watch on the file itself would be lost with the old inode).
         """
         while not stop.is_set():
-            config = self._draft.config
-            folders = [config.templates.dir, config.paths.notes_dir] if config else []
-            existing = [str(folder) for folder in folders if folder.is_dir()]
-            if not existing:
+            folders = self._watched_folders()
+            if not folders:
                 stop.wait(1.0)
                 self.notice_change()
                 continue
             for _changes in watch(
-                *existing, stop_event=stop, rust_timeout=1000, yield_on_timeout=True
+                *folders, stop_event=stop, rust_timeout=1000, yield_on_timeout=True
             ):
                 self.notice_change()
-                if self._draft.config is not config:
-                    break
+                if self._watched_folders() != folders:
+                    break  # the config moved the templates or notes: watch the new folders
+
+    def _watched_folders(self) -> list[str]:
+        config = self._draft.config
+        folders = [config.templates.dir, config.paths.notes_dir] if config else []
+        return [str(folder) for folder in folders if folder.is_dir()]
 
 
 def _headers(data: bytes) -> list[tuple[str, str]]:

@@ -69,7 +69,9 @@ class Outcome(StrEnum):
     """How a scheduled run ended."""
 
     SENT = "sent"
+    """Every subscriber's message was delivered or refused for good (bounced, failed)."""
     INCOMPLETE = "incomplete"
+    """Some messages wait for another try (deferred by the server, or not reached yet)."""
     NO_SESSION = "no-session"
     TOO_LATE = "too-late"
     WAITING = "waiting-for-approval"
@@ -248,7 +250,7 @@ def run_once(
         f"{r.sent} sent, {r.skipped} skipped, {r.deferred} deferred, {r.bounced} bounced, "
         f"{r.failed} failed via the {result.destination}",
     )
-    return Outcome.SENT if result.complete else Outcome.INCOMPLETE
+    return Outcome.INCOMPLETE if result.retry_left else Outcome.SENT
 
 
 def _job_args(config: Config) -> list[str]:
