@@ -251,6 +251,11 @@ def cmd_approve(args: argparse.Namespace) -> int:
         f"  Approved: issue {built.stats.as_of.isoformat()} as built now (content "
         f"{built.content_sha256[:12]}); the scheduled run sends it unless it changes"
     )
+    if not config.schedule.require_approval:
+        print(
+            "  Note: schedule.require_approval is off, so the scheduled run does not wait for "
+            "approvals"
+        )
     return 0
 
 

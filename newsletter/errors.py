@@ -14,6 +14,7 @@ prints one line. Each message says what failed, where, and what to do about it.
     + LintError                   the built issue has lint errors; sending is refused
   x SubscriberError               unreadable subscriber list or invalid row (file:line)
   x DeliveryError                 SMTP connect/auth/protocol failure (wraps the smtplib error)
+  x ScheduleError                 another scheduler already runs on this project
 """
 
 
@@ -65,3 +66,7 @@ class SubscriberError(NewsletterError):
 
 class DeliveryError(NewsletterError, ConnectionError):
     """The SMTP server could not be reached, refused the login, or broke the protocol."""
+
+
+class ScheduleError(NewsletterError):
+    """The scheduler cannot start (another one already runs on the same project)."""

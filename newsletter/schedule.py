@@ -21,11 +21,16 @@ Sending twice is impossible by construction: the ledger sends each subscriber on
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from apscheduler.events import (
@@ -40,7 +45,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from newsletter import store
-from newsletter.errors import ConfigError
+from newsletter.errors import ConfigError, ScheduleError
 from newsletter.market.calendar import TradingCalendar
 from newsletter.pipeline import (
     build_issue,
@@ -63,6 +68,7 @@ JOB_ID = "weekly-issue"
 RETRY_ID = "weekly-issue-retry"
 JOB_TABLE = "apscheduler_jobs"
 CALENDAR_MARGIN = timedelta(days=14)
+LOCK_FILE = "schedule.lock"
 
 
 class Outcome(StrEnum):
@@ -313,6 +319,33 @@ def stored_next_run(config: Config) -> datetime | None:
         scheduler.shutdown(wait=False)
 
 
+@contextmanager
+def single_instance(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` while the scheduler runs, so a second scheduler on the
+    same project refuses to start instead of running every job twice (the ledger would stop
+    duplicate emails, but not duplicate builds and test copies). The kernel drops the lock
+    when the process dies, so a crash never leaves it stale."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "unknown"
+            raise ScheduleError(
+                f"another scheduler already runs on this project (pid {owner}, lock {path}); "
+                "stop it first, or use it"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def run_scheduler(
     config: Config,
     job: Callable[..., str],
@@ -327,6 +360,17 @@ def run_scheduler(
     `job(config_path, fire=None)` is the stored job's entry point: a module-level function
     (the job store keeps its import path), which reads the environment and runs `run_once`.
     """
+    with single_instance(config.paths.var_dir / LOCK_FILE):
+        _run(config, job, stop, clock, on_ready)
+
+
+def _run(
+    config: Config,
+    job: Callable[..., str],
+    stop: threading.Event,
+    clock: Callable[[], datetime],
+    on_ready: Callable[[datetime | None], None],
+) -> None:
     scheduler = make_scheduler(config)
     section = config.schedule
 

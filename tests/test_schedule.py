@@ -15,12 +15,14 @@ from datetime import UTC, date, datetime
 from email import message_from_bytes
 from zoneinfo import ZoneInfo
 
+import pytest
 import time_machine
 from aiosmtpd.controller import Controller
 
 from newsletter.cli import main, scheduled_job
 from newsletter.config import load_config, resolve_secrets
 from newsletter.delivery import free_loopback_port
+from newsletter.errors import ScheduleError
 from newsletter.pipeline import approve_issue, build_issue
 from newsletter.schedule import (
     JOB_ID,
@@ -30,6 +32,7 @@ from newsletter.schedule import (
     make_scheduler,
     run_once,
     run_scheduler,
+    single_instance,
     upcoming,
 )
 from tests.conftest import RecordingHandler, serving
@@ -344,3 +347,15 @@ def test_a_retry_of_last_weeks_run_is_dropped_once_a_newer_run_came(write_config
         fire=utc(2024, 7, 19, 21, 30),
     )
     assert outcome is Outcome.TOO_LATE
+
+
+def test_a_second_scheduler_on_the_same_project_refuses_to_start(write_config):
+    config = load_config(write_config())
+    with (
+        single_instance(config.paths.var_dir / "schedule.lock"),
+        pytest.raises(ScheduleError, match=rf"another scheduler already runs .*pid {os.getpid()}"),
+    ):
+        run_scheduler(config, scheduled_job, threading.Event(), lambda: datetime.now(UTC))
+    stop = threading.Event()
+    stop.set()  # the lock is free again: a scheduler starts (and stops at once)
+    run_scheduler(config, scheduled_job, stop, lambda: datetime.now(UTC))
