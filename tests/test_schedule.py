@@ -19,6 +19,7 @@ import pytest
 import time_machine
 from aiosmtpd.controller import Controller
 
+from newsletter import store
 from newsletter.cli import main, scheduled_job
 from newsletter.config import load_config, resolve_secrets
 from newsletter.delivery import free_loopback_port
@@ -359,3 +360,16 @@ def test_a_second_scheduler_on_the_same_project_refuses_to_start(write_config):
     stop = threading.Event()
     stop.set()  # the lock is free again: a scheduler starts (and stops at once)
     run_scheduler(config, scheduled_job, stop, lambda: datetime.now(UTC))
+
+
+def test_approve_records_the_issue_as_built_now(write_config, capsys):
+    config_path = write_config(
+        schedule={"require_approval": True, "editor_email": "ed@example.com"}
+    )
+    assert main(["approve", "--as-of", "2024-07-19", "--quiet", "--config", str(config_path)]) == 0
+    out = capsys.readouterr().out
+    assert "Approved: issue 2024-07-19 as built now" in out
+    assert "require_approval is off" not in out
+    config = load_config(config_path)
+    review = store.review(store.open_database(config.database_url), date(2024, 7, 19))
+    assert review.approved_sha256 == build_issue(config, date(2024, 7, 19)).content_sha256
