@@ -192,6 +192,7 @@ def _print_summary(result: SendResult) -> None:
     )
     ledger = ", ".join(f"{count} {status}" for status, count in sorted(result.ledger.items()))
     print(f"  Ledger:  {ledger or 'no subscribers'}")
+    print(f"  Archive: {result.archive} (`newsletter serve` publishes it)")
     for address, reply in report.refusals:
         print(f"  Not delivered: {address}: {reply}", file=sys.stderr)
     for error in result.row_errors:

@@ -626,6 +626,8 @@ class SendResult:
     ledger: dict[str, int]
     destination: str
     row_errors: list[str]
+    archive: Path
+    """Where the issue as sent is kept (`newsletter serve` publishes it)."""
 
     @property
     def complete(self) -> bool:
@@ -710,7 +712,7 @@ def send_issue(
     issue_id = store.record_issue(
         engine, built.stats.as_of, rendered.subject, built.content_sha256, now
     )
-    archive_issue(config, built, now)
+    archive = archive_issue(config, built, now)
     run_id = store.start_run(engine, issue_id, now)
     try:
         store.enqueue_audience(
@@ -753,7 +755,13 @@ def send_issue(
         report.deferred,
         report.skipped,
     )
-    return SendResult(report=report, ledger=counts, destination=destination, row_errors=row_errors)
+    return SendResult(
+        report=report,
+        ledger=counts,
+        destination=destination,
+        row_errors=row_errors,
+        archive=archive,
+    )
 
 
 def send_test(

@@ -74,7 +74,7 @@ def check_message(message: EmailMessage, recipient: str) -> None:
 
 
 def test_run_delivers_one_message_per_subscriber_to_a_real_smtp_server(
-    write_config, smtp_server: SmtpEndpoint, capsys
+    write_config, smtp_server: SmtpEndpoint, capsys, tmp_path
 ):
     config = write_config(smtp={"host": smtp_server.host, "port": smtp_server.port})
     env_secret = {"NEWSLETTER_UNSUBSCRIBE_SECRET": "test-secret-test-secret"}
@@ -99,6 +99,7 @@ def test_run_delivers_one_message_per_subscriber_to_a_real_smtp_server(
     assert "Issue 2024-07-16" in out
     assert "Sent:    5 now to the SMTP server 127.0.0.1" in out
     assert "Ledger:  5 sent" in out
+    assert f"Archive: {tmp_path / 'var' / 'archive' / '2024-07-16'} (" in out
 
 
 def test_run_again_sends_nothing_twice(write_config, smtp_server: SmtpEndpoint, monkeypatch):
