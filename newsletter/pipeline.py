@@ -82,12 +82,12 @@ from newsletter.subscribers import normalise_address, read_subscriber_csv
 from newsletter.unsubscribe import make_token, verify_token
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Mapping, MutableMapping, Sequence
 
     from sqlalchemy.engine import Engine
 
     from newsletter.config import Config, Secrets
-    from newsletter.models import DeliveryReport, RenderedIssue, ReportDates
+    from newsletter.models import Chart, DeliveryReport, RenderedIssue, ReportDates
     from newsletter.weekstats import WeekStats
 
 logger = logging.getLogger(__name__)
@@ -342,13 +342,16 @@ def build_issue(
     allow_stale: bool = False,
     stale_reason: str | None = None,
     market: Market | None = None,
+    chart_cache: MutableMapping[str, tuple[Chart, ...]] | None = None,
 ) -> BuiltIssue:
     """Compute, chart and render the issue for the session on or before `requested`.
 
     `subject` and `preheader` override the generated ones (the editor's words). The data-quality
     gate refuses the build on any finding unless `allow_stale`, and then the email says so.
     `market` is what `load_market(config, requested)` returned, for a driver that rebuilds the
-    same issue as its words change (the preview); by default the prices are loaded here.
+    same issue as its words change (the preview); by default the prices are loaded here. Such a
+    driver also passes one `chart_cache` per market: charts are redrawn only when the numbers
+    change, and drawing them is most of a warm build.
     """
     market = market or load_market(config, requested)
     prices, as_of = market.prices, market.as_of
@@ -365,7 +368,14 @@ def build_issue(
         events_source=KEY_DATES_SOURCE,
         estimates=store.load_estimates(open_store(config), megacap_tickers(config), as_of),
     )
-    charts = render_charts(prices, stats, s.ratio_chart_sessions)
+    if chart_cache is None:
+        charts = render_charts(prices, stats, s.ratio_chart_sessions)
+    else:
+        key = json.dumps([stats.to_json(), s.ratio_chart_sessions], sort_keys=True, default=str)
+        if key not in chart_cache:
+            chart_cache.clear()
+            chart_cache[key] = render_charts(prices, stats, s.ratio_chart_sessions)
+        charts = chart_cache[key]
     notes = read_notes(config, as_of)
     headline = write_headline(
         stats, subject=subject or notes.subject, preheader=preheader or notes.preheader

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from newsletter.config import Config
+    from newsletter.models import Chart
     from newsletter.pipeline import BuiltIssue, Market
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class DraftPreview:
         self._notified: Fingerprint | None = None
         self._market: tuple[object, Market] | None = None
         """The loaded prices and the settings they came from: an edit of the words reuses them."""
+        self._charts: dict[str, tuple[Chart, ...]] = {}
         self._draft = Draft(0, None, None, "not built yet")
         self.changes = 0
         """Bumped on each change of the inputs that the watcher saw (for /events)."""
@@ -118,7 +120,10 @@ class DraftPreview:
             key = (config.market, config.stats, config.paths.var_dir)
             if self._market is None or self._market[0] != key:
                 self._market = (key, load_market(config, self.requested))
-            built = build_issue(config, self.requested, market=self._market[1])
+                self._charts.clear()
+            built = build_issue(
+                config, self.requested, market=self._market[1], chart_cache=self._charts
+            )
         except NewsletterError as err:
             logger.warning("preview build failed: %s", err)
             return Draft(version, config, None, str(err))
