@@ -13,6 +13,8 @@ from html.parser import HTMLParser
 
 import pytest
 
+from newsletter.config import load_config
+from newsletter.pipeline import build_issue, load_market
 from newsletter.preview import DraftPreview, make_preview_server
 
 
@@ -116,3 +118,21 @@ def test_a_broken_config_shows_on_the_page_and_the_fix_recovers(preview):
     status, _, page = get(f"{url}/")
     assert status == 200
     assert "Russell 2000 beat" in page
+
+
+def test_the_chart_cache_redraws_only_when_the_numbers_change(write_config, build_day):
+    config = load_config(write_config())
+    cache: dict = {}
+    july_19 = load_market(config, date(2024, 7, 19))
+    first = build_issue(config, None, market=july_19, chart_cache=cache)
+    again = build_issue(config, None, market=july_19, chart_cache=cache)
+    pngs = [name for name in first.files if name.endswith(".png")]
+    assert len(pngs) == 5
+    for name in pngs:
+        assert again.files[name] is first.files[name]  # not redrawn
+        assert first.files[name] == build_day("2024-07-19").files[name]  # what a fresh build draws
+    july_12 = build_issue(
+        config, None, market=load_market(config, date(2024, 7, 12)), chart_cache=cache
+    )
+    assert july_12.files["week_returns.png"] != first.files["week_returns.png"]
+    assert len(cache) == 1
