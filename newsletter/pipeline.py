@@ -102,6 +102,7 @@ WEB_PAGE = "web.html"
 STATS_FILE = "stats.json"
 ARCHIVE_PAGE = "index.html"
 ARCHIVE_META = "issue.json"
+APPROVED = "approved"
 
 
 @dataclass(frozen=True, slots=True)
@@ -658,6 +659,15 @@ def approve_issue(config: Config, built: BuiltIssue, now: datetime) -> None:
             f"the first: {built.lint_errors[0].text}; fix them before approving"
         )
     store.approve(open_store(config), built.stats.as_of, built.content_sha256, now)
+
+
+def approval_state(config: Config, built: BuiltIssue) -> str:
+    """Whether the editor approved exactly this content: "approved", "changed since it was
+    approved" or "not approved"."""
+    approved = store.review(open_store(config), built.stats.as_of).approved_sha256
+    if approved == built.content_sha256:
+        return APPROVED
+    return "changed since it was approved" if approved else "not approved"
 
 
 def archive_issue(config: Config, built: BuiltIssue, now: datetime) -> Path:

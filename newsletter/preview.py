@@ -26,7 +26,13 @@ from watchfiles import watch
 from newsletter.config import load_config
 from newsletter.errors import NewsletterError
 from newsletter.lint import GMAIL_CLIP_BYTES
-from newsletter.pipeline import build_issue, load_market, notes_path, sample_message
+from newsletter.pipeline import (
+    approval_state,
+    build_issue,
+    load_market,
+    notes_path,
+    sample_message,
+)
 from newsletter.render import make_environment, render_page
 from newsletter.web import PAGE_POLICY, QuietHandler
 
@@ -202,6 +208,8 @@ def make_handler(preview: DraftPreview, stop: threading.Event) -> type[QuietHand
                     "html_bytes": len(built.rendered.html.encode()),
                     "message_bytes": len(message),
                     "text": built.files["email.txt"].decode(),
+                    "approval": approval_state(draft.config, built),
+                    "require_approval": draft.config.schedule.require_approval,
                 }
             self.send_body(
                 HTTPStatus.OK if draft.error is None else HTTPStatus.INTERNAL_SERVER_ERROR,

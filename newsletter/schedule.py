@@ -48,6 +48,8 @@ from newsletter import store
 from newsletter.errors import ConfigError, ScheduleError
 from newsletter.market.calendar import TradingCalendar
 from newsletter.pipeline import (
+    APPROVED,
+    approval_state,
     build_issue,
     open_store,
     refresh_fundamentals,
@@ -229,12 +231,11 @@ def run_once(
         )
         return Outcome.FAILED
     if section.require_approval and section.editor_email:
-        engine = open_store(config)
-        review = store.review(engine, plan.as_of)
-        if review.approved_sha256 != built.content_sha256:
+        why = approval_state(config, built)
+        if why != APPROVED:
             started = time.perf_counter()
-            why = "changed since it was approved" if review.approved_sha256 else "not approved"
-            if review.test_sent_sha256 != built.content_sha256:
+            engine = open_store(config)
+            if store.review(engine, plan.as_of).test_sent_sha256 != built.content_sha256:
                 send_test(config, built, section.editor_email, secrets=secrets, clock=clock)
                 store.note_test_sent(engine, plan.as_of, built.content_sha256, clock())
                 detail = f"test copy sent to {section.editor_email}"

@@ -8,13 +8,13 @@ import http.client
 import threading
 import urllib.error
 import urllib.request
-from datetime import date
+from datetime import UTC, date, datetime
 from html.parser import HTMLParser
 
 import pytest
 
 from newsletter.config import load_config
-from newsletter.pipeline import build_issue, load_market
+from newsletter.pipeline import approve_issue, build_issue, load_market
 from newsletter.preview import DraftPreview, make_preview_server
 
 
@@ -71,6 +71,14 @@ def test_the_page_shows_the_draft_with_its_size_headers_and_lint(preview):
     assert "No findings." in page
     assert 'src="/draft/preview.html?v=1"' in page
     assert "SCOREBOARD (total return" in page  # the text part
+    assert "Not approved. Run <code>newsletter approve --as-of 2024-07-19</code>" in page
+
+
+def test_the_page_says_when_this_exact_content_is_approved(preview):
+    url, config_path = preview
+    config = load_config(config_path)
+    approve_issue(config, build_issue(config, date(2024, 7, 19)), datetime.now(UTC))
+    assert "Approved: this exact content is what the schedule sends." in get(f"{url}/")[2]
 
 
 def test_the_framed_email_and_all_its_images_load(preview):
