@@ -265,7 +265,7 @@ def scheduled_job(config_path: str, fire: str | None = None) -> str:
     config, which may have changed since the job was stored, and run once. An error ends as
     one log line; the next run is unaffected."""
     from newsletter.config import load_config, resolve_secrets  # noqa: PLC0415
-    from newsletter.schedule import Outcome, run_once  # noqa: PLC0415
+    from newsletter.schedule import RunOutcome, run_once  # noqa: PLC0415
 
     try:
         config = load_config(Path(config_path))
@@ -277,7 +277,7 @@ def scheduled_job(config_path: str, fire: str | None = None) -> str:
         ).value
     except NewsletterError as err:
         logging.getLogger("newsletter.schedule").error("scheduled run failed: %s", err)
-        return Outcome.FAILED.value
+        return RunOutcome.FAILED.value
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
@@ -533,37 +533,28 @@ def _add_editor_parsers(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
     common: argparse.ArgumentParser,
     quiet: argparse.ArgumentParser,
+    dated: argparse.ArgumentParser,
 ) -> None:
     """The editor's week beyond building: approve, preview and the schedule."""
     approve = commands.add_parser(
         "approve",
-        parents=[common, quiet],
+        parents=[common, dated, quiet],
         help="approve the issue as it builds now, for the scheduled send",
         description="Build the issue (with the editor's notes) and record its content as approved. "
         "With schedule.require_approval: true the scheduled run sends only an issue whose content "
         "matches an approval; refused while the issue has lint errors.",
     )
-    approve.add_argument(
-        "--as-of",
-        metavar="YYYY-MM-DD",
-        help="the issue's date (the last NYSE session on or before it; default: the latest issue)",
-    )
     approve.set_defaults(handler=cmd_approve, subject=None, preheader=None, allow_stale=False)
 
     preview = commands.add_parser(
         "preview",
-        parents=[common],
+        parents=[common, dated],
         help="serve the draft as it will ship, reloading as you edit",
         description="Build the draft and serve it on http://127.0.0.1:PORT (web.preview_port, "
         "default 8081): subject, preheader, headers, the HTML's size against Gmail's 102 KB "
         "clip limit, lint findings, the HTML at desktop or phone width and the text part. The "
         "page rebuilds and reloads itself when the notes file, a template or the config file "
         "changes. Binds web.host (127.0.0.1 by default) unless --host says otherwise.",
-    )
-    preview.add_argument(
-        "--as-of",
-        metavar="YYYY-MM-DD",
-        help="the issue's date (the last NYSE session on or before it; default: the latest issue)",
     )
     preview.add_argument("--host", help="address to bind (default: web.host)")
     preview.add_argument("--port", type=int, help="port (default: web.preview_port)")
@@ -632,6 +623,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     quiet = argparse.ArgumentParser(add_help=False)
     quiet.add_argument("--quiet", action="store_true", help="no progress bar")
+    dated = argparse.ArgumentParser(add_help=False)
+    dated.add_argument(
+        "--as-of",
+        metavar="YYYY-MM-DD",
+        help="the issue's date (the last NYSE session on or before it; default: the latest issue)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser(
@@ -662,16 +659,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     draft = commands.add_parser(
         "draft",
-        parents=[common],
+        parents=[common, dated],
         help="start the editor's notes for an issue",
         description="Create issues/<as-of>/notes.md (paths.notes_dir) from a commented template: the "
         "editor's note and curated links in Markdown, and optional Subject:/Preheader: lines that "
         "replace the generated ones. An existing file is never overwritten.",
-    )
-    draft.add_argument(
-        "--as-of",
-        metavar="YYYY-MM-DD",
-        help="the issue's date (the last NYSE session on or before it; default: the latest issue)",
     )
     draft.set_defaults(handler=cmd_draft)
 
@@ -705,7 +697,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     send.set_defaults(handler=cmd_send)
 
-    _add_editor_parsers(commands, common, quiet)
+    _add_editor_parsers(commands, common, quiet, dated)
     _add_subscribers_parser(commands, common)
 
     data = commands.add_parser(

@@ -73,7 +73,7 @@ CALENDAR_MARGIN = timedelta(days=14)
 LOCK_FILE = "schedule.lock"
 
 
-class Outcome(StrEnum):
+class RunOutcome(StrEnum):
     """How a scheduled run ended."""
 
     SENT = "sent"
@@ -86,7 +86,7 @@ class Outcome(StrEnum):
     FAILED = "failed"
 
 
-RETRIED = {Outcome.WAITING.value, Outcome.INCOMPLETE.value, Outcome.FAILED.value}
+RETRIED = {RunOutcome.WAITING.value, RunOutcome.INCOMPLETE.value, RunOutcome.FAILED.value}
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,10 +131,14 @@ def fire_times(trigger: CronTrigger, start: datetime, count: int) -> list[dateti
 
 
 def fire_served(trigger: CronTrigger, now: datetime) -> datetime | None:
-    """The latest fire time at or before `now`: the one a (possibly late, coalesced) run
-    stands for. A run after a night off must cover the week it was due for, not today's."""
-    earlier = [fire for fire in fire_times(trigger, now - timedelta(days=8), 64) if fire <= now]
-    return earlier[-1] if earlier else None
+    """The latest fire time at or before `now` (within a week): the one a (possibly late,
+    coalesced) run stands for. A run after a night off must cover the week it was due for."""
+    latest = None
+    fire = trigger.get_next_fire_time(None, now - timedelta(days=8))
+    while fire is not None and fire <= now:
+        latest = fire
+        fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+    return latest
 
 
 def plan_run(calendar: TradingCalendar, fire: datetime, deadline_minutes: int | None) -> Plan:
@@ -173,7 +177,7 @@ def run_once(
     secrets: Secrets,
     clock: Callable[[], datetime],
     fire: datetime | None = None,
-) -> Outcome:
+) -> RunOutcome:
     """One scheduled run: plan, refresh, build, check approval, send; one log line per stage.
 
     `fire` pins the run to a fire time (an approval recheck); by default it is the latest fire
@@ -187,14 +191,14 @@ def run_once(
         _log_stage(
             "plan", started, f"retry of the {fire.isoformat()} run dropped: {latest} came since"
         )
-        return Outcome.TOO_LATE
+        return RunOutcome.TOO_LATE
     fire = fire or latest or now
     plan = plan_run(calendar_around(fire, fire), fire, section.deadline_after_open_minutes)
     if plan.as_of is None:
         _log_stage(
             "plan", started, f"no NYSE session in the week of {fire.date()}: nothing to send"
         )
-        return Outcome.NO_SESSION
+        return RunOutcome.NO_SESSION
     if plan.deadline is not None and now > plan.deadline:
         _log_stage(
             "plan",
@@ -202,7 +206,7 @@ def run_once(
             f"skipped the issue for {plan.as_of}: it is {now:%Y-%m-%d %H:%M} UTC, past the "
             f"deadline {plan.deadline:%Y-%m-%d %H:%M} UTC (the next session's open)",
         )
-        return Outcome.TOO_LATE
+        return RunOutcome.TOO_LATE
     _log_stage("plan", started, f"fire {fire.isoformat()}: issue for the week to {plan.as_of}")
     if config.market.provider == "yfinance":
         started = time.perf_counter()
@@ -229,7 +233,7 @@ def run_once(
             len(built.lint_errors),
             built.lint_errors[0].text,
         )
-        return Outcome.FAILED
+        return RunOutcome.FAILED
     if section.require_approval and section.editor_email:
         why = approval_state(config, built)
         if why != APPROVED:
@@ -247,7 +251,7 @@ def run_once(
                 f"issue {plan.as_of} {why}: {detail}; waiting for `newsletter approve "
                 f"--as-of {plan.as_of}`",
             )
-            return Outcome.WAITING
+            return RunOutcome.WAITING
     started = time.perf_counter()
     result = send_issue(config, built, secrets=secrets, clock=clock)
     r = result.report
@@ -257,7 +261,7 @@ def run_once(
         f"{r.sent} sent, {r.skipped} skipped, {r.deferred} deferred, {r.bounced} bounced, "
         f"{r.failed} failed via the {result.destination}",
     )
-    return Outcome.INCOMPLETE if result.retry_left else Outcome.SENT
+    return RunOutcome.INCOMPLETE if result.retry_left else RunOutcome.SENT
 
 
 def _job_args(config: Config) -> list[str]:
@@ -305,8 +309,8 @@ def install_job(
         replace_existing=True,
         **keep,
     )
-    next_run: datetime | None = getattr(stored, "next_run_time", None)
-    return next_run if next_run is not None else keep.get("next_run_time")
+    next_run: datetime | None = stored.next_run_time
+    return next_run
 
 
 def stored_next_run(config: Config) -> datetime | None:

@@ -5,10 +5,15 @@ from __future__ import annotations
 import asyncio
 import csv
 import gzip
+import threading
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from html.parser import HTMLParser
+from http.server import HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +71,60 @@ def serving(handler: Any, **options: Any) -> Iterator[int]:
     finally:
         controller.stop()
         controller.loop.close()
+
+
+@contextmanager
+def http_serving(server: HTTPServer) -> Iterator[str]:
+    """Serve `server` (bound on 127.0.0.1) from a thread; yields its base URL."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@dataclass(frozen=True)
+class HttpReply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode()
+
+    @property
+    def content_type(self) -> str:
+        return self.headers["Content-Type"]
+
+
+def http_request(url: str, data: bytes | None = None) -> HttpReply:
+    """GET (or POST `data` to) `url`; an HTTP error status is a reply, not an exception."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=120) as reply:
+            return HttpReply(reply.status, dict(reply.headers), reply.read())
+    except urllib.error.HTTPError as err:
+        return HttpReply(err.code, dict(err.headers), err.read())
+
+
+class Links(HTMLParser):
+    """The link targets and image sources of an HTML page."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+        self.images: list[str] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "a" and values.get("href"):
+            self.hrefs.append(str(values["href"]))
+        if tag == "img":
+            self.images.append(str(values["src"]))
 
 
 @pytest.fixture

@@ -6,11 +6,7 @@ from __future__ import annotations
 import html as html_lib
 import io
 import json
-import threading
-import urllib.error
-import urllib.request
 from email import message_from_bytes
-from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
 
 import feedparser
@@ -20,31 +16,9 @@ from PIL import Image
 from newsletter.config import load_config, resolve_secrets
 from newsletter.pipeline import send_issue
 from newsletter.web import make_server
-from tests.conftest import RecordingHandler, now_utc, serving
+from tests.conftest import Links, RecordingHandler, http_request, http_serving, now_utc, serving
 
 DAYS = ("2024-07-12", "2024-07-19")
-
-
-class Links(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.hrefs: list[str] = []
-        self.images: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        values = dict(attrs)
-        if tag == "a" and values.get("href"):
-            self.hrefs.append(values["href"])
-        if tag == "img":
-            self.images.append(values["src"])
-
-
-def get(url: str) -> tuple[int, str, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.headers["Content-Type"], response.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.headers["Content-Type"], err.read()
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +34,8 @@ def site(tmp_path_factory, build_day):
         secrets = resolve_secrets(config, {"NEWSLETTER_UNSUBSCRIBE_SECRET": "archive-test"})
         for day in DAYS:
             send_issue(config, build_day(day), secrets=secrets, clock=now_utc)
-    server = make_server("127.0.0.1", 0, config, None, now_utc)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", config, handler
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with http_serving(make_server("127.0.0.1", 0, config, None, now_utc)) as url:
+        yield url, config, handler
 
 
 def test_each_sent_issue_is_archived_with_its_files(site, build_day):
@@ -87,28 +54,26 @@ def test_each_sent_issue_is_archived_with_its_files(site, build_day):
 
 def test_the_index_lists_issues_newest_first_and_every_link_and_image_loads(site, build_day):
     url, _, _ = site
-    status, kind, body = get(f"{url}/")
-    assert (status, kind) == (200, "text/html; charset=utf-8")
-    html = body.decode()
+    index = http_request(f"{url}/")
+    assert (index.status, index.content_type) == (200, "text/html; charset=utf-8")
+    html = index.text
     subjects = [html_lib.escape(build_day(day).rendered.subject, quote=False) for day in DAYS]
     assert html.index(subjects[1]) < html.index(subjects[0])
-    links = Links()
-    links.feed(html)
+    links = Links(html)
     assert set(links.hrefs) == {"/feed.atom", *(f"/issues/{day}/" for day in DAYS)}
     for href in links.hrefs:
-        assert get(f"{url}{href}")[0] == 200, href
-    status, _, page = get(f"{url}/issues/{DAYS[1]}/")
-    assert status == 200
-    assert subjects[1] in page.decode()
-    images = Links()
-    images.feed(page.decode())
+        assert http_request(f"{url}{href}").status == 200, href
+    page = http_request(f"{url}/issues/{DAYS[1]}/")
+    assert page.status == 200
+    assert subjects[1] in page.text
+    images = Links(page.text)
     assert len(images.images) == 5
     back = urljoin(f"{url}/issues/{DAYS[1]}/", "../../")
     assert "../../" in images.hrefs and back == f"{url}/"  # "All issues" leads to the index
     for src in images.images:
-        status, kind, data = get(f"{url}/issues/{DAYS[1]}/{src}")
-        assert (status, kind) == (200, "image/png"), src
-        assert Image.open(io.BytesIO(data)).size[0] >= 600
+        chart = http_request(f"{url}/issues/{DAYS[1]}/{src}")
+        assert (chart.status, chart.content_type) == (200, "image/png"), src
+        assert Image.open(io.BytesIO(chart.body)).size[0] >= 600
 
 
 def test_the_emails_view_in_browser_link_is_the_archive_page(site):
@@ -117,14 +82,14 @@ def test_the_emails_view_in_browser_link_is_the_archive_page(site):
     text = message.get_payload(0).get_payload(decode=True).decode()
     link = next(line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("View in"))
     assert link == f"{config.newsletter.base_url}/issues/{DAYS[1]}/"
-    assert get(f"{url}{urlsplit(link).path}")[0] == 200
+    assert http_request(f"{url}{urlsplit(link).path}").status == 200
 
 
 def test_the_atom_feed_parses_with_a_real_feed_parser(site, build_day):
     url, config, _ = site
-    status, kind, body = get(f"{url}/feed.atom")
-    assert (status, kind) == (200, "application/atom+xml")
-    feed = feedparser.parse(body)
+    reply = http_request(f"{url}/feed.atom")
+    assert (reply.status, reply.content_type) == (200, "application/atom+xml")
+    feed = feedparser.parse(reply.body)
     assert feed.bozo == 0, feed.get("bozo_exception")
     assert feed.version == "atom10"
     assert feed.feed.title == config.newsletter.name
@@ -150,11 +115,11 @@ def test_the_atom_feed_parses_with_a_real_feed_parser(site, build_day):
 )
 def test_anything_outside_the_archive_is_not_found(site, path):
     url, _, _ = site
-    assert get(f"{url}{path}")[0] == 404
+    assert http_request(f"{url}{path}").status == 404
 
 
 def test_an_issue_path_without_its_slash_redirects(site):
     url, _, _ = site
-    status, _, body = get(f"{url}/issues/{DAYS[0]}")
-    assert status == 200  # urllib followed the 301 to /issues/<as-of>/
-    assert b"<html" in body
+    reply = http_request(f"{url}/issues/{DAYS[0]}")
+    assert reply.status == 200  # urllib followed the 301 to /issues/<as-of>/
+    assert b"<html" in reply.body

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 
 import pytest
@@ -15,6 +12,7 @@ from newsletter.config import load_config
 from newsletter.pipeline import UnsubscribePages, open_store
 from newsletter.unsubscribe import make_token
 from newsletter.web import make_server
+from tests.conftest import http_request, http_serving
 
 KEY = b"unsubscribe-test-key-unsubscribe"
 LIST_ID = "rotation-digest.example.com"
@@ -88,15 +86,10 @@ def endpoint(config_path):
     store.import_subscribers(
         engine, [store.Subscriber("ada@example.com", "Ada")], source="test", now=now()
     )
-    server = make_server("127.0.0.1", 0, config, UnsubscribePages(config, KEY), now)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", engine
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with http_serving(
+        make_server("127.0.0.1", 0, config, UnsubscribePages(config, KEY), now)
+    ) as url:
+        yield url, engine
 
 
 def status_of(engine, address):
@@ -104,11 +97,8 @@ def status_of(engine, address):
 
 
 def request(url, data=None):
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
+    reply = http_request(url, data)
+    return reply.status, reply.text
 
 
 def test_get_only_asks_and_post_unsubscribes(endpoint):

@@ -28,7 +28,7 @@ from newsletter.pipeline import approve_issue, build_issue
 from newsletter.schedule import (
     JOB_ID,
     JOB_TABLE,
-    Outcome,
+    RunOutcome,
     install_job,
     make_scheduler,
     run_once,
@@ -117,7 +117,7 @@ def test_a_run_before_the_first_close_of_its_week_sends_nothing(write_config, tm
             secrets=resolve_secrets(config, SECRET),
             clock=lambda: utc(2024, 7, 22, 12, 5),
         )
-    assert outcome is Outcome.NO_SESSION
+    assert outcome is RunOutcome.NO_SESSION
     assert handler.envelopes == []
 
 
@@ -131,14 +131,14 @@ def test_a_run_after_the_next_open_is_skipped_not_sent_late(write_config, tmp_pa
             secrets=resolve_secrets(config, SECRET),
             clock=lambda: utc(2024, 7, 22, 13, 31),
         )
-        assert outcome is Outcome.TOO_LATE
+        assert outcome is RunOutcome.TOO_LATE
         # The same missed run on Monday before the open still goes out, for Friday's week.
         outcome = run_once(
             config,
             secrets=resolve_secrets(config, SECRET),
             clock=lambda: utc(2024, 7, 22, 12, 0),
         )
-    assert outcome is Outcome.SENT
+    assert outcome is RunOutcome.SENT
     assert len(handler.envelopes) == 5
     message = message_from_bytes(handler.envelopes[0].content)
     assert "19 Jul 2024" in message.get_payload(0).get_payload(decode=True).decode()
@@ -152,8 +152,8 @@ def test_an_unapproved_issue_goes_to_the_editor_once_and_waits(write_config, tmp
             write_config, port, tmp_path, require_approval=True, editor_email="ed@example.com"
         )
         secrets = resolve_secrets(config, SECRET)
-        assert run_once(config, secrets=secrets, clock=lambda: friday) is Outcome.WAITING
-        assert run_once(config, secrets=secrets, clock=lambda: friday) is Outcome.WAITING
+        assert run_once(config, secrets=secrets, clock=lambda: friday) is RunOutcome.WAITING
+        assert run_once(config, secrets=secrets, clock=lambda: friday) is RunOutcome.WAITING
         assert [e.rcpt_tos for e in handler.envelopes] == [["ed@example.com"]]
         test_copy = message_from_bytes(handler.envelopes[0].content)
         assert test_copy["Subject"].startswith("[TEST]")
@@ -162,10 +162,10 @@ def test_an_unapproved_issue_goes_to_the_editor_once_and_waits(write_config, tmp
         notes = config.paths.notes_dir / "2024-07-19" / "notes.md"
         notes.parent.mkdir(parents=True)
         notes.write_text("A late thought after approval.\n")
-        assert run_once(config, secrets=secrets, clock=lambda: friday) is Outcome.WAITING
+        assert run_once(config, secrets=secrets, clock=lambda: friday) is RunOutcome.WAITING
         assert len(handler.envelopes) == 2  # the changed issue went to the editor again
         approve_issue(config, build_issue(config, date(2024, 7, 19)), friday)
-        assert run_once(config, secrets=secrets, clock=lambda: friday) is Outcome.SENT
+        assert run_once(config, secrets=secrets, clock=lambda: friday) is RunOutcome.SENT
     recipients = sorted(e.rcpt_tos[0] for e in handler.envelopes[2:])
     assert len(recipients) == 5
     assert "ed@example.com" not in recipients
@@ -347,7 +347,7 @@ def test_a_retry_of_last_weeks_run_is_dropped_once_a_newer_run_came(write_config
         clock=lambda: utc(2024, 7, 26, 22, 0),
         fire=utc(2024, 7, 19, 21, 30),
     )
-    assert outcome is Outcome.TOO_LATE
+    assert outcome is RunOutcome.TOO_LATE
 
 
 def test_a_second_scheduler_on_the_same_project_refuses_to_start(write_config):
