@@ -30,8 +30,10 @@ if TYPE_CHECKING:
 
 CRLF = "\r\n"
 _LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
-BASE64_LINE = 76
 TEST_PREFIX = "[TEST] "
+BASE64_CHUNK = 57
+_MARKER = UNSUBSCRIBE_MARKER.encode()
+"""Bytes that base64 encodes into one 76-character line."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,15 +135,24 @@ class MessageFactory:
         self, rendered: RenderedIssue, info: ListInfo, now: datetime, *, test: bool = False
     ) -> None:
         self.info = info
-        self._text = rendered.text.replace("\r\n", "\n").replace("\n", CRLF)
-        self._html = rendered.html.replace("\r\n", "\n").replace("\n", CRLF)
-        self.subject = (TEST_PREFIX if test else "") + rendered.subject
+        text = rendered.text.replace("\r\n", "\n").replace("\n", CRLF)
+        html = rendered.html.replace("\r\n", "\n").replace("\n", CRLF).encode()
+        # Only the unsubscribe link differs between subscribers, near the end of each part:
+        # everything before it is encoded once here (QP is line by line, base64 57 bytes to a
+        # line), and build() encodes only the rest.
+        marker = text.find(UNSUBSCRIBE_MARKER)
+        cut = len(text) if marker < 0 else text.rfind("\n", 0, marker) + 1  # its line's start
+        self._text_head, self._text_rest = _quoted_printable(text[:cut]), text[cut:]
+        marker = html.find(_MARKER)
+        cut = (len(html) if marker < 0 else marker) // BASE64_CHUNK * BASE64_CHUNK
+        self._html_head, self._html_rest = _base64_lines(html[:cut]), html[cut:]
+        subject = (TEST_PREFIX if test else "") + rendered.subject
         digest = hashlib.sha256(rendered.html.encode()).hexdigest()[:16]
         self._alternative = f"==rd-alt-{digest}"
         self._related = f"==rd-rel-{digest}"
         shared = [
             _address_header("From", *parseaddr(info.sender)),
-            _header("Subject", self.subject),
+            _header("Subject", subject),
             _header("Date", format_datetime(now)),
             _address_header("List-Id", info.list_name, info.list_id),
             _header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
@@ -177,8 +188,8 @@ class MessageFactory:
                 f"<{url}>, <mailto:{self.info.unsubscribe_mailto}?subject=unsubscribe>",
             )
         ).encode()
-        text = _quoted_printable(self._text.replace(UNSUBSCRIBE_MARKER, url))
-        html = _base64_lines(self._html.replace(UNSUBSCRIBE_MARKER, url).encode())
+        text = self._text_head + _quoted_printable(self._text_rest.replace(UNSUBSCRIBE_MARKER, url))
+        html = self._html_head + _base64_lines(self._html_rest.replace(_MARKER, url.encode()))
         return b"".join(
             (
                 headers,

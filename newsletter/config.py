@@ -21,8 +21,8 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from newsletter.errors import ConfigError
@@ -40,6 +40,13 @@ class _Section(BaseModel):
     """Base of every section: immutable, and unknown keys are errors (a typo must not pass)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _one_line(value: str | None) -> str | None:
+    """A value that goes into a mail header: one line, so config cannot inject headers."""
+    if value is not None and any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise ValueError("must be one line without control characters (it goes into a mail header)")
+    return value
 
 
 def _check_tickers(values: list[str]) -> list[str]:
@@ -63,18 +70,23 @@ class NewsletterSection(_Section):
     postal_address: str = "Rotation Digest, 1 Example Street, Springfield, USA"
     images: Literal["cid", "hosted"] = "cid"
 
+    @field_validator("name", "from_address", "reply_to", "unsubscribe_mailto")
+    @classmethod
+    def _header_safe(cls, value: str | None) -> str | None:
+        return _one_line(value)
+
     @field_validator("base_url")
     @classmethod
     def _https(cls, value: str) -> str:
         if not value.startswith("https://"):
-            raise ValueError(f"must be an absolute https:// URL, got '{value}'")
+            raise ValueError("must be an absolute https:// URL")
         return value.rstrip("/")
 
     @field_validator("list_id")
     @classmethod
     def _list_id(cls, value: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.\-]*\.[A-Za-z]{2,}", value):
-            raise ValueError(f"must be a dotted name such as digest.example.com, got '{value}'")
+            raise ValueError("must be a dotted name such as digest.example.com")
         return value
 
 
@@ -137,9 +149,7 @@ class DatabaseSection(_Section):
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None and "://" not in value:
-            raise ValueError(
-                f"must be a database URL such as sqlite:///var/newsletter.db, got '{value}'"
-            )
+            raise ValueError("must be a database URL such as sqlite:///var/newsletter.db")
         return value
 
 
@@ -188,7 +198,7 @@ class ScheduleSection(_Section):
     misfire_grace_hours: float = Field(default=72.0, gt=0)
     deadline_after_open_minutes: int | None = 0
     require_approval: bool = False
-    editor_email: str | None = None
+    editor_email: str | None = Field(default=None, validate_default=True)
     retry_minutes: float = Field(default=15.0, gt=0)
 
     @field_validator("day_of_week")
@@ -220,13 +230,14 @@ class ScheduleSection(_Section):
             raise ValueError("must be an IANA time zone such as America/New_York") from None
         return value
 
-    @model_validator(mode="after")
-    def _editor(self) -> ScheduleSection:
-        if self.require_approval and not self.editor_email:
+    @field_validator("editor_email")
+    @classmethod
+    def _editor(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("require_approval") and not value:
             raise ValueError(
-                "require_approval needs editor_email: the address that gets the test copy to approve"
+                "needed with require_approval: true (the address that gets the test copy to approve)"
             )
-        return self
+        return _one_line(value)
 
     @property
     def zone(self) -> ZoneInfo:

@@ -25,7 +25,6 @@ import socket
 import ssl
 import threading
 import time
-from collections import Counter
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -337,7 +336,10 @@ class Sender:
                 report.failed += 1
 
     def _worker(
-        self, jobs: queue.Queue[Delivery | None], results: queue.Queue[Outcome], ledger: Ledger
+        self,
+        jobs: queue.Queue[Delivery | None],
+        results: queue.Queue[tuple[Delivery, Outcome]],
+        ledger: Ledger,
     ) -> None:
         """Send claimed messages over one connection, recording each result as soon as it is known.
 
@@ -348,7 +350,7 @@ class Sender:
             while (job := jobs.get()) is not None:
                 outcome = self._deliver(connection, job)
                 ledger.record([outcome])
-                results.put(outcome)
+                results.put((job, outcome))
 
     def _deliver(self, connection: SmtpConnection, job: Delivery) -> Outcome:
         if self._stop.is_set():
@@ -371,7 +373,7 @@ class Sender:
         """Claim, send and record until nothing is due within `max_wait_s`, or a fatal reply."""
         report = DeliveryReport()
         jobs: queue.Queue[Delivery | None] = queue.Queue()
-        results: queue.Queue[Outcome] = queue.Queue()
+        results: queue.Queue[tuple[Delivery, Outcome]] = queue.Queue()
         workers = [
             threading.Thread(
                 target=self._worker, args=(jobs, results, ledger), daemon=True, name=f"smtp-{i}"
@@ -381,24 +383,22 @@ class Sender:
         for worker in workers:
             worker.start()
         # Jobs handed to the workers whose outcome this thread has not counted yet. A message
-        # retried soon enough can be claimed again before its first outcome is counted, so this
-        # is a multiset, not a set: the run must not end while either job is out.
-        in_flight: Counter[int] = Counter()
-        emails: dict[int, str] = {}
+        # retried soon enough can be claimed again before its first outcome is counted: each
+        # claim counts, so the run cannot end while either job is out.
+        in_flight = 0
         window = self.policy.connections * CLAIM_PER_CONNECTION
         last_beat = time.monotonic()
         try:
             while True:
-                if not self._stop.is_set() and in_flight.total() <= window // 2:
-                    for job in ledger.claim(window - in_flight.total()):
-                        in_flight[job.subscriber_id] += 1
-                        emails[job.subscriber_id] = job.email
+                if not self._stop.is_set() and in_flight <= window // 2:
+                    for job in ledger.claim(window - in_flight):
+                        in_flight += 1
                         jobs.put(job)
-                if not in_flight.total():
+                if not in_flight:
                     if self._stop.is_set() or not self._wait_for_retry(ledger):
                         break
                     continue
-                self._collect([results.get()], results, report, (in_flight, emails), on_progress)
+                in_flight -= self._collect([results.get()], results, report, on_progress)
                 if time.monotonic() - last_beat > HEARTBEAT_S:
                     ledger.heartbeat()
                     last_beat = time.monotonic()
@@ -408,7 +408,7 @@ class Sender:
                 jobs.put(None)
             for worker in workers:
                 worker.join()
-            self._collect([], results, report, (in_flight, emails), on_progress)
+            self._collect([], results, report, on_progress)
         if self._fatal is not None:
             raise DeliveryError(self._fatal_message(self._fatal, report))
         return report
@@ -421,30 +421,34 @@ class Sender:
                 f"{where} is unreachable ({failure.text}); {done}. Check smtp.host, smtp.port and "
                 "smtp.security, then run the same command"
             )
+        advice = (
+            "Check smtp.security (starttls on 587, tls on 465) and, for a private CA, smtp.ca_file"
+            if failure.stage == "tls"
+            else "Fix the account or the sending policy"
+        )
         return (
-            f"{where} refused the run at {failure.stage}: {failure}; {done}. Fix the account or "
-            "the sending policy, then run the same command"
+            f"{where} refused the run at {failure.stage}: {failure}; {done}. {advice}, then run "
+            "the same command"
         )
 
     def _collect(
         self,
-        outcomes: list[Outcome],
-        results: queue.Queue[Outcome],
+        done: list[tuple[Delivery, Outcome]],
+        results: queue.Queue[tuple[Delivery, Outcome]],
         report: DeliveryReport,
-        jobs: tuple[Counter[int], dict[int, str]],
         on_progress: Callable[[int], None],
-    ) -> None:
-        """Count `outcomes` and every other result already waiting (the workers recorded them)."""
+    ) -> int:
+        """Count `done` and every other result already waiting (the workers recorded them);
+        returns how many jobs came back."""
         while True:
             try:
-                outcomes.append(results.get_nowait())
+                done.append(results.get_nowait())
             except queue.Empty:
                 break
-        in_flight, emails = jobs
-        for outcome in outcomes:
-            in_flight[outcome.subscriber_id] -= 1
-            self._tally(report, outcome, emails.get(outcome.subscriber_id, ""))
-        on_progress(sum(outcome.status != PENDING for outcome in outcomes))
+        for job, outcome in done:
+            self._tally(report, outcome, job.email)
+        on_progress(sum(outcome.status != PENDING for _, outcome in done))
+        return len(done)
 
     def _wait_for_retry(self, ledger: Ledger) -> bool:
         """Sleep until the next retry falls due; False if none is due within max_wait_s."""

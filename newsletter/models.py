@@ -216,10 +216,6 @@ class DeliveryReport:
     skipped: int = 0
     refusals: list[tuple[str, str]] = field(default_factory=list)
 
-    @property
-    def undelivered(self) -> int:
-        return self.bounced + self.failed + self.deferred
-
 
 TICKER_NAMES = {
     "SPY": "S&P 500",

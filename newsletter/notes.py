@@ -7,14 +7,16 @@
     - [Title](https://example.com/article) - one line on why it matters
 
 Everything before the `---` line is header fields (empty values are ignored); without a `---`
-line the whole file is the note. HTML comments are dropped when the note is rendered.
+line the whole file is the note. HTML comments are dropped.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 HEADER_END = "---"
+_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 FIELDS = ("subject", "preheader")
 
 TEMPLATE = """\
@@ -47,11 +49,12 @@ class Notes:
 
 
 def parse_notes(text: str) -> Notes:
-    """Split a notes file into its header fields and its Markdown."""
-    lines = text.splitlines()
-    if HEADER_END not in (line.strip() for line in lines):
-        return Notes(markdown=text.strip())
-    end = next(i for i, line in enumerate(lines) if line.strip() == HEADER_END)
+    """Split a notes file into its header fields and its Markdown, without HTML comments (the
+    template's guidance lives in one, and neither the HTML nor the text part may mail it)."""
+    lines = _COMMENT.sub("", text).splitlines()
+    end = next((i for i, line in enumerate(lines) if line.strip() == HEADER_END), None)
+    if end is None:
+        return Notes(markdown="\n".join(lines).strip())
     fields: dict[str, str] = {}
     for line in lines[:end]:
         name, _, value = line.partition(":")

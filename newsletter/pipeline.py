@@ -7,6 +7,7 @@ Everything is built first, then written through one sink (`write_issue_folder`),
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -393,12 +394,7 @@ def build_issue(
         data_warning=_data_warning(quality, stale_reason, market),
     )
     env = make_environment(config.templates.dir)
-    rendered = render_issue(
-        issue,
-        env,
-        config.newsletter.images,
-        f"{config.newsletter.base_url}/issues/{as_of.isoformat()}",
-    )
+    rendered = render_issue(issue, env, config.newsletter.images)
     folder = out_dir or config.issues_dir / as_of.isoformat()
     document = {
         **stats.to_json(),
@@ -547,8 +543,14 @@ def _list_info(config: Config) -> ListInfo:
 
 
 def open_store(config: Config) -> Engine:
-    """The project database (subscribers, issues, the send ledger)."""
-    return store.open_database(config.database_url)
+    """The project database (subscribers, issues, the send ledger): one engine per database
+    and process, so its pool is shared and the tables are created and checked once."""
+    return _engine(config.database_url)
+
+
+@functools.cache
+def _engine(url: str) -> Engine:
+    return store.open_database(url)
 
 
 def sync_subscribers(config: Config, engine: Engine, now: datetime) -> list[str]:

@@ -111,12 +111,13 @@ def render_page(env: jinja2.Environment, name: str, **context: object) -> str:
         raise RenderError(f"template {where}: {err.message}") from err
 
 
-def image_src(chart: Chart, mode: ImageMode, hosted_base: str = "") -> str:
-    """Where the HTML loads `chart` from."""
+def image_src(chart: Chart, mode: ImageMode, web_url: str) -> str:
+    """Where the HTML loads `chart` from: an inline part, the issue's archived page
+    (`web_url`, where `newsletter serve` publishes the charts), or a file beside the page."""
     if mode == "cid":
         return f"cid:{chart.content_id}"
     if mode == "hosted":
-        return f"{hosted_base}/{chart.filename}"
+        return f"{web_url}{chart.filename}"
     return chart.filename
 
 
@@ -149,7 +150,6 @@ def render_html(
     issue: Issue,
     env: jinja2.Environment,
     images: ImageMode,
-    hosted_base: str = "",
     *,
     web_version: bool = False,
 ) -> str:
@@ -165,10 +165,9 @@ def render_html(
         issue=issue,
         stats=issue.stats,
         charts=charts,
-        image_src=lambda chart: image_src(chart, images, hosted_base),
+        image_src=lambda chart: image_src(chart, images, issue.web_url),
         unsubscribe_url=UNSUBSCRIBE_MARKER,
-        web_url=None if web_version else issue.web_url,
-        index_url="../../" if web_version else None,
+        web_version=web_version,
     )
     try:
         return _INLINER.inline(html)
@@ -176,11 +175,9 @@ def render_html(
         raise RenderError(f"CSS inlining failed for {HTML_TEMPLATE}: {err}") from err
 
 
-def render_issue(
-    issue: Issue, env: jinja2.Environment, images: ImageMode = "cid", hosted_base: str = ""
-) -> RenderedIssue:
-    """The issue as it is mailed: the HTML (charts as inline cid: parts, or linked from
-    `hosted_base` when `images` is "hosted"), and the text part."""
+def render_issue(issue: Issue, env: jinja2.Environment, images: ImageMode = "cid") -> RenderedIssue:
+    """The issue as it is mailed: the HTML (charts as inline cid: parts, or linked from the
+    issue's archived page when `images` is "hosted"), and the text part."""
     text = render_page(
         env,
         TEXT_TEMPLATE,
@@ -188,12 +185,11 @@ def render_issue(
         stats=issue.stats,
         charts={chart.name: chart for chart in issue.charts},
         unsubscribe_url=UNSUBSCRIBE_MARKER,
-        web_url=issue.web_url,
     )
     return RenderedIssue(
         as_of=issue.stats.as_of,
         subject=issue.subject,
-        html=render_html(issue, env, images, hosted_base),
+        html=render_html(issue, env, images),
         text=text,
         images=issue.charts if images == "cid" else (),
     )

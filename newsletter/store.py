@@ -167,8 +167,11 @@ def _check_columns(engine: Engine) -> None:
         missing = [column.name for column in table.columns if column.name not in present]
         if missing:
             raise DatabaseError(
-                f"database table {table.name} lacks column(s) {', '.join(missing)}: it was made by an "
-                "older version; back it up, then delete it (subscribers can be re-imported from CSV)"
+                f"database table {table.name} lacks column(s) {', '.join(missing)}: it was made by "
+                "an older version and there are no migrations yet. Keep the file (it records who "
+                "unsubscribed and what was sent) and use the version that made it; to start "
+                "afresh, `newsletter subscribers export` first, move the file aside, import the "
+                "export, and remove the addresses that had left (an import makes everyone active)"
             )
 
 
@@ -559,7 +562,6 @@ class Review:
     """The editor's review of one issue; each digest identifies the content it applies to."""
 
     approved_sha256: str | None = None
-    approved_at: datetime | None = None
     test_sent_sha256: str | None = None
 
 
@@ -587,7 +589,7 @@ def review(engine: Engine, as_of: date) -> Review:
         row = conn.execute(sa.select(reviews).where(reviews.c.as_of == as_of)).first()
     if row is None:
         return Review()
-    return Review(row.approved_sha256, row.approved_at, row.test_sent_sha256)
+    return Review(row.approved_sha256, row.test_sent_sha256)
 
 
 # Fundamentals ------------------------------------------------------------------------------

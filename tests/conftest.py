@@ -59,9 +59,10 @@ class SmtpEndpoint:
 
 
 @contextmanager
-def serving(handler: Any, **options: Any) -> Iterator[int]:
-    """Run an aiosmtpd server with `handler` on a free 127.0.0.1 port; yields the port."""
-    port = free_loopback_port()
+def serving(handler: Any, port: int | None = None, **options: Any) -> Iterator[int]:
+    """Run an aiosmtpd server with `handler` on `port` (default: a free 127.0.0.1 port);
+    yields the port."""
+    port = port or free_loopback_port()
     controller = Controller(
         handler, hostname="127.0.0.1", port=port, loop=asyncio.new_event_loop(), **options
     )

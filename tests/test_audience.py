@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
 from newsletter import store
@@ -13,13 +11,10 @@ from newsletter.pipeline import UnsubscribePages, open_store
 from newsletter.unsubscribe import make_token
 from newsletter.web import make_server
 from tests.conftest import http_request, http_serving
+from tests.conftest import now_utc as now
 
 KEY = b"unsubscribe-test-key-unsubscribe"
 LIST_ID = "rotation-digest.example.com"
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 @pytest.fixture

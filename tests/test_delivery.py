@@ -185,6 +185,7 @@ def test_421_at_the_greeting_is_temporary(built, configure):
         )
     assert result.ledger == {"deferred": EVERYONE}
     assert not result.complete
+    assert len(result.report.refusals) == EVERYONE
     assert all("421" in reply for _, reply in result.report.refusals)
 
 

@@ -147,6 +147,10 @@ def test_the_fast_message_round_trips_through_the_stdlib_parser(built):
     assert b"\n" not in raw.replace(b"\r\n", b"")
     assert max(len(line) for line in raw.split(b"\r\n")) <= 998
     message = parse(raw)
+    for part in (message.get_body(("html",)), message.get_body(("plain",))):
+        encoded = part.get_payload().splitlines()
+        assert max(len(line) for line in encoded) <= 76  # QP and base64 line limits
+        assert not any(line.startswith(".") for line in encoded)  # no dot-stuffing needed
     assert message["To"].addresses[0].display_name == 'Zoë "Z" Müller, Jr.'
     assert message["To"].addresses[0].addr_spec == "zoe@example.com"
     link = "https://digest.example.com/u/tok.sig"

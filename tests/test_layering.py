@@ -30,7 +30,10 @@ def imports_of(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
     found = set()
     for node in ast.walk(tree):
-        if (
+        if isinstance(node, ast.ImportFrom) and node.module == "newsletter":
+            # `from newsletter import store`: the names that are modules of the package
+            found.update(a.name for a in node.names if module_exists(a.name))
+        elif (
             isinstance(node, ast.ImportFrom)
             and node.module
             and node.module.startswith("newsletter.")
@@ -41,6 +44,10 @@ def imports_of(path: Path) -> set[str]:
                 a.name.split(".")[1] for a in node.names if a.name.startswith("newsletter.")
             )
     return found
+
+
+def module_exists(name: str) -> bool:
+    return (PACKAGE / f"{name}.py").is_file() or (PACKAGE / name / "__init__.py").is_file()
 
 
 def module_name(path: Path) -> str:
@@ -72,4 +79,6 @@ def test_only_the_cli_reads_the_environment_or_prints():
             continue
         text = path.read_text()
         assert "os.environ" not in text, path
+        assert "getenv" not in text, path
         assert "datetime.now" not in text, path
+        assert "print(" not in text, path

@@ -34,3 +34,16 @@ def test_draft_creates_the_template_once_and_build_uses_it(write_config, tmp_pat
     html = (out / "email.html").read_text()
     assert "From the editor" in html and 'href="https://example.com/r"' in html
     assert "The rotation arrived." in (out / "email.txt").read_text()
+
+
+def test_an_untouched_draft_has_no_note_in_either_part(write_config, tmp_path):
+    from datetime import date  # noqa: PLC0415
+
+    from newsletter.config import load_config  # noqa: PLC0415
+    from newsletter.pipeline import build_issue, start_draft  # noqa: PLC0415
+
+    config = load_config(write_config())
+    start_draft(config, date(2024, 7, 17))
+    built = build_issue(config, date(2024, 7, 17), tmp_path / "out")
+    assert "FROM THE EDITOR" not in built.rendered.text
+    assert "From the editor" not in built.rendered.html

@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
-from aiosmtpd.controller import Controller
 
 from newsletter import store
 from newsletter.cli import main, scheduled_job
@@ -36,7 +35,7 @@ from newsletter.schedule import (
     single_instance,
     upcoming,
 )
-from tests.conftest import RecordingHandler, serving
+from tests.conftest import RecordingHandler, now_utc, serving
 
 NY = ZoneInfo("America/New_York")
 SECRET = {"NEWSLETTER_UNSUBSCRIBE_SECRET": "schedule-test-secret"}
@@ -216,7 +215,7 @@ def test_the_scheduler_runs_the_real_job_when_due_and_stops_cleanly(
         with time_machine.travel(datetime(2024, 7, 19, 17, 29, 58, tzinfo=NY), tick=True):
             thread = threading.Thread(
                 target=run_scheduler,
-                args=(config, scheduled_job, stop, lambda: datetime.now(UTC)),
+                args=(config, scheduled_job, stop, now_utc),
                 kwargs={"on_ready": ready.append},
             )
             thread.start()
@@ -253,7 +252,7 @@ def test_a_waiting_run_rechecks_and_sends_once_the_editor_approves(
         with time_machine.travel(datetime(2024, 7, 19, 17, 29, 59, tzinfo=NY), tick=True):
             thread = threading.Thread(
                 target=run_scheduler,
-                args=(config, scheduled_job, stop, lambda: datetime.now(UTC)),
+                args=(config, scheduled_job, stop, now_utc),
             )
             thread.start()
             deadline = time.monotonic() + 180
@@ -315,24 +314,18 @@ def test_a_run_that_finds_the_smtp_server_down_retries_and_sends_each_message_on
     handler = RecordingHandler()
     stop = threading.Event()
     with time_machine.travel(datetime(2024, 7, 19, 17, 29, 59, tzinfo=NY), tick=True):
-        thread = threading.Thread(
-            target=run_scheduler, args=(config, scheduled_job, stop, lambda: datetime.now(UTC))
-        )
+        thread = threading.Thread(target=run_scheduler, args=(config, scheduled_job, stop, now_utc))
         thread.start()
         deadline = time.monotonic() + 180
         while not retries() and time.monotonic() < deadline:
             time.sleep(0.2)
         # The first run found nothing listening; the server comes up before the retry.
-        controller = Controller(handler, hostname="127.0.0.1", port=port)
-        controller.start()
-        try:
+        with serving(handler, port=port):
             while len(handler.envelopes) < 5 and time.monotonic() < deadline:
                 time.sleep(0.2)
             time.sleep(4)  # a further retry, were one scheduled, would send duplicates now
             stop.set()
             thread.join(timeout=60)
-        finally:
-            controller.stop()
     assert not thread.is_alive()
     recipients = [e.rcpt_tos[0] for e in handler.envelopes]
     assert len(recipients) == 5 and len(set(recipients)) == 5
@@ -356,10 +349,10 @@ def test_a_second_scheduler_on_the_same_project_refuses_to_start(write_config):
         single_instance(config.paths.var_dir / "schedule.lock"),
         pytest.raises(ScheduleError, match=rf"another scheduler already runs .*pid {os.getpid()}"),
     ):
-        run_scheduler(config, scheduled_job, threading.Event(), lambda: datetime.now(UTC))
+        run_scheduler(config, scheduled_job, threading.Event(), now_utc)
     stop = threading.Event()
     stop.set()  # the lock is free again: a scheduler starts (and stops at once)
-    run_scheduler(config, scheduled_job, stop, lambda: datetime.now(UTC))
+    run_scheduler(config, scheduled_job, stop, now_utc)
 
 
 def test_approve_records_the_issue_as_built_now(write_config, capsys):

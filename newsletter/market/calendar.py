@@ -29,10 +29,6 @@ class TradingCalendar:
         sessions: pd.DatetimeIndex = self._calendar.sessions
         return sessions
 
-    @property
-    def first_session(self) -> date:
-        return self._calendar.first_session.date()  # type: ignore[no-any-return]
-
     def session_on_or_before(self, day: date) -> date:
         """The last NYSE session on or before `day` (holidays and weekends step back)."""
         session = self._calendar.date_to_session(pd.Timestamp(day), direction="previous")

@@ -18,7 +18,10 @@ def load_key_dates(path: Path) -> tuple[KeyDate, ...]:
     try:
         handle = path.open(encoding="utf-8", newline="")
     except OSError as err:
-        raise DataError(f"cannot read key dates file {path}: {err.strerror}") from err
+        raise DataError(
+            f"cannot read key dates file {path}: {err.strerror} (check market.key_dates_file "
+            "in the config, or remove it to use the bundled dates)"
+        ) from err
     events = []
     with handle:
         reader = csv.DictReader(handle)
@@ -27,7 +30,8 @@ def load_key_dates(path: Path) -> tuple[KeyDate, ...]:
                 day = date.fromisoformat(row["date"] or "")
             except (KeyError, ValueError) as err:
                 raise DataError(
-                    f"{path}: line {reader.line_num}: bad date {row.get('date')!r}"
+                    f"{path}: line {reader.line_num}: bad date {row.get('date')!r} "
+                    "(write it as YYYY-MM-DD)"
                 ) from err
             kind, label = (row.get("kind") or "").strip(), (row.get("label") or "").strip()
             if not kind or not label:

@@ -46,6 +46,9 @@ class CorruptStoreError(DataError):
     """The price store file is damaged."""
 
 
+REBUILD = "; `newsletter data refresh` moves it aside and rebuilds it"
+
+
 @dataclass(frozen=True, slots=True)
 class SeriesInfo:
     """What the store holds for one ticker."""
@@ -67,12 +70,14 @@ class PriceStore:
         self._db = sqlite3.connect(path, isolation_level=None)
         try:
             if self._db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
-                raise CorruptStoreError(f"price store {path} failed SQLite's integrity check")
+                raise CorruptStoreError(
+                    f"price store {path} failed SQLite's integrity check{REBUILD}"
+                )
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as err:
             self._db.close()
             raise CorruptStoreError(
-                f"price store {path} is not a readable SQLite file ({err})"
+                f"price store {path} is not a readable SQLite file ({err}){REBUILD}"
             ) from err
 
     def close(self) -> None:
@@ -155,9 +160,8 @@ def open_store(path: Path, now: datetime) -> PriceStore:
 
 @dataclass
 class RefreshReport:
-    """Per ticker: the date asked from (None: whole history), rows written, and why."""
+    """Per ticker: rows written, and the tickers whose history was rewritten."""
 
-    asked_from: dict[str, date | None] = field(default_factory=dict)
     written: dict[str, int] = field(default_factory=dict)
     rewritten: list[str] = field(default_factory=list)
 
@@ -192,7 +196,6 @@ def refresh(
             old[ticker] = store.read([ticker], known.source)
             sessions = old[ticker].adjusted.index
             start = sessions[max(0, len(sessions) - 1 - OVERLAP_SESSIONS)].date()
-        report.asked_from[ticker] = start
         batches.setdefault(start, []).append(ticker)
     rebased: list[str] = []
     for start, batch in batches.items():
