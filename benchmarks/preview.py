@@ -17,7 +17,8 @@ import urllib.request
 from datetime import date
 from pathlib import Path
 
-from newsletter.preview import DraftPreview, make_preview_server
+from newsletter.app.preview import DraftPreview
+from newsletter.web.preview import make_preview_server
 
 REPO = Path(__file__).resolve().parent.parent
 

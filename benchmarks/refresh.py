@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from newsletter.market.pricedb import PriceStore, refresh
 from newsletter.market.snapshot import SnapshotSource
-from newsletter.market.store import PriceStore, refresh
 from newsletter.models import Prices
 
 REPO = Path(__file__).resolve().parent.parent

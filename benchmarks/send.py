@@ -94,8 +94,9 @@ def _clock() -> datetime:
 
 def measure_fast(config_path: Path) -> tuple[int, float]:
     """Send the issue to the whole list with the product's sender: (messages, seconds)."""
+    from newsletter.app.build import build_issue  # noqa: PLC0415
+    from newsletter.app.send import send_issue  # noqa: PLC0415
     from newsletter.config import Secrets, load_config  # noqa: PLC0415
-    from newsletter.pipeline import build_issue, send_issue  # noqa: PLC0415
 
     config = load_config(config_path)
     built = build_issue(config, AS_OF)
@@ -106,12 +107,13 @@ def measure_fast(config_path: Path) -> tuple[int, float]:
 
 def measure_naive(config_path: Path, port: int, sample: int) -> float:
     """Seconds per message for the naive sender, over `sample` messages."""
-    from newsletter.charts import render_charts  # noqa: PLC0415
+    from newsletter.app.build import build_issue  # noqa: PLC0415
+    from newsletter.app.data import load_market  # noqa: PLC0415
     from newsletter.config import load_config  # noqa: PLC0415
-    from newsletter.headline import write_headline  # noqa: PLC0415
+    from newsletter.issue.charts import render_charts  # noqa: PLC0415
+    from newsletter.issue.headline import write_headline  # noqa: PLC0415
+    from newsletter.issue.render import make_environment, render_issue  # noqa: PLC0415
     from newsletter.models import Issue  # noqa: PLC0415
-    from newsletter.pipeline import build_issue, load_market  # noqa: PLC0415
-    from newsletter.render import make_environment, render_issue  # noqa: PLC0415
 
     config = load_config(config_path)
     built = build_issue(config, AS_OF)

@@ -13,10 +13,11 @@ import time
 from datetime import date
 from pathlib import Path
 
+from newsletter.app.build import KEY_DATES_SOURCE
+from newsletter.app.data import load_market
 from newsletter.config import load_config
 from newsletter.market.events import load_key_dates
 from newsletter.market.weights import load_start_of_year_weights
-from newsletter.pipeline import KEY_DATES_SOURCE, load_market, stats_spec
 from newsletter.stats import compute_week_stats
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,7 +31,7 @@ def main() -> None:
     config = load_config(REPO / "config.yaml")
     market = load_market(config, args.as_of)
     dates = market.calendar.report_dates(market.as_of)
-    spec = stats_spec(config)
+    spec = config.stats
     weights = load_start_of_year_weights(config.market.snapshot_dir, market.as_of.year)
     events = load_key_dates(config.market.key_dates_file)
     timings = []

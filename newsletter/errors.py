@@ -10,10 +10,13 @@ prints one line. Each message says what failed, where, and what to do about it.
     + AsOfError                   requested --as-of outside the data or not a date (exit 2)
     + DataQualityError            the week's prices failed the data-quality gate
     + InsufficientDataError       a ticker lacks a session the statistics need
+    + CorruptStoreError           the local price store file is damaged (it is rebuilt)
   x RenderError                   template folder/template missing, undefined variable
     + LintError                   the built issue has lint errors; sending is refused
   x SubscriberError               unreadable subscriber list or invalid row (file:line)
   x DeliveryError                 SMTP connect/auth/protocol failure (wraps the smtplib error)
+  x DatabaseError                 the project database cannot be opened or used
+  x IssueChangedError             a send would mail changed content to the rest of the list
   x ScheduleError                 another scheduler already runs on this project
 """
 
@@ -52,6 +55,10 @@ class InsufficientDataError(DataError):
     """A ticker is missing a session that a statistic needs."""
 
 
+class CorruptStoreError(DataError):
+    """The local price store file is damaged."""
+
+
 class RenderError(NewsletterError):
     """A template could not be found or rendered."""
 
@@ -66,6 +73,14 @@ class SubscriberError(NewsletterError):
 
 class DeliveryError(NewsletterError, ConnectionError):
     """The SMTP server could not be reached, refused the login, or broke the protocol."""
+
+
+class DatabaseError(NewsletterError):
+    """The project database cannot be opened or used."""
+
+
+class IssueChangedError(NewsletterError):
+    """The issue's content changed after some subscribers received it."""
 
 
 class ScheduleError(NewsletterError):

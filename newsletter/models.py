@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -67,24 +68,6 @@ class ReportDates:
     quarter_base: date
     ytd_base: date
     year_base: date
-
-
-@dataclass(frozen=True, slots=True)
-class StatsSpec:
-    """Which tickers each statistic reads (from config.yaml's `stats` section)."""
-
-    scoreboard: tuple[str, ...]
-    long_indexes: tuple[str, ...]
-    spread_long: str
-    spread_short: str
-    index_spread_long: str
-    index_spread_short: str
-    megacaps: tuple[str, ...]
-    concentration_index: str
-    equal_weight: str
-    sectors: tuple[str, ...]
-    rates: str
-    key_dates_horizon_days: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,16 +153,33 @@ class Subscriber:
     name: str
 
 
-PENDING, CLAIMED, SENT, DEFERRED, BOUNCED, FAILED, SKIPPED = (
-    "pending",
-    "claimed",
-    "sent",
-    "deferred",
-    "bounced",
-    "failed",
-    "skipped",
-)
-"""Ledger statuses of one (issue, subscriber) message."""
+class LedgerStatus(StrEnum):
+    """Where one (issue, subscriber) message stands: pending -> claimed -> one of the rest."""
+
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    """Retried `delivery.max_attempts` times without success; the next run tries again."""
+    BOUNCED = "bounced"
+    """Refused for good because the mailbox does not exist (5.1.x)."""
+    FAILED = "failed"
+    """Refused for good for another reason."""
+    SKIPPED = "skipped"
+    """The subscriber left before their message went out."""
+
+
+UNFINISHED = frozenset({LedgerStatus.PENDING, LedgerStatus.CLAIMED, LedgerStatus.DEFERRED})
+"""Ledger statuses of messages that will still be tried."""
+
+
+class SubscriberStatus(StrEnum):
+    """Whether a subscriber gets the next issue (only `active` ones do)."""
+
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +198,7 @@ class Outcome:
     """What happened to one claimed message, as the ledger records it."""
 
     subscriber_id: int
-    status: str
+    status: LedgerStatus
     reply: str
     retry_at: datetime | None = None
     bounce_subscriber: bool = False

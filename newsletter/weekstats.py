@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-PERIODS = ("1W", "1M", "3M", "YTD", "1Y")
+SCOREBOARD_PERIODS = ("1W", "1M", "3M", "YTD", "1Y")
 """The scoreboard's periods, in the order the email shows them."""
 
 

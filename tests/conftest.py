@@ -21,9 +21,9 @@ import pytest
 import yaml
 from aiosmtpd.controller import Controller
 
+from newsletter.app.build import BuiltIssue, build_issue
 from newsletter.config import load_config
-from newsletter.delivery import free_loopback_port
-from newsletter.pipeline import BuiltIssue, build_issue
+from newsletter.delivery.capture import free_loopback_port
 
 REPO = Path(__file__).resolve().parent.parent
 SNAPSHOT = REPO / "newsletter" / "data" / "market"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from newsletter import store
+from newsletter.app.audience import add_subscriber, subscribers
+from newsletter.app.site import Site
 from newsletter.cli import main
 from newsletter.config import load_config
-from newsletter.pipeline import UnsubscribePages, open_store
-from newsletter.unsubscribe import make_token
-from newsletter.web import make_server
+from newsletter.mail.unsubscribe import make_token
+from newsletter.web.site import make_server
 from tests.conftest import http_request, http_serving
 from tests.conftest import now_utc as now
 
@@ -77,18 +77,13 @@ def test_adding_a_bad_address_is_one_clear_line(config_path, capsys):
 @pytest.fixture
 def endpoint(config_path):
     config = load_config(config_path)
-    engine = open_store(config)
-    store.import_subscribers(
-        engine, [store.Subscriber("ada@example.com", "Ada")], source="test", now=now()
-    )
-    with http_serving(
-        make_server("127.0.0.1", 0, config, UnsubscribePages(config, KEY), now)
-    ) as url:
-        yield url, engine
+    add_subscriber(config, "ada@example.com", "Ada", now())
+    with http_serving(make_server("127.0.0.1", 0, Site(config, KEY), now)) as url:
+        yield url, config
 
 
-def status_of(engine, address):
-    return dict((email, status) for email, _, status in store.list_subscribers(engine))[address]
+def status_of(config, address):
+    return dict((email, status) for email, _, status in subscribers(config))[address]
 
 
 def request(url, data=None):
@@ -131,7 +126,8 @@ def test_tampered_or_foreign_tokens_are_refused(endpoint, token):
 def test_a_database_from_an_older_version_is_refused_by_name(tmp_path):
     import sqlite3  # noqa: PLC0415
 
-    from newsletter.store import DatabaseError, open_database  # noqa: PLC0415
+    from newsletter.db.schema import open_database  # noqa: PLC0415
+    from newsletter.errors import DatabaseError  # noqa: PLC0415
 
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as db:

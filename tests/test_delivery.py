@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from newsletter.app.send import send_issue
 from newsletter.config import Secrets, load_config
 from newsletter.errors import DeliveryError
-from newsletter.pipeline import send_issue
 
 from .conftest import REPO, now_utc, serving
 from .smtpfaults import ACCEPT, DROP, DROP_AFTER_STORE, STALL, GreetingServer, ScriptedHandler
@@ -213,14 +213,13 @@ def test_more_connections_and_a_rate_cap_still_send_each_message_once(built, con
 
 
 def test_an_unsubscribed_reader_is_skipped_even_mid_issue(built, configure, tmp_path):
-    from newsletter import store  # noqa: PLC0415
-    from newsletter.pipeline import open_store  # noqa: PLC0415
+    from newsletter.app.audience import remove_subscriber  # noqa: PLC0415
 
     handler = ScriptedHandler(rcpt={ADA: ["451 4.3.0 later"] * 3})
     with serving(handler) as port:
         config = configure(port)
         send_issue(config, built, secrets=SECRETS, clock=now_utc)
-        store.set_subscriber_status(open_store(config), ADA, store.UNSUBSCRIBED, now_utc())
+        remove_subscriber(config, ADA, now_utc())
         result = send_issue(config, built, secrets=SECRETS, clock=now_utc)
     assert result.ledger == {"sent": EVERYONE - 1, "skipped": 1}
     assert ADA not in recipients(handler)

@@ -14,20 +14,20 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from newsletter.compose import ListInfo, MessageFactory, message_id
-from newsletter.config import load_config
+from newsletter.app.build import BuiltIssue, build_issue
+from newsletter.config import NewsletterSection, load_config
 from newsletter.errors import RenderError, SubscriberError
+from newsletter.issue.render import make_environment, render_issue
+from newsletter.mail.addresses import normalise_address, read_subscriber_csv
+from newsletter.mail.compose import MessageFactory, message_id
+from newsletter.mail.unsubscribe import make_token, verify_token
 from newsletter.models import UNSUBSCRIBE_MARKER, Subscriber
-from newsletter.pipeline import BuiltIssue, build_issue
-from newsletter.render import make_environment, render_issue
-from newsletter.subscribers import normalise_address, read_subscriber_csv
-from newsletter.unsubscribe import make_token, verify_token
 
 REPO = Path(__file__).resolve().parent.parent
-INFO = ListInfo(
-    sender="Rotation Digest <digest@example.com>",
+INFO = NewsletterSection(
+    from_address="Rotation Digest <digest@example.com>",
     list_id="rotation-digest.example.com",
-    list_name="Rotation Digest",
+    name="Rotation Digest",
     base_url="https://digest.example.com",
     unsubscribe_mailto="unsubscribe@example.com",
 )

@@ -7,10 +7,11 @@ from datetime import UTC, date, datetime
 import pandas as pd
 import pytest
 
+from newsletter.app.build import build_issue
+from newsletter.app.data import refresh_fundamentals
 from newsletter.config import load_config
 from newsletter.errors import FetchError
 from newsletter.market.fundamentals import YahooFundamentals, parse_fundamentals
-from newsletter.pipeline import build_issue, refresh_fundamentals
 
 
 def revenue_frame(next_year: float, analysts: int = 40) -> pd.DataFrame:
@@ -99,8 +100,8 @@ def test_a_failing_ticker_is_reported_and_the_rest_stored(write_config):
 
 
 def test_shares_outstanding_are_kept_with_each_snapshot(write_config):
-    from newsletter import store  # noqa: PLC0415
-    from newsletter.pipeline import open_store  # noqa: PLC0415
+    from newsletter.app.wiring import database  # noqa: PLC0415
+    from newsletter.db.estimates import load_estimates  # noqa: PLC0415
 
     config = load_config(write_config())
     refresh_fundamentals(
@@ -108,5 +109,5 @@ def test_shares_outstanding_are_kept_with_each_snapshot(write_config):
         lambda: datetime(2024, 7, 12, tzinfo=UTC),
         YahooFundamentals(lambda t: FakeTicker(5e11, [])),
     )
-    snapshots = store.load_estimates(open_store(config), ["NVDA"], date(2024, 7, 12))
+    snapshots = load_estimates(database(config), ["NVDA"], date(2024, 7, 12))
     assert {snap.shares for snap in snapshots} == {24_490_000_000.0}

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from newsletter.compose import ListInfo, MessageFactory, message_id
+from newsletter.config import NewsletterSection
+from newsletter.mail.compose import MessageFactory, message_id
 from newsletter.models import Subscriber
 
-INFO = ListInfo(
-    "Rotation Digest <digest@example.com>",
-    "rotation-digest.example.com",
-    "Rotation Digest",
-    "https://digest.example.com",
-    "unsubscribe@example.com",
+INFO = NewsletterSection(
+    from_address="Rotation Digest <digest@example.com>",
+    list_id="rotation-digest.example.com",
+    name="Rotation Digest",
+    base_url="https://digest.example.com",
+    unsubscribe_mailto="unsubscribe@example.com",
 )
 
 

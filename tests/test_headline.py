@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.headline import write_headline
+from newsletter.issue.headline import write_headline
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -8,17 +8,18 @@ from datetime import UTC, datetime
 import pytest
 
 from newsletter.cli import main
-from newsletter.compose import ListInfo, MessageFactory
-from newsletter.lint import lint_message
+from newsletter.config import NewsletterSection
+from newsletter.issue.render import note_text, render_note
+from newsletter.mail.compose import MessageFactory
+from newsletter.mail.lint import lint_message
 from newsletter.models import Subscriber
-from newsletter.render import note_text, render_note
 
-INFO = ListInfo(
-    "D <d@example.com>",
-    "rd.example.com",
-    "Rotation Digest",
-    "https://digest.example.com",
-    "u@example.com",
+INFO = NewsletterSection(
+    from_address="D <d@example.com>",
+    list_id="rd.example.com",
+    name="Rotation Digest",
+    base_url="https://digest.example.com",
+    unsubscribe_mailto="u@example.com",
 )
 
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from newsletter.cli import main
-from newsletter.notes import Notes, parse_notes
+from newsletter.issue.notes import EditorNotes, parse_notes
 
 
 def test_header_fields_and_markdown_are_split():
     text = "Subject: Small caps run\nPreheader:\n---\nHello **readers**.\n"
-    assert parse_notes(text) == Notes(
+    assert parse_notes(text) == EditorNotes(
         markdown="Hello **readers**.", subject="Small caps run", preheader=None
     )
-    assert parse_notes("Just a note.\n") == Notes(markdown="Just a note.")
+    assert parse_notes("Just a note.\n") == EditorNotes(markdown="Just a note.")
 
 
 def test_draft_creates_the_template_once_and_build_uses_it(write_config, tmp_path, capsys):
@@ -39,8 +39,9 @@ def test_draft_creates_the_template_once_and_build_uses_it(write_config, tmp_pat
 def test_an_untouched_draft_has_no_note_in_either_part(write_config, tmp_path):
     from datetime import date  # noqa: PLC0415
 
+    from newsletter.app.build import build_issue  # noqa: PLC0415
+    from newsletter.app.drafts import start_draft  # noqa: PLC0415
     from newsletter.config import load_config  # noqa: PLC0415
-    from newsletter.pipeline import build_issue, start_draft  # noqa: PLC0415
 
     config = load_config(write_config())
     start_draft(config, date(2024, 7, 17))

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from newsletter.app.build import BuildOptions, BuiltIssue, build_issue
 from newsletter.config import load_config
 from newsletter.errors import DataQualityError, InsufficientDataError
-from newsletter.pipeline import BuiltIssue, build_issue
 
 from .conftest import SNAPSHOT, read_raw_closes
 
@@ -277,7 +277,7 @@ def test_a_gap_in_the_headline_pair_is_an_error_naming_the_window(tmp_path, writ
     )
     # The gate cannot be talked past a number that cannot be computed at all:
     with pytest.raises(InsufficientDataError, match="IWM or SPY has no close on 2024-07-12"):
-        build_issue(config, date(2024, 7, 16), allow_stale=True)
+        build_issue(config, date(2024, 7, 16), options=BuildOptions(allow_stale=True))
     snapshot = _snapshot_without(tmp_path / "second", "IWM", "2024-07-09")
     config = load_config(write_config(market={"snapshot_dir": str(snapshot)}))
     with pytest.raises(InsufficientDataError) as err:
@@ -457,7 +457,7 @@ def test_an_implausible_move_stops_the_build_unless_allowed_and_then_the_email_s
         match=r"SPY: moved \+50\.\d% on 2024-07-15, beyond the ±20% sanity band \(and 1 more\)",
     ):
         build_issue(config, date(2024, 7, 16))
-    built = build_issue(config, date(2024, 7, 16), allow_stale=True)
+    built = build_issue(config, date(2024, 7, 16), options=BuildOptions(allow_stale=True))
     quality = json.loads((built.folder / "stats.json").read_text())["data_quality"]
     assert quality["ok"] is False and quality["allowed_by_editor"] is True
     assert quality["problems"][0].startswith("SPY: moved +50.")

@@ -10,9 +10,12 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from newsletter.app.build import build_issue
+from newsletter.app.data import load_market
+from newsletter.app.preview import DraftPreview
+from newsletter.app.review import approve_issue
 from newsletter.config import load_config
-from newsletter.pipeline import approve_issue, build_issue, load_market
-from newsletter.preview import DraftPreview, make_preview_server
+from newsletter.web.preview import make_preview_server
 from tests.conftest import Links, http_request, http_serving
 
 

@@ -9,8 +9,14 @@ import pytest
 
 from newsletter.errors import FetchError
 from newsletter.market.calendar import TradingCalendar
+from newsletter.market.pricedb import (
+    OVERLAP_SESSIONS,
+    PriceStore,
+    gaps,
+    open_price_store,
+    refresh,
+)
 from newsletter.market.snapshot import SnapshotSource
-from newsletter.market.store import OVERLAP_SESSIONS, PriceStore, gaps, open_store, refresh
 from newsletter.models import Prices
 
 from .conftest import SNAPSHOT
@@ -101,7 +107,7 @@ def test_an_interrupted_write_keeps_the_old_series(tmp_path):
 def test_a_corrupt_store_is_reported_moved_aside_and_rebuilt(tmp_path, caplog):
     path = tmp_path / "prices.db"
     path.write_bytes(b"this is not a database" * 100)
-    store = open_store(path, NOW)
+    store = open_price_store(path, NOW)
     assert store.info() == {}
     assert list(tmp_path.glob("prices.db.corrupt-*"))
     assert "is not a readable SQLite file" in caplog.text
@@ -132,11 +138,11 @@ def test_data_refresh_seeds_the_store_and_status_lists_it(write_config, capsys):
 
 
 def test_a_live_build_whose_refresh_fails_needs_allow_stale(write_config, capsys, monkeypatch):
-    from newsletter import pipeline  # noqa: PLC0415
+    from newsletter.app import data  # noqa: PLC0415
     from newsletter.cli import main  # noqa: PLC0415
 
     # The provider seam, not yfinance: this test must not reach for the internet.
-    monkeypatch.setattr(pipeline, "market_source", lambda config: Provider(fail=True))
+    monkeypatch.setattr(data, "market_source", lambda config: Provider(fail=True))
     config = write_config(market={"provider": "yfinance"})
     argv = ["build", "--config", str(config), "--as-of", "2024-07-16", "--quiet"]
     assert main(argv) == 1

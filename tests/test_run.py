@@ -161,7 +161,7 @@ def test_default_run_delivers_to_the_builtin_capture_server(
 
 
 def test_smtp_server_that_is_down_gives_one_clear_line(write_config, capsys, monkeypatch):
-    from newsletter.delivery import free_loopback_port  # noqa: PLC0415
+    from newsletter.delivery.capture import free_loopback_port  # noqa: PLC0415
 
     monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "test-secret-test-secret")
     port = free_loopback_port()

@@ -18,16 +18,18 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 
-from newsletter import store
+from newsletter.app.build import build_issue
+from newsletter.app.review import approve_issue
+from newsletter.app.weekly import RunOutcome
 from newsletter.cli import main, scheduled_job
 from newsletter.config import load_config, resolve_secrets
-from newsletter.delivery import free_loopback_port
+from newsletter.db.reviews import review
+from newsletter.db.schema import open_database
+from newsletter.delivery.capture import free_loopback_port
 from newsletter.errors import ScheduleError
-from newsletter.pipeline import approve_issue, build_issue
 from newsletter.schedule import (
     JOB_ID,
     JOB_TABLE,
-    RunOutcome,
     install_job,
     make_scheduler,
     run_once,
@@ -364,5 +366,5 @@ def test_approve_records_the_issue_as_built_now(write_config, capsys):
     assert "Approved: issue 2024-07-19 as built now" in out
     assert "require_approval is off" not in out
     config = load_config(config_path)
-    review = store.review(store.open_database(config.database_url), date(2024, 7, 19))
-    assert review.approved_sha256 == build_issue(config, date(2024, 7, 19)).content_sha256
+    found = review(open_database(config.database_url), date(2024, 7, 19))
+    assert found.approved_sha256 == build_issue(config, date(2024, 7, 19)).content_sha256

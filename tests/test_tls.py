@@ -10,9 +10,9 @@ import trustme
 import yaml
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from newsletter.app.send import send_issue
 from newsletter.config import Secrets, load_config
 from newsletter.errors import DeliveryError
-from newsletter.pipeline import send_issue
 
 from .conftest import REPO, now_utc, serving
 from .smtpfaults import ScriptedHandler

@@ -20,7 +20,7 @@ import pandas as pd
 
 from newsletter.errors import FetchError
 
-PERIODS = ("0q", "+1q", "0y", "+1y")
+ESTIMATE_PERIODS = ("0q", "+1q", "0y", "+1y")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +56,13 @@ def parse_fundamentals(
     )
     estimates: dict[str, float] = {}
     analysts: dict[str, int] = {}
-    for period in PERIODS:
+    for period in ESTIMATE_PERIODS:
         if period in averages.index and pd.notna(averages[period]):
             estimates[period] = float(averages[period])
             analysts[period] = 0 if pd.isna(counts[period]) else int(counts[period])
     if not estimates:
         raise FetchError(
-            f"Yahoo's revenue estimates for {ticker} have none of the periods {', '.join(PERIODS)}"
+            f"Yahoo's revenue estimates for {ticker} have none of the periods {', '.join(ESTIMATE_PERIODS)}"
         )
     upcoming = calendar.get("Earnings Date") if isinstance(calendar, dict) else None
     dates = sorted(day for day in upcoming or [] if isinstance(day, date))

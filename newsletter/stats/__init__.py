@@ -14,7 +14,7 @@ import pandas as pd
 from newsletter.stats.breadth import compute_breadth, compute_rates
 from newsletter.stats.concentration import compute_concentration, member_tickers
 from newsletter.stats.estimates import compute_estimates
-from newsletter.stats.returns import Notes, compute_returns
+from newsletter.stats.returns import StatsNotes, compute_returns, period_bases
 from newsletter.stats.spread import compute_spread
 from newsletter.stats.strength import compute_relative_strength
 from newsletter.weekstats import WeekStats
@@ -22,13 +22,14 @@ from newsletter.weekstats import WeekStats
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from newsletter.models import EstimateSnapshot, IndexWeights, Prices, ReportDates, StatsSpec
-    from newsletter.weekstats import KeyDate
+    from newsletter.config import StatsSection
+    from newsletter.models import EstimateSnapshot, IndexWeights, Prices, ReportDates
+    from newsletter.weekstats import KeyDate, SpreadStats
 
 __all__ = ["compute_week_stats", "member_tickers", "required_tickers", "spec_tickers"]
 
 
-def spec_tickers(spec: StatsSpec) -> list[str]:
+def spec_tickers(spec: StatsSection) -> list[str]:
     """Every ticker the statistics may read, each once, in a stable order."""
     tickers = [
         *spec.scoreboard,
@@ -47,15 +48,35 @@ def spec_tickers(spec: StatsSpec) -> list[str]:
     return list(dict.fromkeys(tickers))
 
 
-def required_tickers(spec: StatsSpec) -> list[str]:
+def required_tickers(spec: StatsSection) -> list[str]:
     """The tickers without which no issue can be built: the headline spread's pair."""
     return [spec.spread_long, spec.spread_short]
+
+
+def _index_spread(
+    prices: Prices,
+    spec: StatsSection,
+    dates: ReportDates,
+    notes: StatsNotes,
+    receipts: dict[str, object],
+) -> SpreadStats | None:
+    """The long-history index spread (^RUT - ^GSPC), when both have a close at the as-of."""
+    pair = (spec.index_spread_long, spec.index_spread_short)
+    if not all(pd.notna(prices.adjusted[t].get(pd.Timestamp(dates.as_of))) for t in pair):
+        notes.add(
+            f"{pair[0]} or {pair[1]} has no close on {dates.as_of}: the long-history spread is "
+            "left out"
+        )
+        return None
+    result = compute_spread(prices, *pair, dates.as_of, "price")
+    receipts["spread_5d_index"] = result.receipt
+    return result.stats
 
 
 def compute_week_stats(
     prices: Prices,
     dates: ReportDates,
-    spec: StatsSpec,
+    spec: StatsSection,
     *,
     weights: IndexWeights | None,
     events: Sequence[KeyDate],
@@ -65,7 +86,7 @@ def compute_week_stats(
     """All of the digest's numbers for the issue whose as-of session is `dates.as_of`."""
     cut = pd.Timestamp(dates.as_of)
     prices = type(prices)(prices.adjusted.loc[:cut], prices.raw.loc[:cut], prices.source)
-    notes = Notes()
+    notes = StatsNotes()
     receipts: dict[str, object] = {}
     returns = compute_returns(
         prices, [*spec.scoreboard, *spec.long_indexes], dates, notes, receipts
@@ -74,31 +95,16 @@ def compute_week_stats(
         prices, spec.spread_long, spec.spread_short, dates.as_of, "total return"
     )
     receipts["spread_5d"] = spread.receipt
-    index_spread = None
-    pair = (spec.index_spread_long, spec.index_spread_short)
-    if all(pd.notna(prices.adjusted[t].get(cut)) for t in pair):
-        index_spread = compute_spread(prices, *pair, dates.as_of, "price")
-        receipts["spread_5d_index"] = index_spread.receipt
-    else:
-        notes.add(
-            f"{pair[0]} or {pair[1]} has no close on {dates.as_of}: the long-history spread is left out"
-        )
+    index_spread = _index_spread(prices, spec, dates, notes, receipts)
     horizon = pd.Timestamp(dates.as_of) + pd.Timedelta(days=spec.key_dates_horizon_days)
     revisions, earnings = compute_estimates(estimates, spec.megacaps, dates.as_of)
     events = sorted([*events, *earnings], key=lambda event: (event.day, event.kind))
     return WeekStats(
         as_of=dates.as_of,
-        bases={
-            "1W": dates.prev_close,
-            "7D": dates.seven_days_base,
-            "1M": dates.month_base,
-            "3M": dates.quarter_base,
-            "YTD": dates.ytd_base,
-            "1Y": dates.year_base,
-        },
+        bases={**period_bases(dates), "7D": dates.seven_days_base},
         returns=returns,
         spread_5d=spread.stats,
-        spread_5d_index=None if index_spread is None else index_spread.stats,
+        spread_5d_index=index_spread,
         relative_strength=compute_relative_strength(
             prices, spec.spread_long, spec.spread_short, dates, receipts
         ),

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from newsletter.stats.returns import Notes, price_at, receipt
+from newsletter.stats.returns import StatsNotes, price_at, receipt
 from newsletter.weekstats import Breadth, Rates, SectorReturn
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from newsletter.models import Prices, ReportDates, StatsSpec
+    from newsletter.config import StatsSection
+    from newsletter.models import Prices, ReportDates
 
 BASIS_POINTS = 100.0
 """^TNX quotes the yield in percent: one percentage point is 100 basis points."""
@@ -22,7 +23,11 @@ def _week(series: pd.Series, dates: ReportDates) -> float | None:
 
 
 def compute_breadth(
-    prices: Prices, spec: StatsSpec, dates: ReportDates, notes: Notes, receipts: dict[str, Any]
+    prices: Prices,
+    spec: StatsSection,
+    dates: ReportDates,
+    notes: StatsNotes,
+    receipts: dict[str, Any],
 ) -> Breadth | None:
     """RSP - SPY over the week, and the sector SPDRs that have data ranked by weekly return."""
     equal = _week(prices.adjusted[spec.equal_weight], dates)
@@ -54,7 +59,7 @@ def compute_breadth(
 
 
 def compute_rates(
-    prices: Prices, ticker: str, dates: ReportDates, notes: Notes, receipts: dict[str, Any]
+    prices: Prices, ticker: str, dates: ReportDates, notes: StatsNotes, receipts: dict[str, Any]
 ) -> Rates | None:
     """The yield at the as-of session and its change since the previous week's close."""
     series = prices.raw[ticker]

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from newsletter.stats.returns import Notes, period_return, price_at, receipt
+from newsletter.stats.returns import StatsNotes, period_return, price_at, receipt
 from newsletter.weekstats import Concentration, MemberContribution
 
 if TYPE_CHECKING:
-    from newsletter.models import IndexWeights, Prices, ReportDates, StatsSpec
+    from datetime import date
+
+    from newsletter.config import StatsSection
+    from newsletter.models import IndexWeights, Prices, ReportDates
 
 
 def member_tickers(member: str) -> tuple[str, ...]:
@@ -28,13 +31,51 @@ def _missing(prices: Prices, ticker: str, dates: ReportDates) -> bool:
     )
 
 
+def _member(
+    prices: Prices, weights: IndexWeights, dates: ReportDates, member: str, index_ytd: float
+) -> MemberContribution:
+    """One member's returns (its share classes weighted together) and part of the index's."""
+    tickers = member_tickers(member)
+    weight = sum(weights.weights[t] for t in tickers)
+
+    def weighted(start: date) -> float:
+        return sum(
+            weights.weights[t] * period_return(prices.raw[t], start, dates.as_of) for t in tickers
+        )
+
+    contribution = weighted(dates.ytd_base)
+    return MemberContribution(
+        name=member,
+        tickers=tickers,
+        weight=weight,
+        week=weighted(dates.prev_close) / weight,
+        seven_day=weighted(dates.seven_days_base) / weight,
+        ytd=contribution / weight,
+        contribution=contribution,
+        share=contribution / index_ytd,
+    )
+
+
+def _member_receipt(
+    prices: Prices, weights: IndexWeights, dates: ReportDates, tickers: tuple[str, ...]
+) -> dict[str, Any]:
+    return {
+        t: {
+            "weight": weights.weights[t],
+            "ytd": receipt(prices.raw[t], "close", dates.ytd_base, dates.as_of),
+            "7D": receipt(prices.raw[t], "close", dates.seven_days_base, dates.as_of),
+        }
+        for t in tickers
+    }
+
+
 def compute_concentration(
     prices: Prices,
-    spec: StatsSpec,
+    spec: StatsSection,
     weights: IndexWeights | None,
     dates: ReportDates,
     *,
-    notes: Notes,
+    notes: StatsNotes,
     receipts: dict[str, Any],
 ) -> Concentration | None:
     """The mega caps' contributions and shares, or None (with a note) when weights are missing."""
@@ -59,35 +100,8 @@ def compute_concentration(
                 f"{member} is left out of the mega caps: no weight or price for {', '.join(absent)}"
             )
             continue
-        weight = sum(weights.weights[t] for t in tickers)
-
-        def weighted(start: Any, tickers: tuple[str, ...] = tickers) -> float:
-            return sum(
-                weights.weights[t] * period_return(prices.raw[t], start, dates.as_of)
-                for t in tickers
-            )
-
-        contribution = weighted(dates.ytd_base)
-        rows.append(
-            MemberContribution(
-                name=member,
-                tickers=tickers,
-                weight=weight,
-                week=weighted(dates.prev_close) / weight,
-                seven_day=weighted(dates.seven_days_base) / weight,
-                ytd=contribution / weight,
-                contribution=contribution,
-                share=contribution / index_ytd,
-            )
-        )
-        member_receipts[member] = {
-            t: {
-                "weight": weights.weights[t],
-                "ytd": receipt(prices.raw[t], "close", dates.ytd_base, dates.as_of),
-                "7D": receipt(prices.raw[t], "close", dates.seven_days_base, dates.as_of),
-            }
-            for t in tickers
-        }
+        rows.append(_member(prices, weights, dates, member, index_ytd))
+        member_receipts[member] = _member_receipt(prices, weights, dates, tickers)
     if not rows:
         return None
     lead = max(rows, key=lambda row: row.share)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from newsletter.errors import InsufficientDataError
-from newsletter.weekstats import PERIODS
+from newsletter.weekstats import SCOREBOARD_PERIODS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class Notes:
+class StatsNotes:
     """Plain-language notes on what the data could not support, for stats.json and the email."""
 
     lines: list[str] = field(default_factory=list)
@@ -74,7 +74,7 @@ def compute_returns(
     prices: Prices,
     tickers: Sequence[str],
     dates: ReportDates,
-    notes: Notes,
+    notes: StatsNotes,
     receipts: dict[str, Any],
 ) -> dict[str, dict[str, float | None]]:
     """Total returns (adjusted closes) per ticker and period; null where a close is missing."""
@@ -85,7 +85,7 @@ def compute_returns(
         series = prices.adjusted[ticker]
         end = price_at(series, dates.as_of)
         row: dict[str, float | None] = {}
-        for period in PERIODS:
+        for period in SCOREBOARD_PERIODS:
             start = price_at(series, bases[period])
             row[period] = None if start is None or end is None else end / start - 1
             if start is None and end is not None:
@@ -98,7 +98,7 @@ def compute_returns(
             )
         table[ticker] = row
         table_receipts[ticker] = {
-            p: receipt(series, "adj_close", bases[p], dates.as_of) for p in PERIODS
+            p: receipt(series, "adj_close", bases[p], dates.as_of) for p in SCOREBOARD_PERIODS
         }
     receipts["returns"] = table_receipts
     return table

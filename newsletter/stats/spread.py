@@ -100,19 +100,22 @@ def compute_spread(prices: Prices, long: str, short: str, as_of: date, basis: st
             (pd.Timestamp(spreads.index[i]).date(), float(values[i])) for i in all_peaks
         ),
     )
-    field_name = "adj_close"
-    return SpreadResult(
-        stats=stats,
-        receipt={
-            "long": receipt(prices.adjusted[long], field_name, window_start, as_of),
-            "short": receipt(prices.adjusted[short], field_name, window_start, as_of),
-            "distribution": {
-                "windows": len(values),
-                "first_window_end": pd.Timestamp(spreads.index[0]).date().isoformat(),
-                "last_window_end": as_of.isoformat(),
-                "mean": float(values.mean()),
-                "std": float(values.std(ddof=1)),
-                "episode_separation_sessions": SPREAD_SESSIONS,
-            },
+    return SpreadResult(stats=stats, receipt=_receipt(prices, stats, spreads))
+
+
+def _receipt(prices: Prices, stats: SpreadStats, spreads: pd.Series) -> dict[str, Any]:
+    """The inputs of the spread and of the distribution it is ranked in."""
+    values = spreads.to_numpy()
+    start, end = stats.window_start, pd.Timestamp(spreads.index[-1]).date()
+    return {
+        "long": receipt(prices.adjusted[stats.long], "adj_close", start, end),
+        "short": receipt(prices.adjusted[stats.short], "adj_close", start, end),
+        "distribution": {
+            "windows": len(values),
+            "first_window_end": pd.Timestamp(spreads.index[0]).date().isoformat(),
+            "last_window_end": end.isoformat(),
+            "mean": float(values.mean()),
+            "std": float(values.std(ddof=1)),
+            "episode_separation_sessions": SPREAD_SESSIONS,
         },
-    )
+    }

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from newsletter.models import Prices
-    from newsletter.weekstats import WeekStats
+    from newsletter.weekstats import RelativeStrength, WeekStats
 
 WIDTH_IN = 6.0
 DPI = 200
@@ -90,6 +90,37 @@ def _signed_pct(value: float, digits: int = 1) -> str:
     return f"{value * 100:+.{digits}f}%".replace("-", MINUS)
 
 
+def _ratio_lines(ax: Any, ratio: pd.Series, averages: dict[int, pd.Series], label: str) -> None:
+    """The ratio and its two moving averages."""
+    ax.plot(
+        averages[LONG_AVERAGE].index,
+        averages[LONG_AVERAGE].to_numpy(),
+        color=MUTED,
+        lw=1.2,
+        ls=(0, (4, 2)),
+        label=f"{LONG_AVERAGE}-session average",
+    )
+    ax.plot(
+        averages[SHORT_AVERAGE].index,
+        averages[SHORT_AVERAGE].to_numpy(),
+        color=DOWN,
+        lw=1.2,
+        label=f"{SHORT_AVERAGE}-session average",
+    )
+    ax.plot(ratio.index, ratio.to_numpy(), color=UP, lw=1.8, label=label)
+
+
+def _ratio_alt(strength: RelativeStrength, sessions: int) -> str:
+    above = "above" if strength.vs_sma200 >= 0 else "below"
+    return (
+        f"Line chart of the {strength.long}/{strength.short} ratio over the last {sessions} "
+        f"sessions: {display_name(strength.long)} "
+        f"{'gained' if strength.week_change >= 0 else 'lost'} "
+        f"{abs(strength.week_change) * 100:.1f}% against the {display_name(strength.short)} this "
+        f"week and stands {abs(strength.vs_sma200) * 100:.1f}% {above} its 200-session average."
+    )
+
+
 def render_ratio_chart(prices: Prices, stats: WeekStats, sessions: int) -> Chart:
     """The long/short relative-strength line over the last year with its 50/200-session averages."""
     strength = stats.relative_strength
@@ -108,28 +139,7 @@ def render_ratio_chart(prices: Prices, stats: WeekStats, sessions: int) -> Chart
             color=WEEK_SHADE,
             lw=0,
         )
-        ax.plot(
-            averages[LONG_AVERAGE].index,
-            averages[LONG_AVERAGE].to_numpy(),
-            color=MUTED,
-            lw=1.2,
-            ls=(0, (4, 2)),
-            label=f"{LONG_AVERAGE}-session average",
-        )
-        ax.plot(
-            averages[SHORT_AVERAGE].index,
-            averages[SHORT_AVERAGE].to_numpy(),
-            color=DOWN,
-            lw=1.2,
-            label=f"{SHORT_AVERAGE}-session average",
-        )
-        ax.plot(
-            ratio.index,
-            ratio.to_numpy(),
-            color=UP,
-            lw=1.8,
-            label=f"{strength.long}/{strength.short}",
-        )
+        _ratio_lines(ax, ratio, averages, f"{strength.long}/{strength.short}")
         ax.plot(ratio.index[-1], ratio.iloc[-1], "o", color=UP, ms=5)
         ax.legend(loc="upper left", frameon=False, fontsize=9, ncols=3)
         _title(
@@ -153,14 +163,7 @@ def render_ratio_chart(prices: Prices, stats: WeekStats, sessions: int) -> Chart
         ax.margins(x=0.01, y=0.12)
         width, height = (int(d * DPI) for d in fig.get_size_inches())
         png = _to_png(fig)
-    above = "above" if strength.vs_sma200 >= 0 else "below"
-    alt = (
-        f"Line chart of the {strength.long}/{strength.short} ratio over the last {len(ratio)} sessions: "
-        f"{display_name(strength.long)} {'gained' if strength.week_change >= 0 else 'lost'} "
-        f"{abs(strength.week_change) * 100:.1f}% against the {display_name(strength.short)} this week "
-        f"and stands {abs(strength.vs_sma200) * 100:.1f}% {above} its 200-session average."
-    )
-    return Chart("relative_strength", png, alt, width, height)
+    return Chart("relative_strength", png, _ratio_alt(strength, len(ratio)), width, height)
 
 
 def render_week_returns_chart(stats: WeekStats) -> Chart:

@@ -12,6 +12,7 @@ import email
 import re
 from dataclasses import dataclass
 from email import policy
+from enum import StrEnum
 from html.parser import HTMLParser
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,14 @@ if TYPE_CHECKING:
 GMAIL_CLIP_BYTES = 102 * 1024
 CLIP_WARNING_BYTES = 90 * 1024
 MAX_SUBJECT = 78
-ERROR, WARNING = "error", "warning"
+
+
+class Severity(StrEnum):
+    """An error stops a send; a warning is shown."""
+
+    ERROR = "error"
+    WARNING = "warning"
+
 
 DROPPED_CSS = (
     (re.compile(r"(?<![\w-])position\s*:\s*(absolute|fixed|relative|sticky)", re.I), "position"),
@@ -34,7 +42,7 @@ LEFTOVERS = re.compile(r"\{\{|\}\}|\{%|%\}|\bnan\b|\bNone\b|\binf\b|\bNaN\b")
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    level: str
+    level: Severity
     text: str
 
     def __str__(self) -> str:
@@ -95,10 +103,17 @@ def lint_message(rendered: RenderedIssue, sample: bytes) -> list[Finding]:
 
 def _size(size: int) -> list[Finding]:
     if size > GMAIL_CLIP_BYTES:
-        return [Finding(ERROR, f"HTML is {size / 1024:.0f} KB: Gmail clips messages over 102 KB")]
+        return [
+            Finding(
+                Severity.ERROR, f"HTML is {size / 1024:.0f} KB: Gmail clips messages over 102 KB"
+            )
+        ]
     if size >= CLIP_WARNING_BYTES:
         return [
-            Finding(WARNING, f"HTML is {size / 1024:.0f} KB, close to Gmail's 102 KB clip limit")
+            Finding(
+                Severity.WARNING,
+                f"HTML is {size / 1024:.0f} KB, close to Gmail's 102 KB clip limit",
+            )
         ]
     return []
 
@@ -107,16 +122,16 @@ def _headers(message: email.message.Message) -> list[Finding]:
     findings = []
     subject = str(message["Subject"] or "")
     if not subject.strip():
-        findings.append(Finding(ERROR, "the subject is empty"))
+        findings.append(Finding(Severity.ERROR, "the subject is empty"))
     elif len(subject) > MAX_SUBJECT:
         findings.append(
             Finding(
-                WARNING,
+                Severity.WARNING,
                 f"the subject has {len(subject)} characters; over {MAX_SUBJECT} it is cut off",
             )
         )
     findings += [
-        Finding(ERROR, f"the {header} header is missing")
+        Finding(Severity.ERROR, f"the {header} header is missing")
         for header in ("List-Unsubscribe", "List-Unsubscribe-Post")
         if not message[header]
     ]
@@ -125,34 +140,39 @@ def _headers(message: email.message.Message) -> list[Finding]:
 
 def _images(facts: _HtmlFacts, parts: set[str]) -> list[Finding]:
     findings = [
-        Finding(ERROR, f"image {image.get('src')} has no alt text")
+        Finding(Severity.ERROR, f"image {image.get('src')} has no alt text")
         for image in facts.images
         if not (image.get("alt") or "").strip()
     ]
     sources = [image.get("src") or "" for image in facts.images]
     findings += [
-        Finding(ERROR, f"image {src!r} is neither an inline cid: part nor an https URL")
+        Finding(Severity.ERROR, f"image {src!r} is neither an inline cid: part nor an https URL")
         for src in sources
         if not src.startswith(("cid:", "https://"))
     ]
     referenced = {src.removeprefix("cid:") for src in sources if src.startswith("cid:")}
     findings += [
-        Finding(ERROR, f"cid:{cid} has no image part") for cid in sorted(referenced - parts)
+        Finding(Severity.ERROR, f"cid:{cid} has no image part")
+        for cid in sorted(referenced - parts)
     ]
     findings += [
-        Finding(ERROR, f"image part {cid} is never shown") for cid in sorted(parts - referenced)
+        Finding(Severity.ERROR, f"image part {cid} is never shown")
+        for cid in sorted(parts - referenced)
     ]
     return findings
 
 
 def _links_and_css(facts: _HtmlFacts) -> list[Finding]:
     findings = [
-        Finding(ERROR, f"link {link!r} is not an absolute https or mailto link")
+        Finding(Severity.ERROR, f"link {link!r} is not an absolute https or mailto link")
         for link in facts.links
         if not link.startswith(("https://", "mailto:"))
     ]
     findings += [
-        Finding(WARNING, f"CSS uses {what}, which Gmail or Outlook drop: {style.strip()[:60]!r}")
+        Finding(
+            Severity.WARNING,
+            f"CSS uses {what}, which Gmail or Outlook drop: {style.strip()[:60]!r}",
+        )
         for style in facts.styles
         for pattern, what in DROPPED_CSS
         if pattern.search(style)
@@ -166,4 +186,4 @@ def _leftovers(part: str, visible: str) -> list[Finding]:
         return []
     start = max(0, match.start() - 30)
     context = visible[start : match.end() + 30].strip()
-    return [Finding(ERROR, f"{part} part shows {match.group()!r}: ...{context}...")]
+    return [Finding(Severity.ERROR, f"{part} part shows {match.group()!r}: ...{context}...")]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from newsletter.errors import DataError
+from newsletter.errors import CorruptStoreError, DataError
 from newsletter.models import Prices
 
 if TYPE_CHECKING:
@@ -40,10 +40,6 @@ CREATE TABLE IF NOT EXISTS prices (
 CREATE TABLE IF NOT EXISTS series (
     ticker TEXT PRIMARY KEY, source TEXT NOT NULL, refreshed_at TEXT NOT NULL);
 """
-
-
-class CorruptStoreError(DataError):
-    """The price store file is damaged."""
 
 
 REBUILD = "; `newsletter data refresh` moves it aside and rebuilds it"
@@ -147,7 +143,7 @@ class PriceStore:
         return len(both)
 
 
-def open_store(path: Path, now: datetime) -> PriceStore:
+def open_price_store(path: Path, now: datetime) -> PriceStore:
     """Open the store; a corrupt file is reported, moved aside, and a new empty store begun."""
     try:
         return PriceStore(path)

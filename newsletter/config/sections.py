@@ -1,33 +1,27 @@
-"""Configuration: config.yaml parsed once into frozen pydantic models; all validation lives here.
+"""The configuration's sections: frozen pydantic models, each the settings of one stage.
 
 Defaults run offline: the bundled market snapshot, the sample subscribers and the built-in local
-SMTP capture server. Relative paths resolve against the config file's folder. Secrets never live
-in the file: it names the environment variables that hold them.
+SMTP capture server. A stage takes its section as it is (no field-by-field copies).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import re
-from collections.abc import Mapping
+from email.utils import parseaddr
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
 )
 
-from newsletter.errors import ConfigError
-
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
 BUILTIN_SNAPSHOT_DIR = PACKAGE_DIR / "data" / "market"
 BUILTIN_SUBSCRIBERS = PACKAGE_DIR / "data" / "sample_subscribers.csv"
 BUILTIN_KEY_DATES = PACKAGE_DIR / "data" / "key_dates.csv"
@@ -69,6 +63,11 @@ class NewsletterSection(_Section):
     unsubscribe_secret_env: str = "NEWSLETTER_UNSUBSCRIBE_SECRET"
     postal_address: str = "Rotation Digest, 1 Example Street, Springfield, USA"
     images: Literal["cid", "hosted"] = "cid"
+
+    @property
+    def envelope_sender(self) -> str:
+        """The bare address of the From: header, for SMTP's MAIL FROM."""
+        return parseaddr(self.from_address)[1]
 
     @field_validator("name", "from_address", "reply_to", "unsubscribe_mailto")
     @classmethod
@@ -296,125 +295,3 @@ class Config(_Section):
     def database_url(self) -> str:
         """database.url, or the SQLite file var/newsletter.db."""
         return self.database.url or f"sqlite:///{self.paths.var_dir / 'newsletter.db'}"
-
-
-_PATH_KEYS = (
-    ("market", "snapshot_dir"),
-    ("market", "key_dates_file"),
-    ("subscribers", "file"),
-    ("smtp", "ca_file"),
-    ("paths", "var_dir"),
-    ("paths", "notes_dir"),
-    ("templates", "dir"),
-)
-
-
-def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
-    keys = []
-    for name, field in model.model_fields.items():
-        if name == "source":
-            continue
-        dotted = f"{prefix}{name}"
-        keys.append(dotted)
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            keys.extend(_known_keys(annotation, f"{dotted}."))
-    return keys
-
-
-def _describe(error: dict[str, Any], label: str) -> str:
-    key = ".".join(str(part) for part in error["loc"])
-    if error["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(key, _known_keys(Config), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        return f"{label}: unknown key '{key}'{hint}"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{label}: {key}: {message}, got {error.get('input')!r}"
-
-
-def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
-    for section, key in _PATH_KEYS:
-        block = raw.get(section)
-        if isinstance(block, dict) and isinstance(block.get(key), str):
-            path = Path(block[key]).expanduser()
-            block[key] = path if path.is_absolute() else base / path
-
-
-def parse_config(raw: object, label: str, base: Path) -> Config:
-    """Validate an already-parsed YAML document; `label` names it in messages."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{label}: the top level must be a mapping of sections, got {raw!r}")
-    _resolve_paths(raw, base)
-    paths = raw.setdefault("paths", {})
-    if isinstance(paths, dict):
-        paths.setdefault("var_dir", base / "var")
-        paths.setdefault("notes_dir", base / "issues")
-    try:
-        return Config.model_validate(raw)
-    except ValidationError as err:
-        first = err.errors()[0]
-        more = len(err.errors()) - 1
-        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-        raise ConfigError(_describe(dict(first), label) + suffix) from err
-
-
-def load_config(path: Path) -> Config:
-    """Read and validate `path`; every problem becomes a ConfigError naming the file and key."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as err:
-        raise ConfigError(
-            f"config file {path} not found (pass --config FILE, or run from the project folder)"
-        ) from err
-    except OSError as err:
-        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(
-            f"{path}:{where} is not valid YAML ({getattr(err, 'problem', err)})"
-        ) from err
-    config = parse_config(raw, str(path), path.resolve().parent)
-    return config.model_copy(update={"source": path})
-
-
-class Secrets(BaseModel):
-    """Secrets read from the environment; repr never shows them."""
-
-    model_config = ConfigDict(frozen=True)
-
-    smtp_password: str | None = Field(default=None, repr=False)
-    unsubscribe_key: bytes | None = Field(default=None, repr=False)
-
-
-def resolve_secrets(config: Config, environ: Mapping[str, str]) -> Secrets:
-    """Read the secrets `config` names from `environ`; a required one that is unset is an error.
-
-    The unsubscribe key may be unset only with the built-in capture server, where nothing
-    leaves the machine (the pipeline then signs with a one-off key and says so).
-    """
-    label = str(config.source or "config")
-    password = None
-    name = config.smtp.password_env
-    if name:
-        password = environ.get(name)
-        if not password:
-            raise ConfigError(
-                f"SMTP password not found: env var {name} is unset (set it, or change smtp.password_env in {label})"
-            )
-    elif config.smtp.username:
-        raise ConfigError(
-            f"{label}: smtp.username is set but smtp.password_env is not; name the variable holding the password"
-        )
-    key_name = config.newsletter.unsubscribe_secret_env
-    key = environ.get(key_name)
-    if not key and not config.smtp.is_builtin:
-        raise ConfigError(
-            f"unsubscribe secret not found: env var {key_name} is unset (set it to a long random "
-            f"string, or change newsletter.unsubscribe_secret_env in {label})"
-        )
-    return Secrets(smtp_password=password, unsubscribe_key=key.encode() if key else None)

@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 META_FILE = "issue.json"
+PAGE_FILE = "index.html"
 _AS_OF = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _FILE = re.compile(r"^[a-z0-9_\-]+\.(html|png|txt|json)$")
 CONTENT_TYPES = {

@@ -16,7 +16,6 @@ import base64
 import binascii
 import hashlib
 import re
-from dataclasses import dataclass
 from email.utils import format_datetime, formataddr, parseaddr
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -26,6 +25,7 @@ from newsletter.models import UNSUBSCRIBE_MARKER
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from newsletter.config import NewsletterSection
     from newsletter.models import RenderedIssue, Subscriber
 
 CRLF = "\r\n"
@@ -36,30 +36,13 @@ _MARKER = UNSUBSCRIBE_MARKER.encode()
 """Bytes that base64 encodes into one 76-character line."""
 
 
-@dataclass(frozen=True, slots=True)
-class ListInfo:
-    """The list-wide header values every message of an issue carries."""
-
-    sender: str
-    list_id: str
-    list_name: str
-    base_url: str
-    unsubscribe_mailto: str
-    reply_to: str | None = None
-
-    @property
-    def envelope_sender(self) -> str:
-        """The bare address of the From: header, for SMTP's MAIL FROM."""
-        return parseaddr(self.sender)[1]
-
-
 def message_id(list_id: str, as_of: str, address: str) -> str:
     """A Message-ID fixed by (list, issue, subscriber), so a resent copy can be de-duplicated."""
     digest = hashlib.sha256(f"{list_id}\n{as_of}\n{address.lower()}".encode()).hexdigest()[:24]
     return f"<{as_of}.{digest}@{list_id}>"
 
 
-def unsubscribe_url(info: ListInfo, token: str) -> str:
+def unsubscribe_url(info: NewsletterSection, token: str) -> str:
     """The one-click unsubscribe URL for a subscriber's token."""
     return f"{info.base_url}/u/{quote(token, safe='.')}"
 
@@ -132,7 +115,12 @@ class MessageFactory:
     """Builds each subscriber's message as bytes ready for SMTP, sharing what all have in common."""
 
     def __init__(
-        self, rendered: RenderedIssue, info: ListInfo, now: datetime, *, test: bool = False
+        self,
+        rendered: RenderedIssue,
+        info: NewsletterSection,
+        now: datetime,
+        *,
+        test: bool = False,
     ) -> None:
         self.info = info
         text = rendered.text.replace("\r\n", "\n").replace("\n", CRLF)
@@ -151,10 +139,10 @@ class MessageFactory:
         self._alternative = f"==rd-alt-{digest}"
         self._related = f"==rd-rel-{digest}"
         shared = [
-            _address_header("From", *parseaddr(info.sender)),
+            _address_header("From", *parseaddr(info.from_address)),
             _header("Subject", subject),
             _header("Date", format_datetime(now)),
-            _address_header("List-Id", info.list_name, info.list_id),
+            _address_header("List-Id", info.name, info.list_id),
             _header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ]
         if info.reply_to:

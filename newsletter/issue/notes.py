@@ -40,7 +40,7 @@ Preheader:
 
 
 @dataclass(frozen=True, slots=True)
-class Notes:
+class EditorNotes:
     """What the editor wrote for one issue."""
 
     markdown: str = ""
@@ -48,19 +48,19 @@ class Notes:
     preheader: str | None = None
 
 
-def parse_notes(text: str) -> Notes:
+def parse_notes(text: str) -> EditorNotes:
     """Split a notes file into its header fields and its Markdown, without HTML comments (the
     template's guidance lives in one, and neither the HTML nor the text part may mail it)."""
     lines = _COMMENT.sub("", text).splitlines()
     end = next((i for i, line in enumerate(lines) if line.strip() == HEADER_END), None)
     if end is None:
-        return Notes(markdown="\n".join(lines).strip())
+        return EditorNotes(markdown="\n".join(lines).strip())
     fields: dict[str, str] = {}
     for line in lines[:end]:
         name, _, value = line.partition(":")
         if name.strip().lower() in FIELDS and value.strip():
             fields[name.strip().lower()] = value.strip()
-    return Notes(
+    return EditorNotes(
         markdown="\n".join(lines[end + 1 :]).strip(),
         subject=fields.get("subject"),
         preheader=fields.get("preheader"),

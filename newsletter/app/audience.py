@@ -1,0 +1,100 @@
+"""The list: adding, removing, listing, importing and exporting subscribers, and unsubscribes.
+
+Nobody who unsubscribed or bounced is ever re-activated by an import or an add.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from newsletter.app.wiring import database
+from newsletter.db.audience import (
+    ImportReport,
+    import_subscribers,
+    list_subscribers,
+    set_subscriber_status,
+)
+from newsletter.mail.addresses import (
+    CsvRead,
+    clean_name,
+    normalise_address,
+    read_subscriber_csv,
+    write_subscriber_csv,
+)
+from newsletter.mail.unsubscribe import verify_token
+from newsletter.models import Subscriber, SubscriberStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from datetime import datetime
+    from pathlib import Path
+
+    from newsletter.config import Config
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Added:
+    """What `add_subscriber` did with one address."""
+
+    email: str
+    report: ImportReport
+
+
+def add_subscriber(config: Config, email: str, name: str, now: datetime) -> Added:
+    """Add one address (validated) as active; an address that left stays as it is."""
+    subscriber = Subscriber(normalise_address(email), clean_name(name))
+    report = import_subscribers(database(config), [subscriber], source="cli", now=now)
+    return Added(subscriber.email, report)
+
+
+def remove_subscriber(config: Config, email: str, now: datetime) -> tuple[str, bool]:
+    """Unsubscribe one address; (the normalised address, whether it was a subscriber)."""
+    address = normalise_address(email)
+    return address, set_subscriber_status(
+        database(config), address, SubscriberStatus.UNSUBSCRIBED, now
+    )
+
+
+def subscribers(
+    config: Config, status: SubscriberStatus | None = None
+) -> Iterator[tuple[str, str, SubscriberStatus]]:
+    """(email, name, status) of every subscriber (or those with `status`), oldest first."""
+    return list_subscribers(database(config), status)
+
+
+def import_csv(config: Config, path: Path, now: datetime) -> tuple[CsvRead, ImportReport]:
+    """Import a CSV: the good rows are imported, each bad row is reported with its line."""
+    read = read_subscriber_csv(path)
+    return read, import_subscribers(database(config), read.subscribers, source=str(path), now=now)
+
+
+def export_csv(config: Config, path: Path) -> int:
+    """Write email,name,status of every subscriber to `path`; returns how many."""
+    return write_subscriber_csv(path, list_subscribers(database(config)))
+
+
+def sync_subscribers(config: Config, now: datetime) -> list[str]:
+    """Import subscribers.file into the database before a send (new addresses only).
+
+    Returns one message per bad row; the good rows are imported regardless.
+    """
+    if config.subscribers.file is None:
+        return []
+    read, _report = import_csv(config, config.subscribers.file, now)
+    for error in read.errors:
+        logger.warning("%s", error)
+    return read.errors
+
+
+def unsubscribe(config: Config, key: bytes, token: str, now: datetime) -> str | None:
+    """Unsubscribe the address a genuine token names (at once, for good); None for a bad one."""
+    address = verify_token(key, config.newsletter.list_id, token)
+    if address is None:
+        return None
+    if not set_subscriber_status(database(config), address, SubscriberStatus.UNSUBSCRIBED, now):
+        logger.info("unsubscribe for an address not in the database")
+    return address

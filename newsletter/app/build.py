@@ -1,0 +1,307 @@
+"""Build an issue: data-quality gate -> stats -> charts -> headline -> render -> files -> lint.
+
+Everything is built first, then written through one sink (app/files.py). `prepare_issue` is the
+one "refresh, then build" that the CLI and the schedule share.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from datetime import time as time_of_day
+from typing import TYPE_CHECKING
+
+from newsletter.app.data import DataRefresh, Market, load_market, refresh_market
+from newsletter.app.drafts import read_notes
+from newsletter.app.files import write_folder
+from newsletter.app.wiring import database, megacap_tickers
+from newsletter.db.estimates import load_estimates
+from newsletter.errors import DataQualityError, FetchError
+from newsletter.issue.charts import render_charts
+from newsletter.issue.headline import Headline, write_headline
+from newsletter.issue.quality import DataQuality, check_quality
+from newsletter.issue.render import make_environment, render_html, render_issue, signed_pp
+from newsletter.mail.compose import MessageFactory, message_id
+from newsletter.mail.lint import Finding, Severity, lint_message
+from newsletter.market.events import load_key_dates
+from newsletter.market.weights import load_start_of_year_weights
+from newsletter.models import UNSUBSCRIBE_MARKER, Issue, Subscriber, display_name
+from newsletter.stats import compute_week_stats, required_tickers
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, MutableMapping
+    from datetime import date
+    from pathlib import Path
+
+    from newsletter.config import Config
+    from newsletter.models import Chart, RenderedIssue, ReportDates
+    from newsletter.weekstats import WeekStats
+
+logger = logging.getLogger(__name__)
+
+EXAMPLE_TOKEN = "example-token"
+KEY_DATES_SOURCE = "Federal Reserve FOMC calendars and BLS CPI release schedules (see KEY_DATES.md)"
+WEB_PAGE = "web.html"
+STATS_FILE = "stats.json"
+TEXT_FILE = "email.txt"
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltIssue:
+    """A built issue: what is mailed, its numbers, and the folder holding its files."""
+
+    stats: WeekStats
+    rendered: RenderedIssue
+    folder: Path
+    files: Mapping[str, bytes]
+    """What the build wrote into `folder`, by file name."""
+    preheader: str
+    findings: tuple[Finding, ...] = ()
+
+    @property
+    def content_sha256(self) -> str:
+        """The digest of what subscribers get: a send freezes it, an approval names it."""
+        digest = hashlib.sha256(self.rendered.subject.encode())
+        digest.update(self.rendered.html.encode())
+        digest.update(self.rendered.text.encode())
+        for chart in self.rendered.images:
+            digest.update(chart.png)
+        return digest.hexdigest()
+
+    @property
+    def lint_errors(self) -> list[Finding]:
+        return [finding for finding in self.findings if finding.level is Severity.ERROR]
+
+    def summary(self) -> list[str]:
+        """A few lines that say which issue this is and what it leads with."""
+        spread = self.stats.spread_5d
+        return [
+            f"Issue {self.stats.as_of.isoformat()} (week since the close of "
+            f"{self.stats.prev_close.isoformat()})",
+            f"  Subject: {self.rendered.subject}",
+            f"  {display_name(spread.long)} - {display_name(spread.short)}, 5 sessions: "
+            f"{signed_pp(spread.value)} (episode {spread.episode_rank:,} of {spread.episodes:,} "
+            f"since {spread.history_start.isoformat()})",
+            f"  Draft:   {self.folder / 'preview.html'}",
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class BuildOptions:
+    """The editor's choices for one build."""
+
+    subject: str | None = None
+    preheader: str | None = None
+    allow_stale: bool = False
+    """Build despite data-quality findings (the email then shows them)."""
+    stale_reason: str | None = None
+    """Why the prices could not be refreshed, when building from the stored ones."""
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A built issue and what the refresh before it did (None: no refresh was needed)."""
+
+    built: BuiltIssue
+    refreshed: DataRefresh | None
+    stale_reason: str | None = None
+    """Why the refresh failed, when the issue was built from the stored prices instead."""
+
+
+def prepare_issue(
+    config: Config,
+    requested: date | None,
+    *,
+    clock: Callable[[], datetime],
+    options: BuildOptions = BuildOptions(),
+    out_dir: Path | None = None,
+    on_progress: Callable[[str], None] = lambda ticker: None,
+) -> Prepared:
+    """Refresh the prices (with the live provider), then build the issue.
+
+    A failed refresh stops here unless `options.allow_stale`: then the issue is built from the
+    stored prices and the email says why.
+    """
+    refreshed = None
+    if config.market.provider == "yfinance":
+        try:
+            refreshed = refresh_market(config, clock, on_progress)
+        except FetchError as err:
+            if not options.allow_stale:
+                raise
+            options = dataclasses.replace(options, stale_reason=str(err))
+    built = build_issue(config, requested, out_dir, options=options)
+    return Prepared(built, refreshed, options.stale_reason)
+
+
+def build_issue(
+    config: Config,
+    requested: date | None,
+    out_dir: Path | None = None,
+    *,
+    options: BuildOptions = BuildOptions(),
+    market: Market | None = None,
+    chart_cache: MutableMapping[str, tuple[Chart, ...]] | None = None,
+) -> BuiltIssue:
+    """Compute, chart and render the issue for the session on or before `requested`.
+
+    The data-quality gate refuses the build on any finding unless `options.allow_stale`.
+    `market` is what `load_market(config, requested)` returned, for a driver that rebuilds the
+    same issue as its words change (the preview); by default the prices are loaded here. Such a
+    driver also passes one `chart_cache` per market: charts are redrawn only when the numbers
+    change, and drawing them is most of a warm build.
+    """
+    market = market or load_market(config, requested)
+    started = time.perf_counter()
+    dates = market.calendar.report_dates(market.as_of)
+    quality = gate(config, market, dates, options.allow_stale)
+    stats = _compute_stats(config, market, dates)
+    charts = _charts(config, market, stats, chart_cache)
+    notes = read_notes(config, market.as_of)
+    headline = write_headline(
+        stats,
+        subject=options.subject or notes.subject,
+        preheader=options.preheader or notes.preheader,
+    )
+    issue = Issue(
+        stats=stats,
+        charts=charts,
+        subject=headline.subject,
+        preheader=headline.preheader,
+        newsletter_name=config.newsletter.name,
+        base_url=config.newsletter.base_url,
+        postal_address=config.newsletter.postal_address,
+        note=notes.markdown,
+        data_warning=_data_warning(quality, options.stale_reason, market),
+    )
+    rendered, files = _render_files(config, issue, headline, quality)
+    write_folder(out_dir or config.issues_dir / market.as_of.isoformat(), files)
+    findings = tuple(lint_message(rendered, sample_message(config, rendered)))
+    for finding in findings:
+        logger.warning("lint %s", finding)
+    logger.info(
+        "Built issue %s: %d charts, %d KB HTML in %.2f s",
+        market.as_of,
+        len(charts),
+        len(rendered.html.encode()) // 1024,
+        time.perf_counter() - started,
+    )
+    return BuiltIssue(
+        stats=stats,
+        rendered=rendered,
+        folder=out_dir or config.issues_dir / market.as_of.isoformat(),
+        files=files,
+        preheader=headline.preheader,
+        findings=findings,
+    )
+
+
+def _compute_stats(config: Config, market: Market, dates: ReportDates) -> WeekStats:
+    return compute_week_stats(
+        market.prices,
+        dates,
+        config.stats,
+        weights=load_start_of_year_weights(config.market.snapshot_dir, market.as_of.year),
+        events=load_key_dates(config.market.key_dates_file),
+        events_source=KEY_DATES_SOURCE,
+        estimates=load_estimates(database(config), megacap_tickers(config), market.as_of),
+    )
+
+
+def _charts(
+    config: Config,
+    market: Market,
+    stats: WeekStats,
+    cache: MutableMapping[str, tuple[Chart, ...]] | None,
+) -> tuple[Chart, ...]:
+    """The issue's charts, reused from `cache` while the numbers they draw stay the same."""
+    sessions = config.stats.ratio_chart_sessions
+    if cache is None:
+        return render_charts(market.prices, stats, sessions)
+    key = json.dumps([stats.to_json(), sessions], sort_keys=True, default=str)
+    if key not in cache:
+        cache.clear()
+        cache[key] = render_charts(market.prices, stats, sessions)
+    return cache[key]
+
+
+def _render_files(
+    config: Config, issue: Issue, headline: Headline, quality: DataQuality
+) -> tuple[RenderedIssue, dict[str, bytes]]:
+    """The mailed rendering and every file of the issue's folder: email.html (cid: refs),
+    preview.html (the email with image files), web.html (the archive's web version),
+    email.txt, the PNGs and stats.json.
+
+    Each subscriber's message carries their own unsubscribe link; the shared copies of the
+    email show an example link in its place.
+    """
+    env = make_environment(config.templates.dir)
+    rendered = render_issue(issue, env, config.newsletter.images)
+    document = {
+        **issue.stats.to_json(),
+        "headline": headline.to_json(),
+        "data_quality": quality.to_json(),
+    }
+    example = f"{config.newsletter.base_url}/u/{EXAMPLE_TOKEN}"
+    files = {
+        "email.html": rendered.html.replace(UNSUBSCRIBE_MARKER, example).encode(),
+        "preview.html": render_html(issue, env, "file")
+        .replace(UNSUBSCRIBE_MARKER, example)
+        .encode(),
+        WEB_PAGE: render_html(issue, env, "file", web_version=True).encode(),
+        TEXT_FILE: rendered.text.replace(UNSUBSCRIBE_MARKER, example).encode(),
+        STATS_FILE: (json.dumps(document, indent=2) + "\n").encode(),
+        **{chart.filename: chart.png for chart in issue.charts},
+    }
+    return rendered, files
+
+
+def sample_message(config: Config, rendered: RenderedIssue) -> bytes:
+    """The issue as one example subscriber would get it, for the pre-send lint."""
+    info = config.newsletter
+    moment = datetime.combine(rendered.as_of, time_of_day.min, tzinfo=UTC)
+    sample = Subscriber("reader@example.com", "Example Reader")
+    return MessageFactory(rendered, info, moment).build(
+        sample, message_id(info.list_id, rendered.as_of.isoformat(), sample.email), EXAMPLE_TOKEN
+    )
+
+
+def _data_warning(quality: DataQuality, stale_reason: str | None, market: Market) -> str:
+    """The banner for an issue built on stale or flawed data ('' for a clean build)."""
+    parts = list(quality.problems)
+    if stale_reason:
+        parts.insert(
+            0,
+            f"prices could not be refreshed ({stale_reason}); this issue uses the stored prices "
+            f"to {market.as_of.isoformat()}",
+        )
+    return "Data warning: " + "; ".join(parts) if parts else ""
+
+
+def gate(config: Config, market: Market, dates: ReportDates, allow_stale: bool) -> DataQuality:
+    """Run the data-quality gate on the headline pair and the concentration index."""
+    spec = config.stats
+    quality = check_quality(
+        market.prices,
+        market.calendar.sessions,
+        dates,
+        [*required_tickers(spec), spec.concentration_index],
+        max_daily_move=config.data_quality.max_daily_move,
+        stored_through=market.stored_through,
+    )
+    if quality.ok:
+        return quality
+    if not allow_stale:
+        more = f" (and {len(quality.problems) - 1} more)" if len(quality.problems) > 1 else ""
+        raise DataQualityError(
+            f"the prices for the week to {dates.as_of.isoformat()} failed the data-quality gate: "
+            f"{quality.problems[0]}{more}; repair the data (newsletter data refresh), pick another "
+            "--as-of, or build anyway with --allow-stale"
+        )
+    logger.warning("building despite data-quality problems: %s", "; ".join(quality.problems))
+    return dataclasses.replace(quality, allowed=True)

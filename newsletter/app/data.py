@@ -1,0 +1,248 @@
+"""Market data use cases: refresh the local stores, report what they hold, load a market.
+
+`load_market` resolves a requested date to the as-of session the prices serve and aligns the
+prices to NYSE sessions (a gap is NaN, never a longer window); a driver that rebuilds the same
+issue (the preview) loads it once and hands it to `build_issue`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as time_of_day
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from newsletter.app.wiring import database, market_source, megacap_tickers, price_tickers
+from newsletter.db.estimates import save_estimates
+from newsletter.errors import AsOfError, FetchError
+from newsletter.market.calendar import TradingCalendar
+from newsletter.market.fundamentals import YahooFundamentals
+from newsletter.market.pricedb import (
+    PriceStore,
+    RefreshReport,
+    SeriesInfo,
+    gaps,
+    open_price_store,
+    refresh,
+)
+from newsletter.market.snapshot import SnapshotSource
+from newsletter.models import EstimateSnapshot, Prices
+from newsletter.stats import member_tickers, required_tickers, spec_tickers
+from newsletter.stats.strength import YEAR_SESSIONS
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from newsletter.config import Config
+
+logger = logging.getLogger(__name__)
+
+REQUEST_SLACK_DAYS = 14
+"""How far past the data's last session --as-of may ask (it then steps back to that session)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DataRefresh:
+    """What one refresh stored: price rows per ticker, estimate rows, and tickers that failed."""
+
+    prices: RefreshReport
+    estimate_rows: int = 0
+    estimate_failures: list[str] = field(default_factory=list)
+
+
+def refresh_prices(
+    config: Config,
+    clock: Callable[[], datetime],
+    on_progress: Callable[[str], None] = lambda ticker: None,
+) -> RefreshReport:
+    """Bring the local price store up to date from the configured provider.
+
+    Tickers the store has never held are seeded from the bundled snapshot first, so a machine
+    without network still has history; the provider then adds what is new, and rewrites a
+    ticker whose adjusted history it finds re-based.
+    """
+    tickers = price_tickers(config)
+    store = open_price_store(config.price_store_path, clock())
+    try:
+        held = store.info()
+        snapshot = SnapshotSource(config.market.snapshot_dir)
+        for ticker in tickers:
+            if ticker not in held:
+                seed = snapshot.fetch([ticker])
+                store.write(
+                    ticker,
+                    seed.adjusted[ticker],
+                    seed.raw[ticker],
+                    snapshot.name,
+                    clock(),
+                    replace=True,
+                )
+        return refresh(store, market_source(config), tickers, clock(), on_progress)
+    finally:
+        store.close()
+
+
+def refresh_fundamentals(
+    config: Config, clock: Callable[[], datetime], source: YahooFundamentals | None = None
+) -> tuple[int, list[str]]:
+    """Store today's forward revenue estimates and next earnings dates of the mega caps.
+
+    Returns (rows stored, one message per ticker that failed); a failure leaves that ticker's
+    history as it was and the email says the figure is missing rather than guessing.
+    """
+    source = source or YahooFundamentals()
+    today = clock().date()
+    snapshots, failures = [], []
+    for ticker in megacap_tickers(config):
+        try:
+            found = source.fetch(ticker)
+        except FetchError as err:
+            failures.append(str(err))
+            continue
+        snapshots += [
+            EstimateSnapshot(
+                ticker,
+                today,
+                period,
+                value,
+                found.analysts.get(period, 0),
+                found.next_earnings,
+                found.shares,
+            )
+            for period, value in found.revenue.items()
+        ]
+    return save_estimates(database(config), snapshots), failures
+
+
+def refresh_market(
+    config: Config,
+    clock: Callable[[], datetime],
+    on_progress: Callable[[str], None] = lambda ticker: None,
+) -> DataRefresh:
+    """Refresh the prices and, with the live provider, today's estimate snapshot."""
+    prices = refresh_prices(config, clock, on_progress)
+    if config.market.provider != "yfinance":
+        return DataRefresh(prices)
+    rows, failures = refresh_fundamentals(config, clock)
+    return DataRefresh(prices, rows, failures)
+
+
+def price_status(config: Config, today: date) -> list[tuple[SeriesInfo, int, list[date]]]:
+    """For each stored ticker: what the store holds, its age in days, and its calendar gaps."""
+    store = open_price_store(
+        config.price_store_path, datetime.combine(today, time_of_day.min, tzinfo=UTC)
+    )
+    try:
+        info = store.info()
+        if not info:
+            return []
+        prices = store.read(list(info), "store")
+    finally:
+        store.close()
+    first = min(item.first for item in info.values())
+    calendar = TradingCalendar(first, today + timedelta(days=7))
+    return [
+        (item, (today - item.last).days, gaps(prices.adjusted[ticker], calendar.sessions))
+        for ticker, item in info.items()
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Market:
+    """Prices aligned to NYSE sessions, the calendar, and the as-of session they serve."""
+
+    prices: Prices
+    calendar: TradingCalendar
+    as_of: date
+    stored_through: dict[str, date] | None = None
+
+
+def _present(prices: Prices, tickers: list[str]) -> pd.DatetimeIndex:
+    """Sessions at which every one of `tickers` has a close."""
+    return pd.DatetimeIndex(prices.adjusted[tickers].dropna().index)
+
+
+def _read_prices(config: Config) -> tuple[Prices, dict[str, date] | None, str]:
+    """The prices (from the store with the live provider), how far the store reaches, the source."""
+    source = market_source(config)
+    if config.market.provider != "yfinance":
+        return source.fetch(spec_tickers(config.stats)), None, source.name
+    store = PriceStore(config.price_store_path)
+    try:
+        prices = store.read(spec_tickers(config.stats), source.name)
+        stored_through = {ticker: info.last for ticker, info in store.info().items()}
+    finally:
+        store.close()
+    return prices, stored_through, source.name
+
+
+def load_market(config: Config, requested: date | None) -> Market:
+    """Load the prices and resolve `requested` to the as-of session they serve.
+
+    An issue can be built for any session at which the headline pair (IWM and SPY) has a close
+    and a year of history behind it; sections whose tickers lack data say so. The default is the
+    last session at which the whole scoreboard, the pair and the mega caps all have closes.
+    """
+    started = time.perf_counter()
+    spec = config.stats
+    prices, stored_through, source_name = _read_prices(config)
+    pair = " and ".join(required_tickers(spec))
+    required = _present(prices, required_tickers(spec))
+    if len(required) <= YEAR_SESSIONS:
+        raise AsOfError(f"{pair} have under a year of common history")
+    first, last = required[YEAR_SESSIONS].date(), required[-1].date()
+    available = (
+        f"the data covers {first.isoformat()} to {last.isoformat()} ({pair} with a year of history)"
+    )
+    if requested is not None and not first <= requested <= last + timedelta(
+        days=REQUEST_SLACK_DAYS
+    ):
+        raise AsOfError(f"no data for --as-of {requested.isoformat()}: {available}")
+    calendar = TradingCalendar(
+        prices.adjusted.index[0].date(), max(last, requested or last) + timedelta(days=7)
+    )
+    as_of = _as_of(prices, config, calendar, requested, first=first, last=last)
+    if not first <= as_of <= last:
+        raise AsOfError(
+            f"no data for --as-of {requested} (NYSE session {as_of.isoformat()}): {available}"
+        )
+    sessions = calendar.sessions[
+        (calendar.sessions >= prices.adjusted.index[0])
+        & (calendar.sessions <= prices.adjusted.index[-1])
+    ]
+    aligned = Prices(
+        adjusted=prices.adjusted.reindex(sessions),
+        raw=prices.raw.reindex(sessions),
+        source=prices.source,
+    )
+    logger.info(
+        "Loaded %d tickers, %d sessions from %s in %.2f s",
+        len(prices.tickers),
+        len(sessions),
+        source_name,
+        time.perf_counter() - started,
+    )
+    return Market(prices=aligned, calendar=calendar, as_of=as_of, stored_through=stored_through)
+
+
+def _as_of(
+    prices: Prices,
+    config: Config,
+    calendar: TradingCalendar,
+    requested: date | None,
+    *,
+    first: date,
+    last: date,
+) -> date:
+    """The requested date's session, or by default the last one every section has closes for."""
+    if requested is not None:
+        return calendar.session_on_or_before(requested)
+    spec = config.stats
+    complete = [*spec.scoreboard, *required_tickers(spec), spec.concentration_index]
+    complete += [t for member in spec.megacaps for t in member_tickers(member)]
+    default = _present(prices, complete)
+    return default[-1].date() if len(default) and default[-1].date() >= first else last

@@ -1,0 +1,249 @@
+"""Send a built issue: to the whole list (exactly once each), as one test copy, or as a dry run.
+
+Safe to run again at any time: the ledger makes a second run send only what is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from email.utils import make_msgid
+from secrets import token_bytes
+from typing import TYPE_CHECKING
+
+from newsletter.app.archive import archive_issue
+from newsletter.app.audience import sync_subscribers
+from newsletter.app.wiring import database
+from newsletter.db import ledger as send_ledger
+from newsletter.db.audience import list_subscribers
+from newsletter.delivery.capture import CaptureServer
+from newsletter.delivery.sender import Sender
+from newsletter.delivery.smtp import SmtpConnection, SmtpFailure
+from newsletter.errors import DeliveryError, LintError
+from newsletter.mail.addresses import normalise_address
+from newsletter.mail.compose import MessageFactory, message_id
+from newsletter.mail.unsubscribe import make_token
+from newsletter.models import UNFINISHED, LedgerStatus, Subscriber, SubscriberStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from datetime import date, datetime
+    from pathlib import Path
+
+    from sqlalchemy.engine import Engine
+
+    from newsletter.app.build import BuiltIssue
+    from newsletter.config import Config, Secrets, SmtpSection
+    from newsletter.models import Delivery, DeliveryReport, Outcome
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StoreLedger:
+    """The delivery.sender.Ledger of one issue and run, backed by the database.
+
+    The sender's threads take turns at writing: waiting on a lock costs microseconds, while
+    SQLite's own busy handler sleeps for milliseconds when writers collide.
+    """
+
+    engine: Engine
+    issue_id: int
+    run_id: int
+    clock: Callable[[], datetime]
+    _writing: threading.Lock = field(default_factory=threading.Lock)
+
+    def claim(self, limit: int) -> list[Delivery]:
+        with self._writing:
+            return send_ledger.claim(self.engine, self.issue_id, self.run_id, limit, self.clock())
+
+    def record(self, outcomes: Sequence[Outcome]) -> None:
+        with self._writing:
+            send_ledger.record(self.engine, self.issue_id, outcomes, self.clock())
+
+    def next_due(self) -> datetime | None:
+        return send_ledger.next_due(self.engine, self.issue_id)
+
+    def heartbeat(self) -> None:
+        send_ledger.heartbeat(self.engine, self.run_id, self.clock())
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What a send did, the issue's ledger afterwards, and where the messages went."""
+
+    report: DeliveryReport
+    ledger: dict[LedgerStatus, int]
+    destination: str
+    row_errors: list[str]
+    archive: Path
+    """Where the issue as sent is kept (`newsletter serve` publishes it)."""
+
+    @property
+    def complete(self) -> bool:
+        """True when no message of the issue is left pending, deferred or refused."""
+        refused = {LedgerStatus.BOUNCED, LedgerStatus.FAILED}
+        return not (set(self.ledger) & (UNFINISHED | refused))
+
+    @property
+    def retry_left(self) -> bool:
+        """True while messages wait for another try (refused ones never get one)."""
+        return bool(set(self.ledger) & UNFINISHED)
+
+
+def latest_unfinished(config: Config) -> date | None:
+    """The as-of of the newest issue whose send is unfinished, for `send --resume`."""
+    return send_ledger.latest_unfinished_issue(database(config))
+
+
+def _refuse_lint_errors(built: BuiltIssue) -> None:
+    if built.lint_errors:
+        raise LintError(
+            f"issue {built.stats.as_of.isoformat()} has {len(built.lint_errors)} lint error(s), "
+            f"the first: {built.lint_errors[0].text}; run `newsletter lint` to see all, and fix "
+            "them before sending"
+        )
+
+
+def _open_destination(config: Config, stack: ExitStack) -> tuple[SmtpSection, str]:
+    """Where to send, and how to name it; the built-in capture server runs until `stack` closes."""
+    if config.smtp.is_builtin:
+        server = stack.enter_context(CaptureServer(config.outbox_dir))
+        where = f"built-in capture server, Maildir {config.outbox_dir}"
+        return server.settings(config.smtp.timeout_s), where
+    return config.smtp, f"SMTP server {config.smtp.host}:{config.smtp.port}"
+
+
+def unsubscribe_key(config: Config, secrets: Secrets) -> bytes:
+    """The key that signs unsubscribe links; a one-off key (said so) with the built-in server."""
+    if secrets.unsubscribe_key is not None:
+        return secrets.unsubscribe_key
+    logger.warning(
+        "%s is unset: unsubscribe links in this local run are signed with a one-off key",
+        config.newsletter.unsubscribe_secret_env,
+    )
+    return token_bytes(32)
+
+
+def send_issue(
+    config: Config,
+    built: BuiltIssue,
+    *,
+    secrets: Secrets,
+    clock: Callable[[], datetime],
+    on_start: Callable[[int], None] = lambda total: None,
+    on_progress: Callable[[int], None] = lambda done: None,
+) -> SendResult:
+    """Deliver the built issue to every active subscriber who has not received it yet."""
+    _refuse_lint_errors(built)
+    engine = database(config)
+    now = clock()
+    row_errors = sync_subscribers(config, now)
+    info = config.newsletter
+    as_of = built.stats.as_of.isoformat()
+    issue_id = send_ledger.record_issue(
+        engine, built.stats.as_of, built.rendered.subject, built.content_sha256, now
+    )
+    archive = archive_issue(config, built, now)
+    run_id = send_ledger.start_run(engine, issue_id, now)
+    try:
+        send_ledger.enqueue_audience(
+            engine, issue_id, lambda email: message_id(info.list_id, as_of, email), now
+        )
+        counts = send_ledger.ledger_counts(engine, issue_id)
+        on_start(counts.get(LedgerStatus.PENDING, 0) + counts.get(LedgerStatus.CLAIMED, 0))
+        ledger = StoreLedger(engine, issue_id, run_id, clock)
+        delivered, destination = _deliver(config, built, secrets, ledger, on_progress)
+    finally:
+        send_ledger.finish_run(engine, run_id, clock())
+    counts = send_ledger.ledger_counts(engine, issue_id)
+    delivered.skipped = (
+        counts.get(LedgerStatus.SENT, 0) - delivered.sent + counts.get(LedgerStatus.SKIPPED, 0)
+    )
+    logger.info(
+        "Sent issue %s: %d sent, %d retried, %d bounced, %d failed, %d deferred, %d skipped",
+        as_of,
+        delivered.sent,
+        delivered.retried,
+        delivered.bounced,
+        delivered.failed,
+        delivered.deferred,
+        delivered.skipped,
+    )
+    return SendResult(delivered, counts, destination, row_errors, archive)
+
+
+def _deliver(
+    config: Config,
+    built: BuiltIssue,
+    secrets: Secrets,
+    ledger: StoreLedger,
+    on_progress: Callable[[int], None],
+) -> tuple[DeliveryReport, str]:
+    """Send every claimable message of the issue over the configured destination."""
+    info = config.newsletter
+    factory = MessageFactory(built.rendered, info, ledger.clock())
+    key = unsubscribe_key(config, secrets)
+
+    def build(job: Delivery) -> bytes:
+        token = make_token(key, info.list_id, job.email)
+        return factory.build(Subscriber(job.email, job.name), job.message_id, token)
+
+    with ExitStack() as stack:
+        settings, destination = _open_destination(config, stack)
+        sender = Sender(
+            settings,
+            secrets.smtp_password,
+            envelope_sender=info.envelope_sender,
+            build=build,
+            policy=config.delivery,
+            clock=ledger.clock,
+        )
+        return sender.run(ledger, on_progress), destination
+
+
+def send_test(
+    config: Config,
+    built: BuiltIssue,
+    address: str,
+    *,
+    secrets: Secrets,
+    clock: Callable[[], datetime],
+) -> str:
+    """Send one copy marked [TEST] to `address`; it is never recorded as sent. Returns where."""
+    recipient = normalise_address(address)
+    info = config.newsletter
+    factory = MessageFactory(built.rendered, info, clock(), test=True)
+    token = make_token(unsubscribe_key(config, secrets), info.list_id, recipient)
+    data = factory.build(Subscriber(recipient, ""), make_msgid(domain=info.list_id), token)
+    with ExitStack() as stack:
+        settings, destination = _open_destination(config, stack)
+        try:
+            with SmtpConnection(settings, secrets.smtp_password) as connection:
+                connection.send(info.envelope_sender, recipient, data)
+        except SmtpFailure as failure:
+            raise DeliveryError(f"the test copy to {recipient} was refused: {failure}") from failure
+    return destination
+
+
+def dry_run(
+    config: Config, built: BuiltIssue, *, secrets: Secrets, clock: Callable[[], datetime]
+) -> tuple[int, int]:
+    """Compose every message a send would deliver now, without sending; (messages, bytes)."""
+    sync_subscribers(config, clock())
+    info = config.newsletter
+    factory = MessageFactory(built.rendered, info, clock())
+    key = unsubscribe_key(config, secrets)
+    as_of = built.stats.as_of.isoformat()
+    count = size = 0
+    for email, name, _status in list_subscribers(database(config), SubscriberStatus.ACTIVE):
+        data = factory.build(
+            Subscriber(email, name),
+            message_id(info.list_id, as_of, email),
+            make_token(key, info.list_id, email),
+        )
+        count += 1
+        size += len(data)
+    return count, size

@@ -1,0 +1,98 @@
+"""What the public site (`newsletter serve`) shows: the archive, its feed, and unsubscribes.
+
+The web driver turns requests into calls of `Site` and its answers into responses; everything
+it shows is decided here, so the same pages can be tested without a server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from newsletter.app.audience import unsubscribe
+from newsletter.issue.archive import (
+    CONTENT_TYPES,
+    PAGE_FILE,
+    archived_file,
+    atom_feed,
+    list_archive,
+)
+from newsletter.issue.render import make_environment, render_page
+from newsletter.mail.unsubscribe import verify_token
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from newsletter.config import Config
+
+ARCHIVE_TEMPLATE = "archive.html.j2"
+UNSUBSCRIBE_TEMPLATE = "unsubscribe.html.j2"
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A file to serve and its content type."""
+
+    body: bytes
+    content_type: str
+
+
+class Site:
+    """The archive of sent issues and, with the unsubscribe key, the one-click unsubscribe."""
+
+    def __init__(self, config: Config, key: bytes | None) -> None:
+        self.config = config
+        self.key = key
+        self.env = make_environment(config.templates.dir)
+
+    @property
+    def unsubscribes(self) -> bool:
+        """Whether unsubscribe links can be verified (the key is set)."""
+        return self.key is not None
+
+    def index_page(self) -> str:
+        """The latest issues, newest first."""
+        issues = list_archive(self.config.archive_dir)
+        return render_page(
+            self.env, ARCHIVE_TEMPLATE, list_name=self.config.newsletter.name, issues=issues
+        )
+
+    def feed(self) -> bytes:
+        """The Atom feed of the archive."""
+        name = self.config.newsletter.name
+        return atom_feed(
+            list_archive(self.config.archive_dir),
+            title=name,
+            base_url=self.config.newsletter.base_url,
+            author=name,
+        )
+
+    def issue_file(self, as_of: str, name: str) -> Document | None:
+        """An archived issue's file (its web page, text, numbers or a chart), or None; an empty
+        `name` is the issue's web page."""
+        found = archived_file(self.config.archive_dir, as_of, name or PAGE_FILE)
+        if found is None:
+            return None
+        return Document(found.read_bytes(), CONTENT_TYPES[found.suffix.lstrip(".")])
+
+    def verify(self, token: str) -> str | None:
+        """The address a genuine token of this list was made for."""
+        if self.key is None:
+            return None
+        return verify_token(self.key, self.config.newsletter.list_id, token)
+
+    def unsubscribe(self, token: str, now: datetime) -> str | None:
+        """Unsubscribe the token's address (at once, and for good); None for a bad token."""
+        if self.key is None:
+            return None
+        return unsubscribe(self.config, self.key, token, now)
+
+    def unsubscribe_page(self, state: str, **context: str) -> str:
+        """The unsubscribe endpoint's page: "confirm", "done" or "invalid"."""
+        return render_page(
+            self.env,
+            UNSUBSCRIBE_TEMPLATE,
+            state=state,
+            list_name=self.config.newsletter.name,
+            **context,
+        )

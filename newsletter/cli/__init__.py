@@ -1,0 +1,87 @@
+"""The `newsletter` command: parses arguments, calls the application layer, prints.
+
+Heavy libraries are imported only inside commands, so `newsletter --help` is instant. The CLI
+is the one place that reads the environment and the clock, and prints; errors become one line
+(`--verbose` adds the traceback).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from newsletter.cli.common import now_utc
+from newsletter.cli.parser import build_parser
+from newsletter.errors import NewsletterError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["build_parser", "main", "scheduled_job"]
+
+
+def scheduled_job(config_path: str, fire: str | None = None) -> str:
+    """The stored weekly job's entry point (the job store keeps this import path): re-read the
+    config, which may have changed since the job was stored, and run once. An error ends as
+    one log line; the next run is unaffected."""
+    from newsletter.app.weekly import RunOutcome  # noqa: PLC0415
+    from newsletter.config import load_config, resolve_secrets  # noqa: PLC0415
+    from newsletter.schedule import run_once  # noqa: PLC0415
+
+    try:
+        config = load_config(Path(config_path))
+        return run_once(
+            config,
+            secrets=resolve_secrets(config, os.environ),
+            clock=now_utc,
+            fire=datetime.fromisoformat(fire) if fire else None,
+        ).value
+    except NewsletterError as err:
+        logging.getLogger("newsletter.schedule").error("scheduled run failed: %s", err)
+        return RunOutcome.FAILED.value
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    for chatty in ("mail.log", "matplotlib"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    if not verbose:
+        # yfinance logs every failed download itself; the one line that matters reaches the user
+        # as our FetchError (--verbose shows all of it).
+        logging.getLogger("yfinance").setLevel(logging.CRITICAL)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    _quiet_libraries(args.verbose)
+    try:
+        return int(args.handler(args))
+    except NewsletterError as err:
+        if args.verbose:
+            traceback.print_exc(file=sys.stderr)
+        print(f"Error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(
+            "Error: interrupted; run the same command again to resume where it stopped",
+            file=sys.stderr,
+        )
+        return 130
+    except Exception as err:
+        if args.verbose:
+            traceback.print_exc(file=sys.stderr)
+        print(
+            f"Error: unexpected {type(err).__name__}: {err} (run again with --verbose for the "
+            "traceback)",
+            file=sys.stderr,
+        )
+        return 1

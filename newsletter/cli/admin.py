@@ -1,0 +1,225 @@
+"""The commands around an issue: subscribers, data, serve, preview, schedule, check-config."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import TYPE_CHECKING
+
+from newsletter.cli.common import load, now_utc, parse_as_of, progress_bar
+from newsletter.cli.issues import print_refresh
+from newsletter.errors import ConfigError
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
+    from datetime import datetime
+    from http.server import ThreadingHTTPServer
+
+
+def _bind(
+    make: Callable[[], ThreadingHTTPServer], host: str, port: int, key: str
+) -> ThreadingHTTPServer:
+    """Bind a server, or say which setting to change when the address is taken."""
+    try:
+        return make()
+    except OSError as err:
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {err.strerror} (change {key} or --port)"
+        ) from err
+
+
+def cmd_subscribers(args: argparse.Namespace) -> int:
+    from newsletter.app import audience  # noqa: PLC0415
+    from newsletter.models import SubscriberStatus  # noqa: PLC0415
+
+    config = load(args)
+    if args.action == "add":
+        added = audience.add_subscriber(config, args.email, args.name or "", now_utc())
+        if added.report.kept_inactive:
+            print(f"{added.email} unsubscribed or bounced earlier and stays so")
+        else:
+            print(f"{added.email}: {'added' if added.report.added else 'already subscribed'}")
+        return 0
+    if args.action == "remove":
+        address, found = audience.remove_subscriber(config, args.email, now_utc())
+        if not found:
+            print(f"Error: {address} is not a subscriber", file=sys.stderr)
+            return 1
+        print(f"{address}: unsubscribed")
+        return 0
+    if args.action == "list":
+        status = SubscriberStatus(args.status) if args.status else None
+        for email, name, state in audience.subscribers(config, status):
+            print(f"{email}\t{name}\t{state}")
+        return 0
+    if args.action == "import":
+        read, report = audience.import_csv(config, args.file, now_utc())
+        for error in read.errors:
+            print(error, file=sys.stderr)
+        print(
+            f"{args.file}: {report.added} added, {report.updated} renamed, {report.unchanged} "
+            f"unchanged, {report.kept_inactive} left unsubscribed/bounced, {read.duplicates} "
+            f"duplicate rows, {len(read.errors)} bad rows"
+        )
+        return 1 if read.errors else 0
+    count = audience.export_csv(config, args.file)
+    print(f"{args.file}: {count} subscribers written")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from newsletter.app.site import Site  # noqa: PLC0415
+    from newsletter.config import resolve_secrets  # noqa: PLC0415
+    from newsletter.web.site import make_server  # noqa: PLC0415
+
+    config = load(args)
+    site = Site(config, resolve_secrets(config, os.environ).unsubscribe_key)
+    host = args.host or config.web.host
+    port = args.port or config.web.port
+    server = _bind(lambda: make_server(host, port, site, now_utc), host, port, "web.port")
+    url = f"http://{host}:{server.server_port}"
+    print(f"Serving the archive on {url}/ and its feed on {url}/feed.atom (Ctrl-C stops)")
+    if site.unsubscribes:
+        print(f"  One-click unsubscribe on {url}/u/<token>")
+    else:
+        print(
+            f"  One-click unsubscribe (/u/<token>) is off: env var "
+            f"{config.newsletter.unsubscribe_secret_env} is unset, so no link could be verified",
+            file=sys.stderr,
+        )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("Stopped.")
+    finally:
+        server.server_close()
+    return 0
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from newsletter.app.preview import DraftPreview  # noqa: PLC0415
+    from newsletter.web.preview import make_preview_server  # noqa: PLC0415
+
+    config = load(args)
+    host = args.host or config.web.host
+    port = args.port or config.web.preview_port
+    preview = DraftPreview(args.config, parse_as_of(args.as_of))
+    stop = threading.Event()
+    server = _bind(
+        lambda: make_preview_server(host, port, preview, stop), host, port, "web.preview_port"
+    )
+    draft = preview.current()
+    if draft.error:
+        print(f"  The draft does not build yet: {draft.error}", file=sys.stderr)
+    watcher = threading.Thread(target=preview.watch, args=(stop,), daemon=True)
+    watcher.start()
+    print(
+        f"Previewing on http://{host}:{server.server_port}/ (reloads when the notes, templates "
+        "or config change; Ctrl-C stops)",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("Stopped.")
+    finally:
+        stop.set()
+        server.server_close()
+        watcher.join(timeout=5)
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    config = load(args)
+    if args.action == "refresh":
+        from newsletter.app.data import refresh_market  # noqa: PLC0415
+        from newsletter.app.wiring import price_tickers  # noqa: PLC0415
+
+        with progress_bar("Refreshing prices", quiet=args.quiet, detail=True) as progress:
+            task = progress.add_task("", total=len(price_tickers(config)))
+            refreshed = refresh_market(
+                config,
+                now_utc,
+                on_progress=lambda ticker: progress.update(task, advance=1, description=ticker),
+            )
+        print_refresh(config, refreshed)
+        return 0
+    from newsletter.app.data import price_status  # noqa: PLC0415
+
+    rows = price_status(config, now_utc().date())
+    if not rows:
+        print(f"The price store {config.price_store_path} is empty; run `newsletter data refresh`.")
+        return 0
+    print(f"{'ticker':8} {'first':10} {'last':10} {'rows':>6} {'age':>5}  {'gaps':>4}  source")
+    for info, age_days, missing in rows:
+        listed = ", ".join(day.isoformat() for day in missing[:3]) + (
+            " ..." if len(missing) > 3 else ""
+        )
+        print(
+            f"{info.ticker:8} {info.first.isoformat()} {info.last.isoformat()} {info.rows:>6} "
+            f"{age_days:>4}d  {len(missing):>4}  {info.source}"
+            f"{'  gaps: ' + listed if missing else ''}"
+        )
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from newsletter.config import resolve_secrets  # noqa: PLC0415
+
+    config = load(args)
+    secrets = resolve_secrets(config, os.environ)
+    print(f"{args.config}: OK")
+    print(config.model_dump_json(indent=2, exclude={"source"}))
+    print(
+        f"SMTP password: {'set' if secrets.smtp_password else 'not needed'}; "
+        f"unsubscribe key: {'set' if secrets.unsubscribe_key else 'unset (built-in server only)'}"
+    )
+    return 0
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from newsletter.cli import scheduled_job  # noqa: PLC0415
+    from newsletter.config import resolve_secrets  # noqa: PLC0415
+    from newsletter.schedule import run_scheduler, stored_next_run, upcoming  # noqa: PLC0415
+
+    config = load(args)
+    zone = config.schedule.zone
+    if args.list is not None:
+        stored = stored_next_run(config)
+        section = config.schedule
+        print(f"Schedule: {section.day_of_week} {section.time} {section.timezone}")
+        if stored is not None:
+            print(f"  Stored job runs next: {stored.astimezone(zone):%a %Y-%m-%d %H:%M %Z}")
+        for plan in upcoming(section, now_utc(), args.list):
+            print(f"  {plan.describe(zone)}")
+        return 0
+    resolve_secrets(config, os.environ)  # a missing secret fails now, not at Friday's run
+    _log_runs(verbose=args.verbose)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+
+    def ready(next_run: datetime | None) -> None:
+        when = f"{next_run.astimezone(zone):%a %Y-%m-%d %H:%M %Z}" if next_run else "never"
+        print(f"Scheduler running; next run {when} (SIGTERM or Ctrl-C stops)", flush=True)
+
+    run_scheduler(config, scheduled_job, stop, now_utc, on_ready=ready)
+    print("Scheduler stopped.")
+    return 0
+
+
+def _log_runs(*, verbose: bool) -> None:
+    """The scheduler's log: one line per stage of each run on stderr, with the time."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    logging.getLogger("newsletter").setLevel(logging.INFO)
+    if not verbose:
+        # APScheduler logs a failed job's traceback; our listener logs the one line that matters.
+        logging.getLogger("apscheduler").setLevel(logging.CRITICAL)

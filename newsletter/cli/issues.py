@@ -1,0 +1,186 @@
+"""The commands that make and send an issue: build, lint, draft, run, send, approve."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from newsletter.cli.common import load, now_utc, parse_as_of, progress_bar
+from newsletter.errors import AsOfError
+
+if TYPE_CHECKING:
+    import argparse
+    from datetime import date
+
+    from newsletter.app.build import BuiltIssue
+    from newsletter.app.data import DataRefresh
+    from newsletter.app.send import SendResult
+    from newsletter.config import Config, Secrets
+
+
+def print_refresh(config: Config, refreshed: DataRefresh) -> None:
+    """What a refresh stored, and the tickers whose estimates failed."""
+    report = refreshed.prices
+    rewritten = f"; history rewritten for {', '.join(report.rewritten)}" if report.rewritten else ""
+    print(
+        f"  Prices:  {sum(report.written.values()):,} rows stored for {len(report.written)} "
+        f"tickers{rewritten}"
+    )
+    if config.market.provider == "yfinance":
+        print(f"  Estimates: {refreshed.estimate_rows} snapshot rows stored for today")
+    for failure in refreshed.estimate_failures:
+        print(f"  Warning: {failure}", file=sys.stderr)
+
+
+def build(args: argparse.Namespace, config: Config, as_of: date | None) -> BuiltIssue:
+    """Refresh (live provider) and build the issue, saying what was done and found."""
+    from newsletter.app.build import BuildOptions, prepare_issue  # noqa: PLC0415
+    from newsletter.app.wiring import price_tickers  # noqa: PLC0415
+
+    options = BuildOptions(
+        subject=args.subject, preheader=args.preheader, allow_stale=args.allow_stale
+    )
+    live = config.market.provider == "yfinance"
+    with progress_bar(
+        "Refreshing prices", quiet=getattr(args, "quiet", False) or not live, detail=True
+    ) as progress:
+        task = progress.add_task("", total=len(price_tickers(config)))
+        prepared = prepare_issue(
+            config,
+            as_of,
+            clock=now_utc,
+            options=options,
+            out_dir=getattr(args, "out", None),
+            on_progress=lambda ticker: progress.update(task, advance=1, description=ticker),
+        )
+    if prepared.refreshed is not None:
+        print_refresh(config, prepared.refreshed)
+    if prepared.stale_reason:
+        print(
+            f"  Warning: {prepared.stale_reason}; building from the stored prices (--allow-stale)",
+            file=sys.stderr,
+        )
+    built = prepared.built
+    print("\n".join(built.summary()))
+    for finding in built.findings:
+        print(f"  Lint {finding}", file=sys.stderr)
+    return built
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    built = build(args, load(args), parse_as_of(args.as_of))
+    return 1 if built.lint_errors else 0
+
+
+def cmd_draft(args: argparse.Namespace) -> int:
+    from newsletter.app.drafts import start_draft  # noqa: PLC0415
+
+    path, created = start_draft(load(args), parse_as_of(args.as_of))
+    print(
+        f"{'Created' if created else 'Already there'}: {path} (write the note, then "
+        "`newsletter build`)"
+    )
+    return 0
+
+
+def cmd_lint(args: argparse.Namespace) -> int:
+    built = build(args, load(args), parse_as_of(args.as_of))
+    errors = len(built.lint_errors)
+    print(f"  Lint:    {errors} error(s), {len(built.findings) - errors} warning(s)")
+    return 1 if errors else 0
+
+
+def _send_and_report(
+    args: argparse.Namespace, config: Config, built: BuiltIssue, secrets: Secrets
+) -> int:
+    from newsletter.app.send import send_issue  # noqa: PLC0415
+
+    with progress_bar("Sending", quiet=args.quiet) as progress:
+        task = progress.add_task("send", total=None)
+        result = send_issue(
+            config,
+            built,
+            secrets=secrets,
+            clock=now_utc,
+            on_start=lambda total: progress.update(task, total=total),
+            on_progress=lambda done: progress.advance(task, done),
+        )
+    _print_summary(result)
+    return 0 if result.complete else 1
+
+
+def _print_summary(result: SendResult) -> None:
+    report = result.report
+    print(
+        f"  Sent:    {report.sent} now to the {result.destination}; "
+        f"{report.retried} retried, {report.bounced} bounced, {report.failed} failed, "
+        f"{report.deferred} deferred, {report.skipped} skipped (sent earlier or unsubscribed)"
+    )
+    ledger = ", ".join(f"{count} {status}" for status, count in sorted(result.ledger.items()))
+    print(f"  Ledger:  {ledger or 'no subscribers'}")
+    print(f"  Archive: {result.archive} (`newsletter serve` publishes it)")
+    for address, reply in report.refusals:
+        print(f"  Not delivered: {address}: {reply}", file=sys.stderr)
+    for error in result.row_errors:
+        print(f"  Skipped row: {error}", file=sys.stderr)
+    if not result.complete:
+        print(
+            "  Some messages are still undelivered; run the same command again to retry them.",
+            file=sys.stderr,
+        )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from newsletter.config import resolve_secrets  # noqa: PLC0415
+
+    config = load(args)
+    secrets = resolve_secrets(config, os.environ)  # before the build: a missing secret fails fast
+    built = build(args, config, parse_as_of(args.as_of))
+    return _send_and_report(args, config, built, secrets)
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from newsletter.app.send import dry_run, latest_unfinished, send_test  # noqa: PLC0415
+    from newsletter.config import resolve_secrets  # noqa: PLC0415
+
+    config = load(args)
+    secrets = resolve_secrets(config, os.environ)
+    as_of = parse_as_of(args.as_of)
+    if args.resume:
+        if as_of is not None:
+            raise AsOfError("--resume picks the interrupted issue itself; leave out --as-of")
+        as_of = latest_unfinished(config)
+        if as_of is None:
+            print("Nothing to resume: every issue's send is complete.")
+            return 0
+    built = build(args, config, as_of)
+    if args.test:
+        where = send_test(config, built, args.test, secrets=secrets, clock=now_utc)
+        print(f"  Test:    one [TEST] copy to {args.test} via the {where} (not recorded as sent)")
+        return 0
+    if args.dry_run:
+        count, size = dry_run(config, built, secrets=secrets, clock=now_utc)
+        print(
+            f"  Dry run: {count} messages composed, {size / 1024:.0f} KB in all; nothing was sent"
+        )
+        return 0
+    return _send_and_report(args, config, built, secrets)
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    from newsletter.app.review import approve_issue  # noqa: PLC0415
+
+    config = load(args)
+    built = build(args, config, parse_as_of(args.as_of))
+    approve_issue(config, built, now_utc())
+    print(
+        f"  Approved: issue {built.stats.as_of.isoformat()} as built now (content "
+        f"{built.content_sha256[:12]}); the scheduled run sends it unless it changes"
+    )
+    if not config.schedule.require_approval:
+        print(
+            "  Note: schedule.require_approval is off, so the scheduled run does not wait for "
+            "approvals"
+        )
+    return 0

@@ -1,0 +1,335 @@
+"""The `newsletter` argument parser: a declarative table of commands, options and help.
+
+Every command has help text (tests check it); each names its handler in cli/issues.py or
+cli/admin.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from newsletter import __version__
+from newsletter.cli.admin import (
+    cmd_check_config,
+    cmd_data,
+    cmd_preview,
+    cmd_schedule,
+    cmd_serve,
+    cmd_subscribers,
+)
+from newsletter.cli.issues import (
+    cmd_approve,
+    cmd_build,
+    cmd_draft,
+    cmd_lint,
+    cmd_run,
+    cmd_send,
+)
+
+DEFAULT_CONFIG = Path("config.yaml")
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+class Parents:
+    """The option groups commands share."""
+
+    def __init__(self) -> None:
+        parser = argparse.ArgumentParser(
+            prog="newsletter",
+            description="Rotation Digest: build the week's US equity rotation digest and mail it.",
+        )
+        parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+        common = argparse.ArgumentParser(add_help=False)
+        common.add_argument(
+            "--config",
+            type=Path,
+            default=DEFAULT_CONFIG,
+            metavar="FILE",
+            help="configuration file (default: ./config.yaml)",
+        )
+        common.add_argument(
+            "--verbose", action="store_true", help="log each stage and show tracebacks on errors"
+        )
+        issue = argparse.ArgumentParser(add_help=False)
+        issue.add_argument(
+            "--as-of",
+            metavar="YYYY-MM-DD",
+            help="build the issue for the last NYSE session on or before this date "
+            "(default: the last session at which every scoreboard ticker has a close)",
+        )
+        issue.add_argument(
+            "--subject",
+            metavar="TEXT",
+            help="the editor's subject line instead of the generated one",
+        )
+        issue.add_argument(
+            "--preheader",
+            metavar="TEXT",
+            help="the editor's preheader instead of the generated one",
+        )
+        issue.add_argument(
+            "--allow-stale",
+            action="store_true",
+            help="build even when the data-quality gate finds problems (the email then shows them), and "
+            "with market.provider: yfinance from the stored prices when the refresh fails",
+        )
+        quiet = argparse.ArgumentParser(add_help=False)
+        quiet.add_argument("--quiet", action="store_true", help="no progress bar")
+        dated = argparse.ArgumentParser(add_help=False)
+        dated.add_argument(
+            "--as-of",
+            metavar="YYYY-MM-DD",
+            help="the issue's date (the last NYSE session on or before it; default: the latest issue)",
+        )
+        self.parser, self.common, self.issue, self.quiet, self.dated = (
+            parser,
+            common,
+            issue,
+            quiet,
+            dated,
+        )
+
+
+def _add_subscribers_parser(commands: Commands, common: argparse.ArgumentParser) -> None:
+    subscribers = commands.add_parser(
+        "subscribers",
+        parents=[common],
+        help="add, remove, list, import or export subscribers",
+        description="Manage the subscriber database. Nobody who unsubscribed or bounced is ever re-activated.",
+    )
+    actions = subscribers.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser(
+        "add", parents=[common], help="add one address", description="Add one subscriber."
+    )
+    add.add_argument("email", help="the address")
+    add.add_argument("--name", help="display name")
+    remove = actions.add_parser(
+        "remove",
+        parents=[common],
+        help="unsubscribe one address",
+        description="Mark one subscriber unsubscribed.",
+    )
+    remove.add_argument("email", help="the address")
+    listing = actions.add_parser(
+        "list",
+        parents=[common],
+        help="print subscribers",
+        description="Print email, name and status, tab-separated.",
+    )
+    listing.add_argument(
+        "--status",
+        choices=["active", "unsubscribed", "bounced", "complained"],
+        help="only this status",
+    )
+    importing = actions.add_parser(
+        "import",
+        parents=[common],
+        help="import a CSV (email,name)",
+        description="Import a CSV with an email column (and optionally name). Each bad row is reported "
+        "with its line number and the good rows are imported; exit code 1 if any row was bad.",
+    )
+    importing.add_argument("file", type=Path, help="CSV file")
+    export = actions.add_parser(
+        "export",
+        parents=[common],
+        help="export to a CSV",
+        description="Write email,name,status for every subscriber.",
+    )
+    export.add_argument("file", type=Path, help="CSV file to write")
+    subscribers.set_defaults(handler=cmd_subscribers)
+
+
+def _add_editor_parsers(
+    commands: Commands,
+    common: argparse.ArgumentParser,
+    quiet: argparse.ArgumentParser,
+    dated: argparse.ArgumentParser,
+) -> None:
+    """The editor's week beyond building: approve, preview and the schedule."""
+    approve = commands.add_parser(
+        "approve",
+        parents=[common, dated, quiet],
+        help="approve the issue as it builds now, for the scheduled send",
+        description="Build the issue (with the editor's notes) and record its content as approved. "
+        "With schedule.require_approval: true the scheduled run sends only an issue whose content "
+        "matches an approval; refused while the issue has lint errors.",
+    )
+    approve.set_defaults(handler=cmd_approve, subject=None, preheader=None, allow_stale=False)
+
+    preview = commands.add_parser(
+        "preview",
+        parents=[common, dated],
+        help="serve the draft as it will ship, reloading as you edit",
+        description="Build the draft and serve it on http://127.0.0.1:PORT (web.preview_port, "
+        "default 8081): subject, preheader, headers, the HTML's size against Gmail's 102 KB "
+        "clip limit, lint findings, the HTML at desktop or phone width and the text part. The "
+        "page rebuilds and reloads itself when the notes file, a template or the config file "
+        "changes. Binds web.host (127.0.0.1 by default) unless --host says otherwise.",
+    )
+    preview.add_argument("--host", help="address to bind (default: web.host)")
+    preview.add_argument("--port", type=int, help="port (default: web.preview_port)")
+    preview.set_defaults(handler=cmd_preview)
+
+    schedule = commands.add_parser(
+        "schedule",
+        parents=[common],
+        help="run the weekly schedule (or --list its next runs)",
+        description="Run until SIGTERM/SIGINT, sending the week's issue at schedule.day_of_week "
+        "schedule.time in schedule.timezone (default Friday 17:30 America/New_York). The job is "
+        "stored in the project database: a restart replaces it without duplicating it, and a "
+        "run missed while the machine was off happens on start within "
+        "schedule.misfire_grace_hours. Each run covers the last NYSE session of its week, sends "
+        "nothing in a week without sessions, is skipped after the next session's open "
+        "(schedule.deadline_after_open_minutes), and with schedule.require_approval sends only "
+        "an approved issue, mailing the editor a test copy meanwhile. Logs one line per stage.",
+    )
+    schedule.add_argument(
+        "--list",
+        nargs="?",
+        type=int,
+        const=5,
+        metavar="N",
+        help="print the next N run times (default 5) in the configured zone and what each covers",
+    )
+    schedule.set_defaults(handler=cmd_schedule)
+
+
+def _add_issue_parsers(commands: Commands, parents: Parents) -> None:
+    """The commands that build and send an issue."""
+    common, issue, quiet, dated = parents.common, parents.issue, parents.quiet, parents.dated
+    run = commands.add_parser(
+        "run",
+        parents=[common, issue, quiet],
+        help="build the issue and send it to every subscriber",
+        description="Build the week's issue into var/issues/<as-of>/ and send it to every active "
+        "subscriber who has not received it yet (running it again sends only what is missing). "
+        "With smtp.host: builtin the messages go to a local capture server that files them in the "
+        "Maildir var/outbox/. Exit code 1 while any message is undelivered.",
+    )
+    run.set_defaults(handler=cmd_run)
+
+    build = commands.add_parser(
+        "build",
+        parents=[common, issue, quiet],
+        help="build the issue without sending it",
+        description="Build the issue (email.html, preview.html, web.html, email.txt, charts, "
+        "stats.json) without sending.",
+    )
+    build.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="folder for the files (default: var/issues/<as-of>/)",
+    )
+    build.set_defaults(handler=cmd_build)
+
+    draft = commands.add_parser(
+        "draft",
+        parents=[common, dated],
+        help="start the editor's notes for an issue",
+        description="Create issues/<as-of>/notes.md (paths.notes_dir) from a commented template: the "
+        "editor's note and curated links in Markdown, and optional Subject:/Preheader: lines that "
+        "replace the generated ones. An existing file is never overwritten.",
+    )
+    draft.set_defaults(handler=cmd_draft)
+
+    lint = commands.add_parser(
+        "lint",
+        parents=[common, issue, quiet],
+        help="build the issue and check it for what breaks or clips in mail clients",
+        description="Build the issue and lint it: HTML size against Gmail's 102 KB clip limit, alt text, "
+        "cid: images, https/mailto links, List-Unsubscribe headers, leftover template syntax or "
+        "nan/None/inf, CSS that Gmail or Outlook drop, and the subject's length. Exit code 1 on any "
+        "error; build and send run the same checks, and send refuses an issue with errors.",
+    )
+    lint.set_defaults(handler=cmd_lint)
+
+    send = commands.add_parser(
+        "send",
+        parents=[common, issue, quiet],
+        help="send the issue (resumable, exactly once per subscriber)",
+        description="Send the issue to every active subscriber not yet in its ledger. A killed or "
+        "failed send is resumed by running the same command again (or `send --resume`).",
+    )
+    mode = send.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--resume", action="store_true", help="continue the newest issue whose send is unfinished"
+    )
+    mode.add_argument(
+        "--dry-run", action="store_true", help="compose every message but send nothing"
+    )
+    mode.add_argument(
+        "--test", metavar="ADDRESS", help="send one copy marked [TEST] to ADDRESS, not recorded"
+    )
+    send.set_defaults(handler=cmd_send)
+
+
+def _add_admin_parsers(
+    commands: Commands, common: argparse.ArgumentParser, quiet: argparse.ArgumentParser
+) -> None:
+    """The price store, the public site and the configuration check."""
+    data = commands.add_parser(
+        "data",
+        parents=[common],
+        help="refresh the local price store or show what it holds",
+        description="The local price store (var/prices.db) that market.provider: yfinance builds from.",
+    )
+    data_actions = data.add_subparsers(dest="action", required=True, metavar="ACTION")
+    refresh = data_actions.add_parser(
+        "refresh",
+        parents=[common, quiet],
+        help="fetch what the store lacks",
+        description="Seed tickers the store never held from the bundled snapshot, then ask the "
+        "provider for the sessions the store lacks plus a short overlap; a ticker whose adjusted "
+        "history changed in the overlap (a split or dividend re-basing) is fetched and rewritten whole.",
+    )
+    refresh.set_defaults(handler=cmd_data)
+    status = data_actions.add_parser(
+        "status",
+        parents=[common],
+        help="show each ticker's range, rows, age, gaps and source",
+        description="Per ticker: first and last session, rows, age in days, sessions the NYSE "
+        "calendar has that the store lacks, and where the prices came from.",
+    )
+    status.set_defaults(handler=cmd_data)
+
+    serve = commands.add_parser(
+        "serve",
+        parents=[common],
+        help="serve the archive of sent issues, its Atom feed and one-click unsubscribe",
+        description="Serve the archive (var/archive/): / lists the latest issues, /issues/<as-of>/ "
+        "is an issue's web version with its charts (what `images: hosted` and the email's 'view "
+        "in browser' link point at), /feed.atom is the Atom feed; /u/<token> is the one-click "
+        "unsubscribe (GET shows a confirmation button, POST unsubscribes, RFC 8058), on only when "
+        "the unsubscribe secret is set. Binds web.host (127.0.0.1 by default) unless --host says "
+        "otherwise.",
+    )
+    serve.add_argument("--host", help="address to bind (default: web.host)")
+    serve.add_argument("--port", type=int, help="port (default: web.port)")
+    serve.set_defaults(handler=cmd_serve)
+
+    check = commands.add_parser(
+        "check-config",
+        parents=[common],
+        help="validate the configuration and show it with secrets masked",
+        description="Load and validate the configuration, check that the secrets it names are set, "
+        "and print the effective settings (secrets are never printed).",
+    )
+    check.set_defaults(handler=cmd_check_config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; every command has help text (tests check it)."""
+    parents = Parents()
+    commands = parents.parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_issue_parsers(commands, parents)
+    _add_editor_parsers(commands, parents.common, parents.quiet, parents.dated)
+    _add_subscribers_parser(commands, parents.common)
+    _add_admin_parsers(commands, parents.common, parents.quiet)
+    return parents.parser

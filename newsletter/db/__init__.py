@@ -1,0 +1,1 @@
+"""The project database: subscribers, issues, the send ledger, reviews and estimates."""

@@ -1,0 +1,304 @@
+"""The send ledger: issues, send runs and one row per (issue, subscriber).
+
+pending -> claimed -> sent | deferred | bounced | failed | skipped. A claim is committed before
+the message goes out and the result right after the server answers, so a killed run leaves at
+most its in-flight messages claimed; the next run reclaims them from the dead run and sends them
+again with the same Message-ID.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from newsletter.db.schema import issues, ledger, naive, new_id, reader, runs, subscribers
+from newsletter.errors import IssueChangedError
+from newsletter.models import (
+    UNFINISHED,
+    Delivery,
+    LedgerStatus,
+    Outcome,
+    SubscriberStatus,
+)
+
+RUN_LEASE = timedelta(minutes=5)
+"""A run on another host whose heartbeat is older than this is taken for dead."""
+
+
+def record_issue(
+    engine: Engine, as_of: date, subject: str, content_sha256: str, now: datetime
+) -> int:
+    """The issue's id; the first send freezes its content, and a changed build is refused."""
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(issues).where(issues.c.as_of == as_of)).first()
+        if row is None:
+            return new_id(
+                conn.execute(
+                    issues.insert().values(
+                        as_of=as_of, subject=subject, content_sha256=content_sha256, created_at=now
+                    )
+                )
+            )
+        sent = conn.execute(
+            sa.select(sa.func.count()).where(
+                ledger.c.issue_id == row.id, ledger.c.status == LedgerStatus.SENT
+            )
+        ).scalar_one()
+        if row.content_sha256 != content_sha256 and sent:
+            raise IssueChangedError(
+                f"issue {as_of.isoformat()} changed since {sent} subscriber(s) received it; sending the "
+                "rest a different email is refused (restore the built issue, or send it as a new issue)"
+            )
+        if row.content_sha256 != content_sha256:
+            conn.execute(
+                issues.update()
+                .where(issues.c.id == row.id)
+                .values(subject=subject, content_sha256=content_sha256)
+            )
+        return int(row.id)
+
+
+def latest_unfinished_issue(engine: Engine) -> date | None:
+    """The as-of of the newest issue with messages not yet sent, for `send --resume`."""
+    with reader(engine) as conn:
+        row = conn.execute(
+            sa.select(issues.c.as_of)
+            .join(ledger, ledger.c.issue_id == issues.c.id)
+            .where(ledger.c.status.in_(UNFINISHED))
+            .order_by(issues.c.as_of.desc())
+            .limit(1)
+        ).first()
+    return None if row is None else row.as_of
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def start_run(engine: Engine, issue_id: int, now: datetime) -> int:
+    """Register this process as a sender, release the claims of senders that died, and give
+    messages an earlier run deferred a fresh set of attempts."""
+    host = socket.gethostname()
+    with engine.begin() as conn:
+        open_runs = conn.execute(sa.select(runs).where(runs.c.finished_at.is_(None))).all()
+        dead = [
+            run.id
+            for run in open_runs
+            if (run.host == host and not _pid_alive(run.pid))
+            or naive(run.heartbeat_at) < naive(now - RUN_LEASE)
+        ]
+        if dead:
+            conn.execute(runs.update().where(runs.c.id.in_(dead)).values(finished_at=now))
+            conn.execute(
+                ledger.update()
+                .where(ledger.c.claimed_by.in_(dead), ledger.c.status == LedgerStatus.CLAIMED)
+                .values(status=LedgerStatus.PENDING, claimed_by=None, updated_at=now)
+            )
+        conn.execute(
+            ledger.update()
+            .where(ledger.c.issue_id == issue_id, ledger.c.status == LedgerStatus.DEFERRED)
+            .values(status=LedgerStatus.PENDING, attempts=0, next_attempt_at=None, updated_at=now)
+        )
+        return new_id(
+            conn.execute(
+                runs.insert().values(
+                    issue_id=issue_id, host=host, pid=os.getpid(), started_at=now, heartbeat_at=now
+                )
+            )
+        )
+
+
+def heartbeat(engine: Engine, run_id: int, now: datetime) -> None:
+    with engine.begin() as conn:
+        conn.execute(runs.update().where(runs.c.id == run_id).values(heartbeat_at=now))
+
+
+def finish_run(engine: Engine, run_id: int, now: datetime) -> None:
+    """Mark the run finished and hand back any claim it still holds."""
+    with engine.begin() as conn:
+        conn.execute(
+            ledger.update()
+            .where(ledger.c.claimed_by == run_id, ledger.c.status == LedgerStatus.CLAIMED)
+            .values(status=LedgerStatus.PENDING, claimed_by=None, updated_at=now)
+        )
+        conn.execute(runs.update().where(runs.c.id == run_id).values(finished_at=now))
+
+
+def enqueue_audience(
+    engine: Engine,
+    issue_id: int,
+    message_id: Callable[[str], str],
+    now: datetime,
+    batch: int = 1000,
+) -> int:
+    """Add a pending ledger row for every active subscriber the issue has no row for yet.
+
+    `message_id(email)` gives each row its fixed Message-ID. Returns how many rows were added.
+    """
+    known = sa.select(ledger.c.subscriber_id).where(ledger.c.issue_id == issue_id)
+    added, last_id = 0, 0
+    while True:
+        with engine.begin() as conn:
+            chunk = conn.execute(
+                sa.select(subscribers.c.id, subscribers.c.email, subscribers.c.name)
+                .where(
+                    subscribers.c.id > last_id,
+                    subscribers.c.status == SubscriberStatus.ACTIVE,
+                    subscribers.c.id.not_in(known),
+                )
+                .order_by(subscribers.c.id)
+                .limit(batch)
+            ).all()
+            if not chunk:
+                return added
+            conn.execute(
+                ledger.insert(),
+                [
+                    {
+                        "issue_id": issue_id,
+                        "subscriber_id": row.id,
+                        "email": row.email,
+                        "name": row.name,
+                        "message_id": message_id(row.email),
+                        "status": LedgerStatus.PENDING,
+                        "attempts": 0,
+                        "updated_at": now,
+                    }
+                    for row in chunk
+                ],
+            )
+        added += len(chunk)
+        last_id = chunk[-1].id
+
+
+def claim(engine: Engine, issue_id: int, run_id: int, limit: int, now: datetime) -> list[Delivery]:
+    """Claim up to `limit` due messages for `run_id`; rows of people who left are skipped."""
+    with engine.begin() as conn:
+        due = (
+            sa.select(
+                ledger.c.subscriber_id,
+                ledger.c.email,
+                ledger.c.name,
+                ledger.c.message_id,
+                ledger.c.attempts,
+                subscribers.c.status.label("subscriber_status"),
+            )
+            .join(subscribers, subscribers.c.id == ledger.c.subscriber_id)
+            .where(
+                ledger.c.issue_id == issue_id,
+                ledger.c.status == LedgerStatus.PENDING,
+                sa.or_(ledger.c.next_attempt_at.is_(None), ledger.c.next_attempt_at <= now),
+            )
+            .order_by(ledger.c.subscriber_id)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=ledger)
+        )
+        rows = conn.execute(due).all()
+        gone = [
+            row.subscriber_id for row in rows if row.subscriber_status != SubscriberStatus.ACTIVE
+        ]
+        if gone:
+            conn.execute(
+                ledger.update()
+                .where(ledger.c.issue_id == issue_id, ledger.c.subscriber_id.in_(gone))
+                .values(
+                    status=LedgerStatus.SKIPPED,
+                    last_reply="subscriber no longer active",
+                    updated_at=now,
+                )
+            )
+        wanted = [row for row in rows if row.subscriber_status == SubscriberStatus.ACTIVE]
+        if wanted:
+            conn.execute(
+                ledger.update()
+                .where(
+                    ledger.c.issue_id == issue_id,
+                    ledger.c.subscriber_id.in_([row.subscriber_id for row in wanted]),
+                    ledger.c.status == LedgerStatus.PENDING,
+                )
+                .values(
+                    status=LedgerStatus.CLAIMED,
+                    claimed_by=run_id,
+                    attempts=ledger.c.attempts + 1,
+                    updated_at=now,
+                )
+            )
+    return [
+        Delivery(row.subscriber_id, row.email, row.name, row.message_id, row.attempts + 1)
+        for row in wanted
+    ]
+
+
+def next_due(engine: Engine, issue_id: int) -> datetime | None:
+    """When the earliest pending retry of this issue falls due (None: nothing is waiting)."""
+    with reader(engine) as conn:
+        return conn.execute(
+            sa.select(sa.func.min(ledger.c.next_attempt_at)).where(
+                ledger.c.issue_id == issue_id, ledger.c.status == LedgerStatus.PENDING
+            )
+        ).scalar_one_or_none()
+
+
+_RECORD = (
+    ledger.update()
+    .where(
+        ledger.c.issue_id == sa.bindparam("issue"),
+        ledger.c.subscriber_id == sa.bindparam("subscriber"),
+    )
+    .values(
+        status=sa.bindparam("status"),
+        last_reply=sa.bindparam("reply"),
+        claimed_by=None,
+        next_attempt_at=sa.bindparam("retry_at"),
+        updated_at=sa.bindparam("now"),
+        sent_at=sa.bindparam("sent_at"),
+    )
+)
+"""One prepared statement for every result: it is compiled once, which keeps a record cheap."""
+
+
+def record(engine: Engine, issue_id: int, outcomes: Sequence[Outcome], now: datetime) -> None:
+    """Write the results of sent or refused messages (one transaction for all of them)."""
+    rows = [
+        {
+            "issue": issue_id,
+            "subscriber": outcome.subscriber_id,
+            "status": outcome.status,
+            "reply": outcome.reply[:1000],
+            "retry_at": outcome.retry_at,
+            "now": now,
+            "sent_at": now if outcome.status == LedgerStatus.SENT else None,
+        }
+        for outcome in outcomes
+    ]
+    bounced = [outcome.subscriber_id for outcome in outcomes if outcome.bounce_subscriber]
+    with engine.begin() as conn:
+        conn.execute(_RECORD, rows)
+        if bounced:
+            conn.execute(
+                subscribers.update()
+                .where(subscribers.c.id.in_(bounced))
+                .values(status=SubscriberStatus.BOUNCED, updated_at=now)
+            )
+
+
+def ledger_counts(engine: Engine, issue_id: int) -> dict[LedgerStatus, int]:
+    """How many of the issue's messages are in each status."""
+    with reader(engine) as conn:
+        rows = conn.execute(
+            sa.select(ledger.c.status, sa.func.count())
+            .where(ledger.c.issue_id == issue_id)
+            .group_by(ledger.c.status)
+        )
+        return {LedgerStatus(status): int(count) for status, count in rows}

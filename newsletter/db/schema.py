@@ -1,0 +1,172 @@
+"""The project database's tables (SQLAlchemy Core) and how to open it.
+
+SQLite under var/ by default; a PostgreSQL URL works unchanged (only portable SQL is used, and
+claims lock rows with FOR UPDATE SKIP LOCKED where the database has it). On SQLite every write
+transaction starts with BEGIN IMMEDIATE, so two senders never interleave a claim, and the
+journal is WAL with synchronous=NORMAL: a committed row survives a killed process.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+from newsletter.errors import DatabaseError
+
+READ_ONLY = "newsletter_read_only"
+
+"""A run on another host whose heartbeat is older than this is taken for dead."""
+
+metadata = sa.MetaData()
+
+subscribers = sa.Table(
+    "subscribers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("email_key", sa.String(320), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False, default=""),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+issues = sa.Table(
+    "issues",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("as_of", sa.Date, nullable=False, unique=True),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("content_sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+runs = sa.Table(
+    "send_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("issue_id", sa.ForeignKey("issues.id"), nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+)
+
+ledger = sa.Table(
+    "send_ledger",
+    metadata,
+    sa.Column("issue_id", sa.ForeignKey("issues.id"), primary_key=True),
+    sa.Column("subscriber_id", sa.ForeignKey("subscribers.id"), primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("message_id", sa.String(255), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_reply", sa.Text),
+    sa.Column("claimed_by", sa.ForeignKey("send_runs.id")),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sent_at", sa.DateTime(timezone=True)),
+    sa.Index("ix_send_ledger_issue_status", "issue_id", "status"),
+)
+
+reviews = sa.Table(
+    "reviews",
+    metadata,
+    sa.Column("as_of", sa.Date, primary_key=True),
+    sa.Column("approved_sha256", sa.String(64)),
+    sa.Column("approved_at", sa.DateTime(timezone=True)),
+    sa.Column("test_sent_sha256", sa.String(64)),
+    sa.Column("test_sent_at", sa.DateTime(timezone=True)),
+)
+"""The editor's review of each issue: the content approved, and the content last mailed to
+the editor for review (so a waiting scheduled run mails each version once)."""
+
+estimate_snapshots = sa.Table(
+    "estimate_snapshots",
+    metadata,
+    sa.Column("ticker", sa.String(16), primary_key=True),
+    sa.Column("taken_on", sa.Date, primary_key=True),
+    sa.Column("period", sa.String(8), primary_key=True),
+    sa.Column("revenue_avg", sa.Float, nullable=False),
+    sa.Column("analysts", sa.Integer, nullable=False),
+    sa.Column("next_earnings", sa.Date),
+    sa.Column("shares_outstanding", sa.Float),
+)
+
+
+def new_id(result: sa.CursorResult[Any]) -> int:
+    key = result.inserted_primary_key
+    if key is None:
+        raise DatabaseError("the database did not return the new row's id")
+    return int(key[0])
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # let SQLAlchemy's BEGIN below take effect
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    """Writers take the write lock up front; readers (see `reader`) start a plain snapshot."""
+    if connection.get_execution_options().get(READ_ONLY):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def reader(engine: Engine) -> Connection:
+    """A connection for reading only: on SQLite it never blocks writers or waits for them."""
+    return engine.connect().execution_options(**{READ_ONLY: True})
+
+
+def _check_columns(engine: Engine) -> None:
+    """Refuse a database whose tables lack columns this version writes (no migrations yet)."""
+    inspector = sa.inspect(engine)
+    for table in metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        missing = [column.name for column in table.columns if column.name not in present]
+        if missing:
+            raise DatabaseError(
+                f"database table {table.name} lacks column(s) {', '.join(missing)}: it was made by "
+                "an older version and there are no migrations yet. Keep the file (it records who "
+                "unsubscribed and what was sent) and use the version that made it; to start "
+                "afresh, `newsletter subscribers export` first, move the file aside, import the "
+                "export, and remove the addresses that had left (an import makes everyone active)"
+            )
+
+
+def open_database(url: str) -> Engine:
+    """An engine for `url` with the tables created; SQLite files get their folder made."""
+    try:
+        engine = sa.create_engine(url)
+        if engine.dialect.name == "sqlite":
+            database = engine.url.database
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "begin", _sqlite_begin)
+        metadata.create_all(engine)
+        _check_columns(engine)
+    except (sa.exc.SQLAlchemyError, OSError) as err:
+        raise DatabaseError(
+            f"cannot open database {sa.engine.make_url(url).render_as_string()}: {err}"
+        ) from err
+    return engine
+
+
+def naive(moment: datetime) -> datetime:
+    """SQLite returns stored datetimes without their zone; compare everything as naive UTC."""
+    return moment.replace(tzinfo=None)

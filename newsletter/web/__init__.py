@@ -1,0 +1,1 @@
+"""The HTTP drivers: the public site (`newsletter serve`) and the editor's preview."""
