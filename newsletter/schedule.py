@@ -36,11 +36,12 @@ from apscheduler.triggers.cron import CronTrigger
 
 from newsletter.app.weekly import Plan, RunOutcome, log_stage, plan_runs, run_week
 from newsletter.app.wiring import database
-from newsletter.errors import ConfigError, ScheduleError
+from newsletter.config import load_config, resolve_secrets
+from newsletter.errors import ConfigError, NewsletterError, ScheduleError
 
 if TYPE_CHECKING:
     import threading
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from newsletter.app.build import Prepared
     from newsletter.config import Config, ScheduleSection, Secrets
@@ -116,6 +117,31 @@ def run_once(
     return run_week(
         config, fire or latest or clock(), secrets=secrets, clock=clock, prepare=prepare
     )
+
+
+def run_job(
+    config_path: str,
+    fire: str | None,
+    *,
+    environ: Mapping[str, str],
+    clock: Callable[[], datetime],
+    prepare: Callable[[Config, date], Prepared] | None = None,
+) -> str:
+    """What the stored job does: re-read the config, which may have changed since the job was
+    stored, and run once; returns the outcome's value. An error ends as one log line, and the
+    next run is unaffected."""
+    try:
+        config = load_config(Path(config_path))
+        return run_once(
+            config,
+            secrets=resolve_secrets(config, environ),
+            clock=clock,
+            fire=datetime.fromisoformat(fire) if fire else None,
+            prepare=prepare,
+        ).value
+    except NewsletterError as err:
+        logger.error("scheduled run failed: %s", err)
+        return RunOutcome.FAILED.value
 
 
 def _job_args(config: Config) -> list[str]:

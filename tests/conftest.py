@@ -21,8 +21,10 @@ import pytest
 import yaml
 from aiosmtpd.controller import Controller
 
-from newsletter.app.build import BuiltIssue, build_issue
-from newsletter.config import load_config
+from newsletter.app.build import ChartCache, Prepared, build_issue
+from newsletter.app.built import BuiltIssue
+from newsletter.app.data import Market, load_market
+from newsletter.config import Config, load_config
 from newsletter.delivery.capture import free_loopback_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -156,7 +158,45 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture(scope="session")
-def build_day(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], BuiltIssue]:
+def market() -> Market:
+    """The bundled snapshot's prices, loaded once per test session (`market.at(day)` serves any
+    week from them); only for configs that keep the shipped market and stats sections."""
+    return load_market(load_config(REPO / "config.yaml"))
+
+
+@pytest.fixture(scope="session")
+def charts() -> ChartCache:
+    """Charts drawn once per test session for each set of numbers."""
+    return ChartCache(size=64)
+
+
+@pytest.fixture(scope="session")
+def prepare(market: Market, charts: ChartCache) -> Callable[[Config, date], Prepared]:
+    """`app.build.prepare_issue` for the snapshot provider, from the session's loaded prices and
+    drawn charts: what a use case's `prepare` seam takes."""
+
+    def prepare_from_session(config: Config, as_of: date | None) -> Prepared:
+        built = build_issue(config, as_of, market=market.at(as_of), chart_cache=charts)
+        return Prepared(built, None)
+
+    return prepare_from_session
+
+
+@pytest.fixture
+def fast_job(
+    prepare: Callable[[Config, date], Prepared], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., str]:
+    """The scheduler's stored job, building from the session's prices (tests/jobs.py)."""
+    from tests import jobs  # noqa: PLC0415
+
+    monkeypatch.setattr(jobs, "PREPARE", prepare)
+    return jobs.scheduled_job
+
+
+@pytest.fixture(scope="session")
+def build_day(
+    tmp_path_factory: pytest.TempPathFactory, prepare: Callable[[Config, date], Prepared]
+) -> Callable[[str], BuiltIssue]:
     """Build the issue of a day once per test session (the built values are immutable)."""
     root = tmp_path_factory.mktemp("issues")
     config_path = root / "config.yaml"
@@ -167,7 +207,7 @@ def build_day(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Built
 
     def build(day: str) -> BuiltIssue:
         if day not in cache:
-            cache[day] = build_issue(load_config(config_path), date.fromisoformat(day))
+            cache[day] = prepare(load_config(config_path), date.fromisoformat(day)).built
         return cache[day]
 
     return build

@@ -87,5 +87,8 @@ class GreetingServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # close() alone does not wake a thread blocked in accept() on Linux; shutdown() does.
+        self._socket.shutdown(socket.SHUT_RDWR)
         self._socket.close()
         self._thread.join(timeout=5)
+        assert not self._thread.is_alive(), "the greeting server did not stop"

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from newsletter.app.build import BuiltIssue, build_issue
+from newsletter.app.build import build_issue
+from newsletter.app.built import BuiltIssue
 from newsletter.config import NewsletterSection, load_config
 from newsletter.errors import RenderError, SubscriberError
 from newsletter.issue.render import make_environment, render_issue

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.app.build import BuildOptions, BuiltIssue, build_issue
+from newsletter.app.build import BuildOptions, build_issue
+from newsletter.app.built import BuiltIssue
 from newsletter.config import load_config
 from newsletter.errors import DataQualityError, InsufficientDataError
 

@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 
-from newsletter.app.build import build_issue
 from newsletter.app.review import approve_issue
 from newsletter.app.weekly import RunOutcome
 from newsletter.cli import main, scheduled_job
@@ -122,7 +121,7 @@ def test_a_run_before_the_first_close_of_its_week_sends_nothing(write_config, tm
     assert handler.envelopes == []
 
 
-def test_a_run_after_the_next_open_is_skipped_not_sent_late(write_config, tmp_path):
+def test_a_run_after_the_next_open_is_skipped_not_sent_late(write_config, tmp_path, prepare):
     handler = RecordingHandler()
     with serving(handler) as port:
         config = _config(write_config, port, tmp_path)
@@ -138,6 +137,7 @@ def test_a_run_after_the_next_open_is_skipped_not_sent_late(write_config, tmp_pa
             config,
             secrets=resolve_secrets(config, SECRET),
             clock=lambda: utc(2024, 7, 22, 12, 0),
+            prepare=prepare,
         )
     assert outcome is RunOutcome.SENT
     assert len(handler.envelopes) == 5
@@ -145,7 +145,7 @@ def test_a_run_after_the_next_open_is_skipped_not_sent_late(write_config, tmp_pa
     assert "19 Jul 2024" in message.get_payload(0).get_payload(decode=True).decode()
 
 
-def test_an_unapproved_issue_goes_to_the_editor_once_and_waits(write_config, tmp_path):
+def test_an_unapproved_issue_goes_to_the_editor_once_and_waits(write_config, tmp_path, prepare):
     handler = RecordingHandler()
     friday = utc(2024, 7, 19, 21, 30)
     with serving(handler) as port:
@@ -153,20 +153,24 @@ def test_an_unapproved_issue_goes_to_the_editor_once_and_waits(write_config, tmp
             write_config, port, tmp_path, require_approval=True, editor_email="ed@example.com"
         )
         secrets = resolve_secrets(config, SECRET)
-        assert run_once(config, secrets=secrets, clock=lambda: friday) is RunOutcome.WAITING
-        assert run_once(config, secrets=secrets, clock=lambda: friday) is RunOutcome.WAITING
+
+        def run() -> RunOutcome:
+            return run_once(config, secrets=secrets, clock=lambda: friday, prepare=prepare)
+
+        assert run() is RunOutcome.WAITING
+        assert run() is RunOutcome.WAITING
         assert [e.rcpt_tos for e in handler.envelopes] == [["ed@example.com"]]
         test_copy = message_from_bytes(handler.envelopes[0].content)
         assert test_copy["Subject"].startswith("[TEST]")
 
-        approve_issue(config, build_issue(config, date(2024, 7, 19)), friday)
+        approve_issue(config, prepare(config, date(2024, 7, 19)).built, friday)
         notes = config.paths.notes_dir / "2024-07-19" / "notes.md"
         notes.parent.mkdir(parents=True)
         notes.write_text("A late thought after approval.\n")
-        assert run_once(config, secrets=secrets, clock=lambda: friday) is RunOutcome.WAITING
+        assert run() is RunOutcome.WAITING
         assert len(handler.envelopes) == 2  # the changed issue went to the editor again
-        approve_issue(config, build_issue(config, date(2024, 7, 19)), friday)
-        assert run_once(config, secrets=secrets, clock=lambda: friday) is RunOutcome.SENT
+        approve_issue(config, prepare(config, date(2024, 7, 19)).built, friday)
+        assert run() is RunOutcome.SENT
     recipients = sorted(e.rcpt_tos[0] for e in handler.envelopes[2:])
     assert len(recipients) == 5
     assert "ed@example.com" not in recipients
@@ -236,7 +240,7 @@ def test_the_scheduler_runs_the_real_job_when_due_and_stops_cleanly(
 
 
 def test_a_waiting_run_rechecks_and_sends_once_the_editor_approves(
-    write_config, tmp_path, monkeypatch, caplog
+    write_config, tmp_path, monkeypatch, caplog, fast_job, prepare
 ):
     monkeypatch.setenv(*next(iter(SECRET.items())))
     caplog.set_level(logging.INFO, logger="newsletter")
@@ -249,19 +253,20 @@ def test_a_waiting_run_rechecks_and_sends_once_the_editor_approves(
             tmp_path,
             require_approval=True,
             editor_email="ed@example.com",
-            retry_minutes=0.05,
+            retry_minutes=0.02,
         )
         with time_machine.travel(datetime(2024, 7, 19, 17, 29, 59, tzinfo=NY), tick=True):
             thread = threading.Thread(
                 target=run_scheduler,
-                args=(config, scheduled_job, stop, now_utc),
+                args=(config, fast_job, stop, now_utc),
             )
             thread.start()
             deadline = time.monotonic() + 180
             while not handler.envelopes and time.monotonic() < deadline:
-                time.sleep(0.2)
+                time.sleep(0.1)
             assert [e.rcpt_tos for e in handler.envelopes] == [["ed@example.com"]]
-            approve_issue(config, build_issue(config, date(2024, 7, 19)), datetime.now(UTC))
+            built = prepare(config, date(2024, 7, 19)).built
+            approve_issue(config, built, datetime.now(UTC))
             while len(handler.envelopes) < 6 and time.monotonic() < deadline:
                 time.sleep(0.2)
             stop.set()
@@ -297,7 +302,7 @@ def test_schedule_stops_cleanly_on_sigterm(write_config, tmp_path):
 
 
 def test_a_run_that_finds_the_smtp_server_down_retries_and_sends_each_message_once(
-    write_config, tmp_path, monkeypatch, caplog
+    write_config, tmp_path, monkeypatch, caplog, fast_job
 ):
     monkeypatch.setenv(*next(iter(SECRET.items())))
     caplog.set_level(logging.INFO, logger="newsletter")
@@ -310,13 +315,13 @@ def test_a_run_that_finds_the_smtp_server_down_retries_and_sends_each_message_on
         write_config(
             smtp={"host": "127.0.0.1", "port": port, "timeout_s": 2},
             delivery={"max_attempts": 1, "max_wait_s": 0},
-            schedule={"retry_minutes": 0.05},
+            schedule={"retry_minutes": 0.02},
         )
     )
     handler = RecordingHandler()
     stop = threading.Event()
     with time_machine.travel(datetime(2024, 7, 19, 17, 29, 59, tzinfo=NY), tick=True):
-        thread = threading.Thread(target=run_scheduler, args=(config, scheduled_job, stop, now_utc))
+        thread = threading.Thread(target=run_scheduler, args=(config, fast_job, stop, now_utc))
         thread.start()
         deadline = time.monotonic() + 180
         while not retries() and time.monotonic() < deadline:
@@ -325,7 +330,7 @@ def test_a_run_that_finds_the_smtp_server_down_retries_and_sends_each_message_on
         with serving(handler, port=port):
             while len(handler.envelopes) < 5 and time.monotonic() < deadline:
                 time.sleep(0.2)
-            time.sleep(4)  # a further retry, were one scheduled, would send duplicates now
+            time.sleep(2.5)  # a further retry (every 1.2 s), were one scheduled, would send now
             stop.set()
             thread.join(timeout=60)
     assert not thread.is_alive()
@@ -357,7 +362,7 @@ def test_a_second_scheduler_on_the_same_project_refuses_to_start(write_config):
     run_scheduler(config, scheduled_job, stop, now_utc)
 
 
-def test_approve_records_the_issue_as_built_now(write_config, capsys):
+def test_approve_records_the_issue_as_built_now(write_config, capsys, prepare):
     config_path = write_config(
         schedule={"require_approval": True, "editor_email": "ed@example.com"}
     )
@@ -367,4 +372,4 @@ def test_approve_records_the_issue_as_built_now(write_config, capsys):
     assert "require_approval is off" not in out
     config = load_config(config_path)
     found = review(open_database(config.database_url), date(2024, 7, 19))
-    assert found.approved_sha256 == build_issue(config, date(2024, 7, 19)).content_sha256
+    assert found.approved_sha256 == prepare(config, date(2024, 7, 19)).built.content_sha256

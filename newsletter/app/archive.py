@@ -6,7 +6,7 @@ import json
 import logging
 from typing import TYPE_CHECKING
 
-from newsletter.app.build import STATS_FILE, TEXT_FILE, WEB_PAGE
+from newsletter.app.built import STATS_FILE, TEXT_FILE, WEB_PAGE
 from newsletter.app.files import write_folder
 from newsletter.issue.archive import META_FILE, PAGE_FILE
 
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from datetime import datetime
     from pathlib import Path
 
-    from newsletter.app.build import BuiltIssue
+    from newsletter.app.built import BuiltIssue
     from newsletter.config import Config
 
 logger = logging.getLogger(__name__)

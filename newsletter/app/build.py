@@ -7,34 +7,35 @@ one "refresh, then build" that the CLI and the schedule share.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from datetime import time as time_of_day
 from typing import TYPE_CHECKING
 
-from newsletter.app.data import DataRefresh, Market, load_market, refresh_market
+from newsletter.app.built import STATS_FILE, TEXT_FILE, WEB_PAGE, BuiltIssue
+from newsletter.app.data import DataRefresh, Market, load_market, megacap_tickers, refresh_market
 from newsletter.app.drafts import read_notes
 from newsletter.app.files import write_folder
-from newsletter.app.wiring import database, megacap_tickers
+from newsletter.app.wiring import database
 from newsletter.db.estimates import load_estimates
 from newsletter.errors import DataQualityError, FetchError
 from newsletter.issue.charts import render_charts
 from newsletter.issue.headline import Headline, write_headline
 from newsletter.issue.quality import DataQuality, check_quality
-from newsletter.issue.render import make_environment, render_html, render_issue, signed_pp
+from newsletter.issue.render import make_environment, render_html, render_issue
 from newsletter.mail.compose import MessageFactory, message_id
-from newsletter.mail.lint import Finding, Severity, lint_message
+from newsletter.mail.lint import lint_message
 from newsletter.market.events import load_key_dates
 from newsletter.market.weights import load_start_of_year_weights
-from newsletter.models import UNSUBSCRIBE_MARKER, Issue, Subscriber, display_name
+from newsletter.models import UNSUBSCRIBE_MARKER, Issue, Subscriber
 from newsletter.stats import compute_week_stats, required_tickers
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, MutableMapping
+    from collections.abc import Callable
     from datetime import date
     from pathlib import Path
 
@@ -46,49 +47,6 @@ logger = logging.getLogger(__name__)
 
 EXAMPLE_TOKEN = "example-token"
 KEY_DATES_SOURCE = "Federal Reserve FOMC calendars and BLS CPI release schedules (see KEY_DATES.md)"
-WEB_PAGE = "web.html"
-STATS_FILE = "stats.json"
-TEXT_FILE = "email.txt"
-
-
-@dataclass(frozen=True, slots=True)
-class BuiltIssue:
-    """A built issue: what is mailed, its numbers, and the folder holding its files."""
-
-    stats: WeekStats
-    rendered: RenderedIssue
-    folder: Path
-    files: Mapping[str, bytes]
-    """What the build wrote into `folder`, by file name."""
-    preheader: str
-    findings: tuple[Finding, ...] = ()
-
-    @property
-    def content_sha256(self) -> str:
-        """The digest of what subscribers get: a send freezes it, an approval names it."""
-        digest = hashlib.sha256(self.rendered.subject.encode())
-        digest.update(self.rendered.html.encode())
-        digest.update(self.rendered.text.encode())
-        for chart in self.rendered.images:
-            digest.update(chart.png)
-        return digest.hexdigest()
-
-    @property
-    def lint_errors(self) -> list[Finding]:
-        return [finding for finding in self.findings if finding.level is Severity.ERROR]
-
-    def summary(self) -> list[str]:
-        """A few lines that say which issue this is and what it leads with."""
-        spread = self.stats.spread_5d
-        return [
-            f"Issue {self.stats.as_of.isoformat()} (week since the close of "
-            f"{self.stats.prev_close.isoformat()})",
-            f"  Subject: {self.rendered.subject}",
-            f"  {display_name(spread.long)} - {display_name(spread.short)}, 5 sessions: "
-            f"{signed_pp(spread.value)} (episode {spread.episode_rank:,} of {spread.episodes:,} "
-            f"since {spread.history_start.isoformat()})",
-            f"  Draft:   {self.folder / 'preview.html'}",
-        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,15 +104,14 @@ def build_issue(
     *,
     options: BuildOptions = BuildOptions(),
     market: Market | None = None,
-    chart_cache: MutableMapping[str, tuple[Chart, ...]] | None = None,
+    chart_cache: ChartCache | None = None,
 ) -> BuiltIssue:
     """Compute, chart and render the issue for the session on or before `requested`.
 
     The data-quality gate refuses the build on any finding unless `options.allow_stale`.
     `market` is what `load_market(config, requested)` returned, for a driver that rebuilds the
     same issue as its words change (the preview); by default the prices are loaded here. Such a
-    driver also passes one `chart_cache` per market: charts are redrawn only when the numbers
-    change, and drawing them is most of a warm build.
+    driver also passes a `chart_cache` kept with the market.
     """
     market = market or load_market(config, requested)
     started = time.perf_counter()
@@ -213,21 +170,40 @@ def _compute_stats(config: Config, market: Market, dates: ReportDates) -> WeekSt
     )
 
 
+class ChartCache:
+    """Charts by the numbers they draw, so a rebuild whose numbers did not change redraws
+    nothing (drawing is most of a warm build); past `size` numbers the oldest drop out."""
+
+    def __init__(self, size: int = 1) -> None:
+        self.size = size
+        self._charts: OrderedDict[str, tuple[Chart, ...]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._charts)
+
+    def charts(self, key: str, draw: Callable[[], tuple[Chart, ...]]) -> tuple[Chart, ...]:
+        """The charts drawn for `key`, drawn now by `draw` if they are not kept."""
+        if key in self._charts:
+            self._charts.move_to_end(key)
+            return self._charts[key]
+        charts = self._charts[key] = draw()
+        while len(self._charts) > self.size:
+            self._charts.popitem(last=False)
+        return charts
+
+
 def _charts(
-    config: Config,
-    market: Market,
-    stats: WeekStats,
-    cache: MutableMapping[str, tuple[Chart, ...]] | None,
+    config: Config, market: Market, stats: WeekStats, cache: ChartCache | None
 ) -> tuple[Chart, ...]:
     """The issue's charts, reused from `cache` while the numbers they draw stay the same."""
     sessions = config.stats.ratio_chart_sessions
-    if cache is None:
+
+    def draw() -> tuple[Chart, ...]:
         return render_charts(market.prices, stats, sessions)
-    key = json.dumps([stats.to_json(), sessions], sort_keys=True, default=str)
-    if key not in cache:
-        cache.clear()
-        cache[key] = render_charts(market.prices, stats, sessions)
-    return cache[key]
+
+    if cache is None:
+        return draw()
+    return cache.charts(json.dumps([stats.to_json(), sessions], sort_keys=True, default=str), draw)
 
 
 def _render_files(

@@ -7,6 +7,7 @@ issue (the preview) loads it once and hands it to `build_issue`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from newsletter.app.wiring import database, market_source, megacap_tickers, price_tickers
+from newsletter.app.wiring import database
 from newsletter.db.estimates import save_estimates
 from newsletter.errors import AsOfError, FetchError
 from newsletter.market.calendar import TradingCalendar
@@ -30,6 +31,7 @@ from newsletter.market.pricedb import (
     refresh,
 )
 from newsletter.market.snapshot import SnapshotSource
+from newsletter.market.yahoo import YahooSource
 from newsletter.models import EstimateSnapshot, Prices
 from newsletter.stats import member_tickers, required_tickers, spec_tickers
 from newsletter.stats.strength import YEAR_SESSIONS
@@ -38,11 +40,29 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from newsletter.config import Config
+    from newsletter.market.source import MarketDataSource
 
 logger = logging.getLogger(__name__)
 
 REQUEST_SLACK_DAYS = 14
 """How far past the data's last session --as-of may ask (it then steps back to that session)."""
+
+
+def market_source(config: Config) -> MarketDataSource:
+    """The configured price provider: the bundled snapshot, or Yahoo Finance (live)."""
+    if config.market.provider == "yfinance":
+        return YahooSource(timeout_s=config.market.timeout_s, attempts=config.market.attempts)
+    return SnapshotSource(config.market.snapshot_dir)
+
+
+def price_tickers(config: Config) -> list[str]:
+    """Every ticker the digest reads, as the price store keeps them."""
+    return spec_tickers(config.stats)
+
+
+def megacap_tickers(config: Config) -> list[str]:
+    """The tickers of the configured mega caps (each share class)."""
+    return [ticker for member in config.stats.megacaps for ticker in member_tickers(member)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,12 +173,40 @@ def price_status(config: Config, today: date) -> list[tuple[SeriesInfo, int, lis
 
 @dataclass(frozen=True, slots=True)
 class Market:
-    """Prices aligned to NYSE sessions, the calendar, and the as-of session they serve."""
+    """Prices aligned to NYSE sessions, the calendar, and the as-of session they serve.
+
+    `at(day)` serves another issue from the same loaded prices: a driver or a test that builds
+    several weeks loads the prices once.
+    """
 
     prices: Prices
     calendar: TradingCalendar
     as_of: date
+    first: date
+    """The first session an issue can be built for (a year of history behind it)."""
+    last: date
+    """The last session at which the headline pair has closes."""
+    default: date
+    """The as-of of an issue built without --as-of."""
+    pair: str
     stored_through: dict[str, date] | None = None
+
+    def at(self, requested: date | None) -> Market:
+        """The same prices serving the issue for the session on or before `requested`."""
+        available = (
+            f"the data covers {self.first.isoformat()} to {self.last.isoformat()} ({self.pair} "
+            "with a year of history)"
+        )
+        if requested is None:
+            return dataclasses.replace(self, as_of=self.default)
+        if not self.first <= requested <= self.last + timedelta(days=REQUEST_SLACK_DAYS):
+            raise AsOfError(f"no data for --as-of {requested.isoformat()}: {available}")
+        as_of = self.calendar.session_on_or_before(requested)
+        if not self.first <= as_of <= self.last:
+            raise AsOfError(
+                f"no data for --as-of {requested} (NYSE session {as_of.isoformat()}): {available}"
+            )
+        return dataclasses.replace(self, as_of=as_of)
 
 
 def _present(prices: Prices, tickers: list[str]) -> pd.DatetimeIndex:
@@ -180,7 +228,7 @@ def _read_prices(config: Config) -> tuple[Prices, dict[str, date] | None, str]:
     return prices, stored_through, source.name
 
 
-def load_market(config: Config, requested: date | None) -> Market:
+def load_market(config: Config, requested: date | None = None) -> Market:
     """Load the prices and resolve `requested` to the as-of session they serve.
 
     An issue can be built for any session at which the headline pair (IWM and SPY) has a close
@@ -195,21 +243,10 @@ def load_market(config: Config, requested: date | None) -> Market:
     if len(required) <= YEAR_SESSIONS:
         raise AsOfError(f"{pair} have under a year of common history")
     first, last = required[YEAR_SESSIONS].date(), required[-1].date()
-    available = (
-        f"the data covers {first.isoformat()} to {last.isoformat()} ({pair} with a year of history)"
-    )
-    if requested is not None and not first <= requested <= last + timedelta(
-        days=REQUEST_SLACK_DAYS
-    ):
-        raise AsOfError(f"no data for --as-of {requested.isoformat()}: {available}")
+    # The calendar reaches past every date --as-of may name, so any request resolves on it.
     calendar = TradingCalendar(
-        prices.adjusted.index[0].date(), max(last, requested or last) + timedelta(days=7)
+        prices.adjusted.index[0].date(), last + timedelta(days=REQUEST_SLACK_DAYS + 7)
     )
-    as_of = _as_of(prices, config, calendar, requested, first=first, last=last)
-    if not first <= as_of <= last:
-        raise AsOfError(
-            f"no data for --as-of {requested} (NYSE session {as_of.isoformat()}): {available}"
-        )
     sessions = calendar.sessions[
         (calendar.sessions >= prices.adjusted.index[0])
         & (calendar.sessions <= prices.adjusted.index[-1])
@@ -219,6 +256,10 @@ def load_market(config: Config, requested: date | None) -> Market:
         raw=prices.raw.reindex(sessions),
         source=prices.source,
     )
+    complete = [*spec.scoreboard, *required_tickers(spec), spec.concentration_index]
+    complete += [t for member in spec.megacaps for t in member_tickers(member)]
+    present = _present(prices, complete)
+    default = present[-1].date() if len(present) and present[-1].date() >= first else last
     logger.info(
         "Loaded %d tickers, %d sessions from %s in %.2f s",
         len(prices.tickers),
@@ -226,23 +267,5 @@ def load_market(config: Config, requested: date | None) -> Market:
         source_name,
         time.perf_counter() - started,
     )
-    return Market(prices=aligned, calendar=calendar, as_of=as_of, stored_through=stored_through)
-
-
-def _as_of(
-    prices: Prices,
-    config: Config,
-    calendar: TradingCalendar,
-    requested: date | None,
-    *,
-    first: date,
-    last: date,
-) -> date:
-    """The requested date's session, or by default the last one every section has closes for."""
-    if requested is not None:
-        return calendar.session_on_or_before(requested)
-    spec = config.stats
-    complete = [*spec.scoreboard, *required_tickers(spec), spec.concentration_index]
-    complete += [t for member in spec.megacaps for t in member_tickers(member)]
-    default = _present(prices, complete)
-    return default[-1].date() if len(default) and default[-1].date() >= first else last
+    market = Market(aligned, calendar, default, first, last, default, pair, stored_through)
+    return market.at(requested)

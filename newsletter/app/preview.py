@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from watchfiles import watch
 
-from newsletter.app.build import TEXT_FILE, BuiltIssue, build_issue, sample_message
+from newsletter.app.build import ChartCache, build_issue, sample_message
+from newsletter.app.built import TEXT_FILE, BuiltIssue
 from newsletter.app.data import Market, load_market
 from newsletter.app.drafts import notes_path
 from newsletter.app.review import approval_state
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from newsletter.config import Config
-    from newsletter.models import Chart
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +56,15 @@ class DraftPreview:
     """The draft of one issue, rebuilt whenever its inputs change."""
 
     def __init__(
-        self, config_path: Path, requested: date | None, market: Market | None = None
+        self,
+        config_path: Path,
+        requested: date | None,
+        *,
+        market: Market | None = None,
+        charts: ChartCache | None = None,
     ) -> None:
-        """`market` seeds the loaded prices (a test hands in one it loaded once)."""
+        """`market` seeds the loaded prices and `charts` the drawn charts (a test hands in
+        what it loaded and drew once)."""
         self.config_path = config_path
         self.requested = requested
         self._lock = threading.Lock()
@@ -68,7 +74,7 @@ class DraftPreview:
         self._market: tuple[object, Market] | None = None
         """The loaded prices and the settings they came from: an edit of the words reuses them."""
         self._seed = market
-        self._charts: dict[str, tuple[Chart, ...]] = {}
+        self._charts = charts or ChartCache()
         self._draft = Draft(0, None, None, "not built yet")
         self.changes = 0
         """Bumped on each change of the inputs that the watcher saw (for /events)."""
@@ -109,7 +115,6 @@ class DraftPreview:
         if self._market is None or self._market[0] != key:
             seed, self._seed = self._seed, None
             self._market = (key, seed or load_market(config, self.requested))
-            self._charts.clear()
         return self._market[1]
 
     def _build(self, version: int) -> Draft:

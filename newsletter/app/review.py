@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime
 
-    from newsletter.app.build import BuiltIssue
+    from newsletter.app.built import BuiltIssue
     from newsletter.config import Config, Secrets
 
 

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.engine import Engine
 
-    from newsletter.app.build import BuiltIssue
+    from newsletter.app.built import BuiltIssue
     from newsletter.config import Config, Secrets, SmtpSection
     from newsletter.models import Delivery, DeliveryReport, Outcome
 

@@ -11,8 +11,6 @@ import logging
 import os
 import sys
 import traceback
-from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from newsletter.cli.common import now_utc
@@ -26,24 +24,11 @@ __all__ = ["build_parser", "main", "scheduled_job"]
 
 
 def scheduled_job(config_path: str, fire: str | None = None) -> str:
-    """The stored weekly job's entry point (the job store keeps this import path): re-read the
-    config, which may have changed since the job was stored, and run once. An error ends as
-    one log line; the next run is unaffected."""
-    from newsletter.app.weekly import RunOutcome  # noqa: PLC0415
-    from newsletter.config import load_config, resolve_secrets  # noqa: PLC0415
-    from newsletter.schedule import run_once  # noqa: PLC0415
+    """The stored weekly job's entry point (the job store keeps this import path): one run with
+    this process's environment and clock."""
+    from newsletter.schedule import run_job  # noqa: PLC0415
 
-    try:
-        config = load_config(Path(config_path))
-        return run_once(
-            config,
-            secrets=resolve_secrets(config, os.environ),
-            clock=now_utc,
-            fire=datetime.fromisoformat(fire) if fire else None,
-        ).value
-    except NewsletterError as err:
-        logging.getLogger("newsletter.schedule").error("scheduled run failed: %s", err)
-        return RunOutcome.FAILED.value
+    return run_job(config_path, fire, environ=os.environ, clock=now_utc)
 
 
 def _quiet_libraries(verbose: bool) -> None:

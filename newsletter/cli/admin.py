@@ -136,8 +136,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     config = load(args)
     if args.action == "refresh":
-        from newsletter.app.data import refresh_market  # noqa: PLC0415
-        from newsletter.app.wiring import price_tickers  # noqa: PLC0415
+        from newsletter.app.data import price_tickers, refresh_market  # noqa: PLC0415
 
         with progress_bar("Refreshing prices", quiet=args.quiet, detail=True) as progress:
             task = progress.add_task("", total=len(price_tickers(config)))

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     import argparse
     from datetime import date
 
-    from newsletter.app.build import BuiltIssue
+    from newsletter.app.built import BuiltIssue
     from newsletter.app.data import DataRefresh
     from newsletter.app.send import SendResult
     from newsletter.config import Config, Secrets
@@ -36,7 +36,7 @@ def print_refresh(config: Config, refreshed: DataRefresh) -> None:
 def build(args: argparse.Namespace, config: Config, as_of: date | None) -> BuiltIssue:
     """Refresh (live provider) and build the issue, saying what was done and found."""
     from newsletter.app.build import BuildOptions, prepare_issue  # noqa: PLC0415
-    from newsletter.app.wiring import price_tickers  # noqa: PLC0415
+    from newsletter.app.data import price_tickers  # noqa: PLC0415
 
     options = BuildOptions(
         subject=args.subject, preheader=args.preheader, allow_stale=args.allow_stale
