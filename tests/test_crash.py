@@ -1,5 +1,7 @@
 """A real send of 600 messages, killed with SIGKILL at several points and resumed.
 
+The killed senders are processes that send an issue built once here (tests/sendbuilt.py, the
+send `newsletter send` runs after its build); the last resume is `newsletter send` itself.
 The server (aiosmtpd, in this process) counts what it stored by Message-ID. After the last
 resume every subscriber has the issue, and a message stored twice is only ever one that was in
 flight when the sender was killed: the documented lost-reply case, with the same Message-ID.
@@ -10,6 +12,7 @@ from __future__ import annotations
 import csv
 import email
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -17,9 +20,12 @@ import threading
 import time
 from collections import Counter
 from contextlib import ExitStack
+from datetime import date
 from email import policy
 
 import yaml
+
+from newsletter.config import load_config
 
 from .conftest import REPO, serving
 
@@ -45,7 +51,7 @@ class CountingHandler:
             return sum(self.ids.values())
 
 
-def test_sigkill_at_any_moment_then_resume_sends_everyone_once(tmp_path):
+def test_sigkill_at_any_moment_then_resume_sends_everyone_once(tmp_path, prepare):
     subscribers = tmp_path / "subscribers.csv"
     with subscribers.open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -66,6 +72,10 @@ def test_sigkill_at_any_moment_then_resume_sends_everyone_once(tmp_path):
             }
         )
     )
+    built = tmp_path / "built.pickle"
+    issue = prepare(load_config(config), date(2024, 7, 16)).built
+    built.write_bytes(pickle.dumps(issue))
+    killed = [sys.executable, "-m", "tests.sendbuilt", str(config), str(built)]
     command = [
         sys.executable,
         "-m",
@@ -81,7 +91,7 @@ def test_sigkill_at_any_moment_then_resume_sends_everyone_once(tmp_path):
     try:
         for threshold in KILL_AT:
             process = subprocess.Popen(
-                command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+                killed, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
             )
             deadline = time.monotonic() + 120
             while (

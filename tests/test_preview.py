@@ -10,8 +10,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from newsletter.app.build import build_issue
-from newsletter.app.data import load_market
+from newsletter.app.build import ChartCache, build_issue
 from newsletter.app.preview import DraftPreview
 from newsletter.app.review import approve_issue
 from newsletter.config import load_config
@@ -20,9 +19,10 @@ from tests.conftest import Links, http_request, http_serving
 
 
 @pytest.fixture
-def preview(write_config):
+def preview(write_config, market, charts):
     config_path = write_config()
-    draft = DraftPreview(config_path, date(2024, 7, 19))
+    july_19 = date(2024, 7, 19)
+    draft = DraftPreview(config_path, july_19, market=market.at(july_19), charts=charts)
     stop = threading.Event()
     draft.current()
     watcher = threading.Thread(target=draft.watch, args=(stop,), daemon=True)
@@ -50,10 +50,10 @@ def test_the_page_shows_the_draft_with_its_size_headers_and_lint(preview):
     assert "Not approved. Run <code>newsletter approve --as-of 2024-07-19</code>" in page
 
 
-def test_the_page_says_when_this_exact_content_is_approved(preview):
+def test_the_page_says_when_this_exact_content_is_approved(preview, prepare):
     url, config_path = preview
     config = load_config(config_path)
-    approve_issue(config, build_issue(config, date(2024, 7, 19)), datetime.now(UTC))
+    approve_issue(config, prepare(config, date(2024, 7, 19)).built, datetime.now(UTC))
     assert (
         "Approved: this exact content is what the schedule sends." in http_request(f"{url}/").text
     )
@@ -104,19 +104,18 @@ def test_a_broken_config_shows_on_the_page_and_the_fix_recovers(preview):
     assert "Russell 2000 beat" in fixed.text
 
 
-def test_the_chart_cache_redraws_only_when_the_numbers_change(write_config, build_day):
+def test_the_chart_cache_redraws_only_when_the_numbers_change(write_config, market):
     config = load_config(write_config())
-    cache: dict = {}
-    july_19 = load_market(config, date(2024, 7, 19))
+    cache = ChartCache()
+    july_19 = market.at(date(2024, 7, 19))
     first = build_issue(config, None, market=july_19, chart_cache=cache)
     again = build_issue(config, None, market=july_19, chart_cache=cache)
+    fresh = build_issue(config, None, market=july_19)
     pngs = [name for name in first.files if name.endswith(".png")]
     assert len(pngs) == 5
     for name in pngs:
         assert again.files[name] is first.files[name]  # not redrawn
-        assert first.files[name] == build_day("2024-07-19").files[name]  # what a fresh build draws
-    july_12 = build_issue(
-        config, None, market=load_market(config, date(2024, 7, 12)), chart_cache=cache
-    )
+        assert first.files[name] == fresh.files[name]  # what a fresh build draws
+    july_12 = build_issue(config, None, market=market.at(date(2024, 7, 12)), chart_cache=cache)
     assert july_12.files["week_returns.png"] != first.files["week_returns.png"]
     assert len(cache) == 1
