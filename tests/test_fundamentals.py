@@ -7,7 +7,6 @@ from datetime import UTC, date, datetime
 import pandas as pd
 import pytest
 
-from newsletter.app.build import build_issue
 from newsletter.app.data import refresh_fundamentals
 from newsletter.config import load_config
 from newsletter.errors import FetchError
@@ -51,7 +50,7 @@ def test_missing_estimates_are_a_fetch_error_naming_the_ticker(answer):
         parse_fundamentals("MSFT", answer, {})
 
 
-def test_weekly_snapshots_become_four_and_twelve_week_revisions(write_config):
+def test_weekly_snapshots_become_four_and_twelve_week_revisions(write_config, prepare):
     config = load_config(write_config())
     values = {date(2024, 4, 19): 4.0e11, date(2024, 6, 14): 4.2e11, date(2024, 7, 12): 4.41e11}
     for day, value in values.items():
@@ -63,7 +62,7 @@ def test_weekly_snapshots_become_four_and_twelve_week_revisions(write_config):
         )
         assert failures == []
         assert stored == 7 * 4  # seven share classes, four periods each
-    stats = build_issue(config, date(2024, 7, 17)).stats
+    stats = prepare(config, date(2024, 7, 17)).built.stats
     nvda = next(e for e in stats.estimates if e.name == "NVDA")
     assert (nvda.period, nvda.revenue, nvda.taken_on) == ("+1y", 4.41e11, date(2024, 7, 12))
     assert nvda.change_4w == pytest.approx(4.41e11 / 4.2e11 - 1)  # vs the 14 Jun snapshot
@@ -78,9 +77,7 @@ def test_weekly_snapshots_become_four_and_twelve_week_revisions(write_config):
     ]
     earnings = [e for e in stats.key_dates if e.kind == "Earnings"]
     assert earnings[0].day == date(2024, 7, 30) and len(earnings) == 6  # within the 35-day horizon
-    earlier = build_issue(
-        config, date(2024, 6, 14)
-    ).stats  # no look-ahead: the July snapshot is unseen
+    earlier = prepare(config, date(2024, 6, 14)).built.stats  # no look-ahead: July is unseen
     assert next(e for e in earlier.estimates if e.name == "NVDA").revenue == 4.2e11
 
 

@@ -36,15 +36,14 @@ def test_draft_creates_the_template_once_and_build_uses_it(write_config, tmp_pat
     assert "The rotation arrived." in (out / "email.txt").read_text()
 
 
-def test_an_untouched_draft_has_no_note_in_either_part(write_config, tmp_path):
+def test_an_untouched_draft_has_no_note_in_either_part(write_config, prepare):
     from datetime import date  # noqa: PLC0415
 
-    from newsletter.app.build import build_issue  # noqa: PLC0415
     from newsletter.app.drafts import start_draft  # noqa: PLC0415
     from newsletter.config import load_config  # noqa: PLC0415
 
     config = load_config(write_config())
     start_draft(config, date(2024, 7, 17))
-    built = build_issue(config, date(2024, 7, 17), tmp_path / "out")
+    built = prepare(config, date(2024, 7, 17)).built
     assert "FROM THE EDITOR" not in built.rendered.text
     assert "From the editor" not in built.rendered.html
