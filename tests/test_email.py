@@ -25,13 +25,7 @@ from newsletter.mail.unsubscribe import make_token, verify_token
 from newsletter.models import UNSUBSCRIBE_MARKER, Subscriber
 
 REPO = Path(__file__).resolve().parent.parent
-INFO = NewsletterSection(
-    from_address="Rotation Digest <digest@example.com>",
-    list_id="rotation-digest.example.com",
-    name="Rotation Digest",
-    base_url="https://digest.example.com",
-    unsubscribe_mailto="unsubscribe@example.com",
-)
+INFO = NewsletterSection()  # the shipped defaults: Rotation Digest <digest@example.com>
 NOW = datetime(2024, 7, 16, 21, 30, tzinfo=UTC)
 
 
