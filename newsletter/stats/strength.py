@@ -20,8 +20,13 @@ YEAR_SESSIONS = 252
 def compute_relative_strength(
     prices: Prices, long: str, short: str, dates: ReportDates, receipts: dict[str, Any]
 ) -> RelativeStrength:
-    """The ratio at the as-of session, its 50/200-session averages and its 52-week high and low."""
-    ratio = prices.ratio(long, short)
+    """The ratio at the as-of session, its 50/200-session averages and its 52-week high and low.
+
+    Windows count sessions, not closes: a session where either ticker has no close is a gap
+    inside the window (left out of its mean, high and low), never a reason to reach further back.
+    """
+    sessions = prices.adjusted[long] / prices.adjusted[short]  # NaN where either has no close
+    ratio = sessions.dropna()
     if len(ratio) < YEAR_SESSIONS or ratio.index[-1] != pd.Timestamp(dates.as_of):
         raise InsufficientDataError(
             f"{long}/{short} needs {YEAR_SESSIONS} sessions of history up to {dates.as_of.isoformat()}; "
@@ -33,20 +38,20 @@ def compute_relative_strength(
             f"{long} or {short} has no close on {dates.prev_close.isoformat()}, which the week's "
             "relative strength needs; pick another --as-of or repair the data"
         )
-    year = ratio.iloc[-YEAR_SESSIONS:]
+    year = sessions.iloc[-YEAR_SESSIONS:].dropna()
     now = float(ratio.iloc[-1])
     receipts["relative_strength"] = {
         "ratio": f"{long} adj_close / {short} adj_close",
         "at": [dates.as_of.isoformat(), now],
         "week_base": [dates.prev_close.isoformat(), float(ratio[base])],
         "averages_from": {
-            str(n): pd.Timestamp(ratio.index[-n]).date().isoformat()
+            str(n): pd.Timestamp(sessions.index[-n]).date().isoformat()
             for n in (SHORT_AVERAGE, LONG_AVERAGE)
         },
-        "range_from": pd.Timestamp(year.index[0]).date().isoformat(),
+        "range_from": pd.Timestamp(sessions.index[-YEAR_SESSIONS]).date().isoformat(),
     }
-    sma50 = float(ratio.iloc[-SHORT_AVERAGE:].mean())
-    sma200 = float(ratio.iloc[-LONG_AVERAGE:].mean())
+    sma50 = float(sessions.iloc[-SHORT_AVERAGE:].mean())
+    sma200 = float(sessions.iloc[-LONG_AVERAGE:].mean())
     return RelativeStrength(
         long=long,
         short=short,
