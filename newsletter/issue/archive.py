@@ -1,6 +1,6 @@
 """The archive of sent issues as `newsletter serve` publishes it: the list and the Atom feed.
 
-Each sent issue lives in archive/<as-of>/ (written by the pipeline when its send starts):
+Each sent issue lives in archive/<as-of>/ (written by app/archive.py when its send starts):
 index.html (the web version), email.txt, stats.json, the chart PNGs and issue.json, which
 names it. Only a folder with a readable issue.json counts as an issue.
 """

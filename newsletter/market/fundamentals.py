@@ -2,7 +2,7 @@
 shares outstanding.
 
 The digest's "indicator to watch" is the revision of analysts' forward revenue estimates, which
-only exists as history: each refresh stores a dated snapshot (store.py), and the statistics
+only exists as history: each refresh stores a dated snapshot (db/estimates.py), and the statistics
 compare snapshots 4 and 12 weeks apart. yfinance's `Ticker.revenue_estimate` is a frame indexed
 by period ('0q', '+1q', '0y', '+1y') with columns avg, low, high, numberOfAnalysts,
 yearAgoRevenue, growth; `Ticker.calendar` is a dict whose 'Earnings Date' is a list of dates.

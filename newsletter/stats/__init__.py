@@ -1,6 +1,6 @@
 """Weekly rotation statistics: pure pandas, no I/O.
 
-Rows of the price frames are NYSE sessions (the pipeline aligns them to the calendar), so a
+Rows of the price frames are NYSE sessions (app/data.py aligns them to the calendar), so a
 5-row shift is a 5-session window and a gap in the data is a NaN, never a silently longer window.
 No statistic looks past the as-of session: every frame is cut there first.
 """
