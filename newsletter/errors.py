@@ -13,6 +13,7 @@ prints one line. Each message says what failed, where, and what to do about it.
     + CorruptStoreError           the local price store file is damaged (it is rebuilt)
   x RenderError                   template folder/template missing, undefined variable
     + LintError                   the built issue has lint errors; sending is refused
+    + ContentError                a subject/preheader too long or with a control character
   x SubscriberError               unreadable subscriber list or invalid row (file:line)
   x DeliveryError                 SMTP connect/auth/protocol failure (wraps the smtplib error)
   x DatabaseError                 the project database cannot be opened or used
@@ -65,6 +66,10 @@ class RenderError(NewsletterError):
 
 class LintError(RenderError):
     """The built issue would break or clip in mail clients; it is not sent."""
+
+
+class ContentError(RenderError):
+    """The subject or preheader cannot go into a message as it is; nothing is built."""
 
 
 class SubscriberError(NewsletterError):

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 
 from newsletter.app.built import STATS_FILE, TEXT_FILE, WEB_PAGE, BuiltIssue
 from newsletter.app.data import DataRefresh, Market, load_market, megacap_tickers, refresh_market
-from newsletter.app.drafts import read_notes
+from newsletter.app.drafts import notes_path, read_notes
 from newsletter.app.files import write_folder
 from newsletter.app.wiring import database
 from newsletter.db.estimates import load_estimates
 from newsletter.errors import DataQualityError, FetchError
 from newsletter.issue.charts import render_charts
-from newsletter.issue.headline import Headline, write_headline
+from newsletter.issue.headline import Headline, check_text, write_headline
 from newsletter.issue.quality import DataQuality, check_quality
 from newsletter.issue.render import make_environment, render_html, render_issue
 from newsletter.mail.compose import MessageFactory, message_id
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from newsletter.config import Config
+    from newsletter.issue.notes import EditorNotes
     from newsletter.models import Chart, RenderedIssue, ReportDates
     from newsletter.weekstats import WeekStats
 
@@ -120,11 +121,7 @@ def build_issue(
     stats = _compute_stats(config, market, dates)
     charts = _charts(config, market, stats, chart_cache)
     notes = read_notes(config, market.as_of)
-    headline = write_headline(
-        stats,
-        subject=options.subject or notes.subject,
-        preheader=options.preheader or notes.preheader,
-    )
+    headline = _headline(stats, options, notes, notes_path(config, market.as_of))
     issue = Issue(
         stats=stats,
         charts=charts,
@@ -156,6 +153,28 @@ def build_issue(
         preheader=headline.preheader,
         findings=findings,
     )
+
+
+def _headline(
+    stats: WeekStats, options: BuildOptions, notes: EditorNotes, notes_file: Path
+) -> Headline:
+    """The subject and preheader, each checked and, when refused, named by where it came from:
+    the --subject/--preheader flag, the notes file's Subject:/Preheader: line, or the rules."""
+    words = {}
+    for field, flag, noted in (
+        ("subject", options.subject, notes.subject),
+        ("preheader", options.preheader, notes.preheader),
+    ):
+        if flag:
+            words[field] = check_text(flag, field, f"the --{field}")
+        elif noted:
+            words[field] = check_text(noted, field, f"the {field} from {notes_file}")
+    headline = write_headline(stats, subject=words.get("subject"), preheader=words.get("preheader"))
+    for field, text in (("subject", headline.subject), ("preheader", headline.preheader)):
+        if field not in words:
+            fix = f"give one with --{field} or a {field.title()}: line in {notes_file}"
+            check_text(text, field, f"the generated {field}", fix=fix)
+    return headline
 
 
 def _compute_stats(config: Config, market: Market, dates: ReportDates) -> WeekStats:

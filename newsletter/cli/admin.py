@@ -172,7 +172,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config = load(args)
     secrets = resolve_secrets(config, os.environ)
     print(f"{args.config}: OK")
-    print(config.model_dump_json(indent=2, exclude={"source"}))
+    print(config.model_dump_json(indent=2, exclude={"source"}))  # secrets masked (as ***)
     print(
         f"SMTP password: {'set' if secrets.smtp_password else 'not needed'}; "
         f"unsubscribe key: {'set' if secrets.unsubscribe_key else 'unset (built-in server only)'}"

@@ -66,12 +66,14 @@ class Parents:
         issue.add_argument(
             "--subject",
             metavar="TEXT",
-            help="the editor's subject line instead of the generated one",
+            help="the editor's subject line instead of the generated one (one line, at most 250 "
+            "characters)",
         )
         issue.add_argument(
             "--preheader",
             metavar="TEXT",
-            help="the editor's preheader instead of the generated one",
+            help="the editor's preheader instead of the generated one (one line, at most 250 "
+            "characters)",
         )
         issue.add_argument(
             "--allow-stale",

@@ -8,6 +8,7 @@ variables that hold them.
 from __future__ import annotations
 
 import difflib
+import reprlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,14 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from newsletter.config.checks import mask_url
 from newsletter.config.sections import Config
 from newsletter.errors import ConfigError
+
+_SHORT = reprlib.Repr()
+"""The offending value as an error quotes it: one short line, however large or deep it is."""
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 3, 120, 120
+_SECRET_KEYS = {"database.url"}
 
 _PATH_KEYS = (
     ("market", "snapshot_dir"),
@@ -49,7 +56,10 @@ def _describe(error: dict[str, Any], label: str) -> str:
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         return f"{label}: unknown key '{key}'{hint}"
     message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{label}: {key}: {message}, got {error.get('input')!r}"
+    value = error.get("input")
+    if key in _SECRET_KEYS and isinstance(value, str):
+        value = mask_url(value)
+    return f"{label}: {key}: {message}, got {_SHORT.repr(value)}"
 
 
 def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
@@ -92,13 +102,18 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
     try:
         raw = yaml.safe_load(text)
+        config = parse_config(raw, str(path), path.resolve().parent)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(
             f"{path}:{where} is not valid YAML ({getattr(err, 'problem', err)})"
         ) from err
-    config = parse_config(raw, str(path), path.resolve().parent)
+    except RecursionError as err:
+        raise ConfigError(
+            f"{path}: the document is nested too deeply to read (hundreds of levels of brackets "
+            "or indentation); a config file needs only sections and their keys"
+        ) from err
     return config.model_copy(update={"source": path})
 
 

@@ -10,7 +10,7 @@ import datetime as dt
 import re
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -18,7 +18,17 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationInfo,
+    field_serializer,
     field_validator,
+)
+
+from newsletter.config.checks import (
+    bare_address,
+    has_control,
+    https_url,
+    mailbox,
+    mailto_address,
+    mask_url,
 )
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -38,7 +48,7 @@ class _Section(BaseModel):
 
 def _one_line(value: str | None) -> str | None:
     """A value that goes into a mail header: one line, so config cannot inject headers."""
-    if value is not None and any(ord(char) < 32 or ord(char) == 127 for char in value):
+    if value is not None and has_control(value):
         raise ValueError("must be one line without control characters (it goes into a mail header)")
     return value
 
@@ -69,17 +79,30 @@ class NewsletterSection(_Section):
         """The bare address of the From: header, for SMTP's MAIL FROM."""
         return parseaddr(self.from_address)[1]
 
-    @field_validator("name", "from_address", "reply_to", "unsubscribe_mailto")
+    @field_validator("name")
     @classmethod
     def _header_safe(cls, value: str | None) -> str | None:
         return _one_line(value)
 
+    @field_validator("from_address")
+    @classmethod
+    def _from(cls, value: str) -> str:
+        return mailbox(value, "Rotation Digest <digest@example.com>")
+
+    @field_validator("reply_to")
+    @classmethod
+    def _reply_to(cls, value: str | None) -> str | None:
+        return mailbox(value, "Editor <editor@example.com>") if value else value
+
+    @field_validator("unsubscribe_mailto")
+    @classmethod
+    def _mailto(cls, value: str) -> str:
+        return mailto_address(value, "unsubscribe@example.com")
+
     @field_validator("base_url")
     @classmethod
     def _https(cls, value: str) -> str:
-        if not value.startswith("https://"):
-            raise ValueError("must be an absolute https:// URL")
-        return value.rstrip("/")
+        return https_url(value)
 
     @field_validator("list_id")
     @classmethod
@@ -142,6 +165,8 @@ class SubscribersSection(_Section):
 
 
 class DatabaseSection(_Section):
+    """The database URL; its password never shows: JSON dumps and repr mask it as ***."""
+
     url: str | None = None
 
     @field_validator("url")
@@ -151,6 +176,13 @@ class DatabaseSection(_Section):
             raise ValueError("must be a database URL such as sqlite:///var/newsletter.db")
         return value
 
+    @field_serializer("url", when_used="json")
+    def _masked(self, value: str | None) -> str | None:
+        return None if value is None else mask_url(value)
+
+    def __repr_args__(self) -> Any:
+        return [("url", None if self.url is None else mask_url(self.url))]
+
 
 class DeliverySection(_Section):
     connections: int = Field(default=4, ge=1, le=64)
@@ -158,6 +190,10 @@ class DeliverySection(_Section):
     max_attempts: int = Field(default=5, ge=1, le=50)
     retry_backoff_s: float = Field(default=2.0, ge=0)
     max_wait_s: float = Field(default=300.0, ge=0)
+    max_transient_failures: int = Field(default=20, ge=1, le=10_000)
+    max_lost_replies: int = Field(default=3, ge=1, le=1000)
+    max_same_refusals: int = Field(default=10, ge=2, le=10_000)
+    max_run_minutes: float = Field(default=120.0, gt=0)
 
 
 class DataQualitySection(_Section):
@@ -236,7 +272,7 @@ class ScheduleSection(_Section):
             raise ValueError(
                 "needed with require_approval: true (the address that gets the test copy to approve)"
             )
-        return _one_line(value)
+        return bare_address(value, "editor@example.com") if value else value
 
     @property
     def zone(self) -> ZoneInfo:
@@ -257,7 +293,11 @@ class TemplatesSection(_Section):
 
 
 class Config(_Section):
-    """The whole configuration; `source` is the file it came from (None: built-in defaults)."""
+    """The whole configuration; `source` is the file it came from (None: built-in defaults).
+
+    `model_dump_json()` is what may be printed or logged: secrets are masked there (the
+    database password as ***); `database_url` is the real URL, for the engine only.
+    """
 
     newsletter: NewsletterSection = NewsletterSection()
     market: MarketSection = MarketSection()

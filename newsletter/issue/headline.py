@@ -10,13 +10,19 @@ The first rule that applies wins:
 An editor's subject or preheader replaces the generated one (rule `editor`). Every number in
 these words is a figure in stats.json, rounded; "largest since" appears only when the episode
 ranking supports it.
+
+Whoever wrote them, the words must fit a message (`check_text`): at most 250 characters and no
+control character (C0 including tab, DEL, C1), which a mail header cannot carry raw and some
+servers refuse the whole message for.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from newsletter.errors import ContentError
 from newsletter.models import display_name
 
 if TYPE_CHECKING:
@@ -25,6 +31,10 @@ if TYPE_CHECKING:
 RARE_EPISODE_RANK = 5
 MEGACAP_DROP = -0.10
 BIG_MOVE = 0.03
+MAX_TEXT = 250
+"""Characters a subject or preheader may have."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_ROOM = {"subject": "that fit a mail header", "preheader": "a preheader may have"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,3 +144,25 @@ def write_headline(
         preheader=preheader or generated.preheader,
         rule="editor" if subject else generated.rule,
     )
+
+
+def text_problem(text: str, field: str) -> tuple[str, str] | None:
+    """What keeps `text` from being the issue's `field` ("subject" or "preheader") and the
+    editor's fix, or None if it fits. Positions count characters from 1."""
+    control = _CONTROL.search(text)
+    if control:
+        found = f"contains a control character (U+{ord(control.group()):04X}) at position "
+        return found + str(control.start() + 1), "remove it"
+    if len(text) > MAX_TEXT:
+        return f"is {len(text)} characters, over the {MAX_TEXT} {_ROOM[field]}", "shorten it"
+    return None
+
+
+def check_text(text: str, field: str, source: str, *, fix: str | None = None) -> str:
+    """`text` if it can be the issue's `field`; else a ContentError that starts with `source`
+    (such as "the --subject") and ends with `fix` (by default what the editor should do)."""
+    problem = text_problem(text, field)
+    if problem is None:
+        return text
+    found, editor_fix = problem
+    raise ContentError(f"{source} {found}; {fix or editor_fix}")
