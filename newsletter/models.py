@@ -5,6 +5,7 @@ pandas is imported only for type checking so that the CLI's --help stays instant
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -202,6 +203,17 @@ class Outcome:
     reply: str
     retry_at: datetime | None = None
     bounce_subscriber: bool = False
+    uncertain: bool = False
+    """The whole message went out and the reply was lost: it may have been stored."""
+
+
+_ADDRESS = re.compile(r"<?[^\s<>@:]+@[^\s<>:]+>?")
+
+
+def without_addresses(reply: str) -> str:
+    """A server's reply with the mail addresses in it taken out, so replies to two recipients
+    compare (and group) as one."""
+    return _ADDRESS.sub("<address>", reply).strip()
 
 
 @dataclass(slots=True)
@@ -214,7 +226,20 @@ class DeliveryReport:
     failed: int = 0
     deferred: int = 0
     skipped: int = 0
+    uncertain: int = 0
+    """Messages whose reply was lost this run (each goes once more, with the same Message-ID)."""
     refusals: list[tuple[str, str]] = field(default_factory=list)
+    """(address, what happened) of each message refused or deferred in this run."""
+    paused: str = ""
+    """Why the run stopped early with everything unsent left pending ('' if it did not)."""
+
+    def reasons(self) -> list[tuple[str, int]]:
+        """The refusals grouped by reply, addresses taken out, most frequent first."""
+        counts: dict[str, int] = {}
+        for _address, reply in self.refusals:
+            reason = without_addresses(reply)
+            counts[reason] = counts.get(reason, 0) + 1
+        return sorted(counts.items(), key=lambda item: -item[1])
 
 
 TICKER_NAMES = {

@@ -27,14 +27,16 @@ from apscheduler.events import (
     EVENT_JOB_ERROR,
     EVENT_JOB_EXECUTED,
     EVENT_JOB_MISSED,
+    EVENT_JOB_SUBMITTED,
     JobExecutionEvent,
 )
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from newsletter.app.weekly import Plan, RunOutcome, log_stage, plan_runs, run_week
+from newsletter.app.weekly import Plan, RunOutcome, log_stage, plan_runs, resumable, run_week
 from newsletter.app.wiring import database
 from newsletter.config import load_config, resolve_secrets
 from newsletter.errors import ConfigError, NewsletterError, ScheduleError
@@ -249,6 +251,32 @@ def run_scheduler(
         _run(config, job, stop, clock, on_ready)
 
 
+def _retry_at(
+    scheduler: BackgroundScheduler,
+    config: Config,
+    job: Callable[..., str],
+    fire: datetime,
+    at: datetime,
+) -> None:
+    """Store (or move) the retry of the run that stands for `fire`, due at `at`."""
+    scheduler.add_job(
+        job,
+        "date",
+        run_date=at,
+        args=[*_job_args(config), fire.isoformat()],
+        id=RETRY_ID,
+        name="retry of the weekly issue",
+        replace_existing=True,
+    )
+
+
+def _drop_retry(scheduler: BackgroundScheduler) -> None:
+    try:
+        scheduler.remove_job(RETRY_ID)
+    except JobLookupError:
+        return
+
+
 def _run(
     config: Config,
     job: Callable[..., str],
@@ -259,6 +287,13 @@ def _run(
     scheduler = make_scheduler(config)
     section = config.schedule
 
+    def retry(delay_minutes: float) -> datetime:
+        at = clock() + timedelta(minutes=delay_minutes)
+        _retry_at(
+            scheduler, config, job, fire_served(make_trigger(section), clock()) or clock(), at
+        )
+        return at
+
     def on_event(event: JobExecutionEvent) -> None:
         if event.code == EVENT_JOB_MISSED:
             logger.warning(
@@ -266,29 +301,35 @@ def _run(
                 event.scheduled_run_time,
                 section.misfire_grace_hours,
             )
-            return
-        if event.code == EVENT_JOB_ERROR:
-            logger.error("scheduled run failed: %r", event.exception)
-        elif event.retval not in RETRIED:
-            return
-        fire = fire_served(make_trigger(section), clock()) or clock()
-        retry = clock() + timedelta(minutes=section.retry_minutes)
-        scheduler.add_job(
-            job,
-            "date",
-            run_date=retry,
-            args=[*_job_args(config), fire.isoformat()],
-            id=RETRY_ID,
-            name="retry of the weekly issue",
-            replace_existing=True,
-        )
-        logger.info("the run tries again at %s", retry.isoformat())
+        elif event.code == EVENT_JOB_SUBMITTED:
+            retry(section.retry_minutes)  # before the run sends: a killed run is tried again
+        elif event.code == EVENT_JOB_ERROR or event.retval in RETRIED:
+            if event.code == EVENT_JOB_ERROR:
+                logger.error("scheduled run failed: %r", event.exception)
+            logger.info("the run tries again at %s", retry(section.retry_minutes).isoformat())
+        else:
+            _drop_retry(scheduler)
 
-    scheduler.add_listener(on_event, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+    scheduler.add_listener(
+        on_event, EVENT_JOB_SUBMITTED | EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED
+    )
     scheduler.start(paused=True)
     try:
         on_ready(install_job(scheduler, config, job))
+        _resume_unfinished(config, clock, retry)
         scheduler.resume()
         stop.wait()
     finally:
         scheduler.shutdown(wait=True)
+
+
+def _resume_unfinished(
+    config: Config, clock: Callable[[], datetime], retry: Callable[[float], datetime]
+) -> None:
+    """Finish what a killed scheduler started: the latest run's issue, if its send is
+    unfinished and its deadline has not passed, goes on now."""
+    fire = fire_served(make_trigger(config.schedule), clock())
+    as_of = resumable(config, fire, clock()) if fire is not None else None
+    if as_of is not None:
+        retry(0)
+        logger.info("resuming the unfinished send of the issue for %s", as_of)

@@ -27,9 +27,19 @@ class ScriptedHandler:
 
     rcpt: dict[str, list[str]] = field(default_factory=dict)
     data: dict[str, list[str]] = field(default_factory=dict)
+    mail: list[str] = field(default_factory=list)
+    """Replies to MAIL FROM, one per transaction, before it accepts."""
+    everyone: list[str] = field(default_factory=list)
+    """DATA steps for every recipient, one per message, after their own script."""
     stall_s: float = 3.0
     stored: list[Any] = field(default_factory=list)
     attempts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.mail:
+            return self.mail.pop(0)
+        envelope.mail_from = address
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         self.attempts[address] += 1
@@ -43,7 +53,7 @@ class ScriptedHandler:
     async def handle_DATA(self, server, session, envelope):
         address = envelope.rcpt_tos[0]
         script = self.data.get(address)
-        step = script.pop(0) if script else ACCEPT
+        step = script.pop(0) if script else self.everyone.pop(0) if self.everyone else ACCEPT
         if step == ACCEPT:
             self.stored.append(envelope)
             return "250 Message accepted for delivery"

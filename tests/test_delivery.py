@@ -113,9 +113,9 @@ def test_a_permanent_rcpt_refusal_is_recorded_and_not_retried(
     assert again.report.sent == 0
 
 
-@pytest.mark.parametrize("reply", ["552 5.3.4 message too big", "554 5.6.0 content rejected"])
-def test_a_permanent_data_refusal_fails_that_message_only(built, configure, reply):
-    handler = ScriptedHandler(data={ADA: [reply]})
+@pytest.mark.parametrize("reply", ["550 5.2.1 mailbox disabled", "554 5.2.0 not here"])
+def test_a_permanent_rcpt_refusal_of_one_reader_fails_that_message_only(built, configure, reply):
+    handler = ScriptedHandler(rcpt={ADA: [reply]})
     with serving(handler) as port:
         result = send_issue(configure(port), built, secrets=SECRETS, clock=now_utc)
     assert result.ledger == {"sent": EVERYONE - 1, "failed": 1}

@@ -17,6 +17,7 @@ from newsletter.app.archive import archive_issue
 from newsletter.app.audience import sync_subscribers
 from newsletter.app.wiring import database
 from newsletter.db import ledger as send_ledger
+from newsletter.db import runs as send_runs
 from newsletter.db.audience import list_subscribers
 from newsletter.delivery.capture import CaptureServer
 from newsletter.delivery.sender import Sender
@@ -67,7 +68,15 @@ class StoreLedger:
         return send_ledger.next_due(self.engine, self.issue_id)
 
     def heartbeat(self) -> None:
-        send_ledger.heartbeat(self.engine, self.run_id, self.clock())
+        send_runs.heartbeat(self.engine, self.run_id, self.clock())
+
+    def take_over(self) -> tuple[int, int]:
+        with self._writing:
+            return send_runs.take_over(self.engine, self.issue_id, self.run_id, self.clock())
+
+    def reopen(self, subscriber_ids: Sequence[int]) -> None:
+        with self._writing:
+            send_ledger.reopen(self.engine, self.issue_id, subscriber_ids, self.clock())
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +105,11 @@ class SendResult:
 def latest_unfinished(config: Config) -> date | None:
     """The as-of of the newest issue whose send is unfinished, for `send --resume`."""
     return send_ledger.latest_unfinished_issue(database(config))
+
+
+def send_unfinished(config: Config, as_of: date) -> bool:
+    """Whether messages of the issue for `as_of` still wait to be sent."""
+    return send_ledger.unfinished(database(config), as_of)
 
 
 def _refuse_lint_errors(built: BuiltIssue) -> None:
@@ -147,7 +161,7 @@ def send_issue(
         engine, built.stats.as_of, built.rendered.subject, built.content_sha256, now
     )
     archive = archive_issue(config, built, now)
-    run_id = send_ledger.start_run(engine, issue_id, now)
+    run_id = send_runs.start_run(engine, issue_id, now)
     try:
         send_ledger.enqueue_audience(
             engine, issue_id, lambda email: message_id(info.list_id, as_of, email), now
@@ -157,7 +171,7 @@ def send_issue(
         ledger = StoreLedger(engine, issue_id, run_id, clock)
         delivered, destination = _deliver(config, built, secrets, ledger, on_progress)
     finally:
-        send_ledger.finish_run(engine, run_id, clock())
+        send_runs.finish_run(engine, run_id, clock())
     counts = send_ledger.ledger_counts(engine, issue_id)
     delivered.skipped = (
         counts.get(LedgerStatus.SENT, 0) - delivered.sent + counts.get(LedgerStatus.SKIPPED, 0)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from newsletter.app.build import Prepared, prepare_issue
 from newsletter.app.review import Approval, approval_state, request_approval
-from newsletter.app.send import send_issue
+from newsletter.app.send import send_issue, send_unfinished
 from newsletter.market.calendar import TradingCalendar
 
 if TYPE_CHECKING:
@@ -95,6 +95,14 @@ def plan_runs(section: ScheduleSection, fires: Sequence[datetime]) -> list[Plan]
         fires[0].date() - CALENDAR_MARGIN, fires[-1].date() + CALENDAR_MARGIN
     )
     return [_plan(calendar, fire, section.deadline_after_open_minutes) for fire in fires]
+
+
+def resumable(config: Config, fire: datetime, now: datetime) -> date | None:
+    """The issue of the run at `fire` if its send is unfinished and still in time, else None."""
+    plan = plan_runs(config.schedule, [fire])[0]
+    if plan.as_of is None or (plan.deadline is not None and now > plan.deadline):
+        return None
+    return plan.as_of if send_unfinished(config, plan.as_of) else None
 
 
 def log_stage(stage: str, started: float, detail: str) -> None:

@@ -106,25 +106,35 @@ def _send_and_report(
             on_start=lambda total: progress.update(task, total=total),
             on_progress=lambda done: progress.advance(task, done),
         )
-    _print_summary(result)
+    _print_summary(result, verbose=args.verbose)
     return 0 if result.complete else 1
 
 
-def _print_summary(result: SendResult) -> None:
+def _print_summary(result: SendResult, *, verbose: bool) -> None:
+    """The send in a few lines: one per kind of refusal with its count (every address with
+    --verbose), never one per subscriber."""
     report = result.report
+    uncertain = f", {report.uncertain} uncertain (reply lost)" if report.uncertain else ""
     print(
         f"  Sent:    {report.sent} now to the {result.destination}; "
         f"{report.retried} retried, {report.bounced} bounced, {report.failed} failed, "
-        f"{report.deferred} deferred, {report.skipped} skipped (sent earlier or unsubscribed)"
+        f"{report.deferred} deferred{uncertain}, {report.skipped} skipped (sent earlier or "
+        "unsubscribed)"
     )
     ledger = ", ".join(f"{count} {status}" for status, count in sorted(result.ledger.items()))
     print(f"  Ledger:  {ledger or 'no subscribers'}")
     print(f"  Archive: {result.archive} (`newsletter serve` publishes it)")
-    for address, reply in report.refusals:
-        print(f"  Not delivered: {address}: {reply}", file=sys.stderr)
+    if verbose:
+        for address, reply in report.refusals:
+            print(f"  Not delivered: {address}: {reply}", file=sys.stderr)
+    else:
+        for reason, count in report.reasons():
+            print(f"  Not delivered: {count} message(s), {reason}", file=sys.stderr)
     for error in result.row_errors:
         print(f"  Skipped row: {error}", file=sys.stderr)
-    if not result.complete:
+    if report.paused:
+        print(f"  Paused:  {report.paused}", file=sys.stderr)
+    elif not result.complete:
         print(
             "  Some messages are still undelivered; run the same command again to retry them.",
             file=sys.stderr,

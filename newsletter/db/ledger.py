@@ -8,15 +8,13 @@ again with the same Message-ID.
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from newsletter.db.schema import issues, ledger, naive, new_id, reader, runs, subscribers
+from newsletter.db.schema import issues, ledger, new_id, reader, subscribers
 from newsletter.errors import IssueChangedError
 from newsletter.models import (
     UNFINISHED,
@@ -25,9 +23,6 @@ from newsletter.models import (
     Outcome,
     SubscriberStatus,
 )
-
-RUN_LEASE = timedelta(minutes=5)
-"""A run on another host whose heartbeat is older than this is taken for dead."""
 
 
 def record_issue(
@@ -76,63 +71,16 @@ def latest_unfinished_issue(engine: Engine) -> date | None:
     return None if row is None else row.as_of
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def start_run(engine: Engine, issue_id: int, now: datetime) -> int:
-    """Register this process as a sender, release the claims of senders that died, and give
-    messages an earlier run deferred a fresh set of attempts."""
-    host = socket.gethostname()
-    with engine.begin() as conn:
-        open_runs = conn.execute(sa.select(runs).where(runs.c.finished_at.is_(None))).all()
-        dead = [
-            run.id
-            for run in open_runs
-            if (run.host == host and not _pid_alive(run.pid))
-            or naive(run.heartbeat_at) < naive(now - RUN_LEASE)
-        ]
-        if dead:
-            conn.execute(runs.update().where(runs.c.id.in_(dead)).values(finished_at=now))
-            conn.execute(
-                ledger.update()
-                .where(ledger.c.claimed_by.in_(dead), ledger.c.status == LedgerStatus.CLAIMED)
-                .values(status=LedgerStatus.PENDING, claimed_by=None, updated_at=now)
-            )
-        conn.execute(
-            ledger.update()
-            .where(ledger.c.issue_id == issue_id, ledger.c.status == LedgerStatus.DEFERRED)
-            .values(status=LedgerStatus.PENDING, attempts=0, next_attempt_at=None, updated_at=now)
-        )
-        return new_id(
-            conn.execute(
-                runs.insert().values(
-                    issue_id=issue_id, host=host, pid=os.getpid(), started_at=now, heartbeat_at=now
-                )
-            )
-        )
-
-
-def heartbeat(engine: Engine, run_id: int, now: datetime) -> None:
-    with engine.begin() as conn:
-        conn.execute(runs.update().where(runs.c.id == run_id).values(heartbeat_at=now))
-
-
-def finish_run(engine: Engine, run_id: int, now: datetime) -> None:
-    """Mark the run finished and hand back any claim it still holds."""
-    with engine.begin() as conn:
-        conn.execute(
-            ledger.update()
-            .where(ledger.c.claimed_by == run_id, ledger.c.status == LedgerStatus.CLAIMED)
-            .values(status=LedgerStatus.PENDING, claimed_by=None, updated_at=now)
-        )
-        conn.execute(runs.update().where(runs.c.id == run_id).values(finished_at=now))
+def unfinished(engine: Engine, as_of: date) -> bool:
+    """Whether the issue for `as_of` has messages that will still be tried."""
+    with reader(engine) as conn:
+        row = conn.execute(
+            sa.select(ledger.c.subscriber_id)
+            .join(issues, issues.c.id == ledger.c.issue_id)
+            .where(issues.c.as_of == as_of, ledger.c.status.in_(UNFINISHED))
+            .limit(1)
+        ).first()
+    return row is not None
 
 
 def enqueue_audience(
@@ -291,6 +239,35 @@ def record(engine: Engine, issue_id: int, outcomes: Sequence[Outcome], now: date
                 .where(subscribers.c.id.in_(bounced))
                 .values(status=SubscriberStatus.BOUNCED, updated_at=now)
             )
+
+
+def reopen(engine: Engine, issue_id: int, subscriber_ids: Sequence[int], now: datetime) -> None:
+    """Undo refusals recorded in error (the fault was the server's or the message's): the
+    messages are pending again, and subscribers marked bounced by them are active again."""
+    ids = list(subscriber_ids)
+    with engine.begin() as conn:
+        bounced = sa.select(ledger.c.subscriber_id).where(
+            ledger.c.issue_id == issue_id,
+            ledger.c.subscriber_id.in_(ids),
+            ledger.c.status == LedgerStatus.BOUNCED,
+        )
+        conn.execute(
+            subscribers.update()
+            .where(
+                subscribers.c.id.in_(bounced),
+                subscribers.c.status == SubscriberStatus.BOUNCED,
+            )
+            .values(status=SubscriberStatus.ACTIVE, updated_at=now)
+        )
+        conn.execute(
+            ledger.update()
+            .where(
+                ledger.c.issue_id == issue_id,
+                ledger.c.subscriber_id.in_(ids),
+                ledger.c.status.in_([LedgerStatus.BOUNCED, LedgerStatus.FAILED]),
+            )
+            .values(status=LedgerStatus.PENDING, claimed_by=None, updated_at=now)
+        )
 
 
 def ledger_counts(engine: Engine, issue_id: int) -> dict[LedgerStatus, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import mailbox
 import socket
 from contextlib import closing
@@ -27,7 +28,12 @@ class _MaildirHandler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         trace = f"X-Envelope-From: {envelope.mail_from}\r\nX-Envelope-To: {', '.join(envelope.rcpt_tos)}\r\n"
-        self.maildir.add(trace.encode() + envelope.original_content)
+        try:
+            self.maildir.add(trace.encode() + envelope.original_content)
+        except OSError as err:  # this machine's fault, and passing: a transient reply
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                return "452 4.3.1 Insufficient system storage"
+            return f"451 4.3.0 Local error in processing ({err.strerror})"
         return "250 Message accepted for delivery"
 
 

@@ -2,10 +2,12 @@
 
 The sender takes claimed messages from a ledger (claim -> send -> record, see db/ledger.py) and
 sends them over `delivery.connections` connections, at most `delivery.rate_per_s` a second,
-classifying every failure (delivery/smtp.py). A server that cannot be reached at all before
-anything was sent in this run stops the run. One case no sender can close: the server stored a
-message but its reply was lost. The message is then sent again with the same Message-ID, so the
-receiving side can drop the copy.
+judging every failure by its stage and cause (delivery/smtp.py) and every pattern of failures
+(delivery/guard.py). A server that cannot be reached at all before anything was sent in this
+run stops the run. A fault of this machine (the ledger cannot be written) stops it too, never
+blaming a reader. One case no sender can close: the server stored a message but its reply was
+lost. Such an *uncertain* message goes once more per run, after a back-off, with the same
+Message-ID, so the receiving side can drop the copy.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
+from newsletter.delivery.guard import AGAIN, RunGuard, Stop
 from newsletter.delivery.smtp import SmtpConnection, SmtpFailure, Verdict, classify
-from newsletter.errors import DeliveryError
+from newsletter.errors import DatabaseError, DeliveryError
 from newsletter.models import Delivery, DeliveryReport, LedgerStatus, Outcome
 
 if TYPE_CHECKING:
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_S = 10.0
+PEER_POLL_S = 1.0
+"""How often a sender with nothing left checks on the claims a peer still holds."""
 CLAIM_PER_CONNECTION = 16
 """Messages claimed ahead per connection: enough to keep every connection busy between claims."""
 
@@ -63,6 +68,12 @@ class Ledger(Protocol):
 
     def heartbeat(self) -> None: ...
 
+    def reopen(self, subscriber_ids: Sequence[int]) -> None:
+        """Undo this run's refusals of these messages: pending again, nobody marked."""
+
+    def take_over(self) -> tuple[int, int]:
+        """Release claims of dead peers; (released, still held by live peers)."""
+
 
 class Sender:
     """Sends every claimable message of an issue, concurrently, and reports what happened."""
@@ -84,9 +95,21 @@ class Sender:
         self.policy = policy
         self.clock = clock
         self._limiter = RateLimiter(policy.rate_per_s)
+        self._guard = RunGuard(policy)
         self._stop = threading.Event()
         self._reached = threading.Event()  # set once any message went through in this run
-        self._fatal: SmtpFailure | None = None
+        self._lock = threading.Lock()
+        self._stopped: Stop | None = None
+        self._lost_once: set[int] = set()
+        self._final: dict[int, tuple[str, Outcome]] = {}
+
+    def _halt(self, stop: Stop | None) -> None:
+        """Stop claiming and sending; the first reason given is the one reported."""
+        if stop is None:
+            return
+        with self._lock:
+            self._stopped = self._stopped or stop
+        self._stop.set()
 
     def _outcome(self, job: Delivery, failure: SmtpFailure) -> Outcome:
         verdict = classify(failure)
@@ -95,42 +118,66 @@ class Sender:
             failure.stage == "connect" and failure.code is None and not self._reached.is_set()
         )
         if verdict is Verdict.FATAL or unreachable:
-            self._fatal = self._fatal or failure
-            self._stop.set()
+            self._halt(self._refused_stop(failure))
             return Outcome(job.subscriber_id, LedgerStatus.PENDING, reply)
-        if verdict is Verdict.RETRY:
-            if job.attempts >= self.policy.max_attempts:
+        self._halt(self._guard.failed(job, failure, verdict))
+        if verdict is Verdict.UNCERTAIN:
+            with self._lock:
+                again = job.subscriber_id in self._lost_once
+                self._lost_once.add(job.subscriber_id)
+            if again:
                 return Outcome(
                     job.subscriber_id,
                     LedgerStatus.DEFERRED,
-                    f"after {job.attempts} attempts: {reply}",
+                    f"reply lost twice in this run: {reply}",
+                    uncertain=True,
                 )
-            delay = self.policy.retry_backoff_s * 2 ** (job.attempts - 1)
-            return Outcome(
-                job.subscriber_id,
-                LedgerStatus.PENDING,
-                reply,
-                retry_at=self.clock() + timedelta(seconds=delay),
-            )
+            return self._retry(job, reply, uncertain=True)
+        if verdict is Verdict.RETRY:
+            return self._retry(job, reply)
         if verdict is Verdict.BOUNCE:
             return Outcome(job.subscriber_id, LedgerStatus.BOUNCED, reply, bounce_subscriber=True)
         return Outcome(job.subscriber_id, LedgerStatus.FAILED, reply)
 
-    @staticmethod
-    def _tally(report: DeliveryReport, outcome: Outcome, email: str) -> None:
-        if outcome.status == LedgerStatus.SENT:
-            report.sent += 1
-        elif outcome.status == LedgerStatus.PENDING and outcome.retry_at is not None:
-            report.retried += 1
-        elif outcome.status in (LedgerStatus.DEFERRED, LedgerStatus.BOUNCED, LedgerStatus.FAILED):
-            report.refusals.append((email, f"{outcome.status}: {outcome.reply}"))
-            if outcome.status == LedgerStatus.DEFERRED:
-                report.retried += 1
-                report.deferred += 1
-            elif outcome.status == LedgerStatus.BOUNCED:
-                report.bounced += 1
-            else:
-                report.failed += 1
+    def _retry(self, job: Delivery, reply: str, *, uncertain: bool = False) -> Outcome:
+        if job.attempts >= self.policy.max_attempts:
+            return Outcome(
+                job.subscriber_id,
+                LedgerStatus.DEFERRED,
+                f"after {job.attempts} attempts: {reply}",
+                uncertain=uncertain,
+            )
+        delay = self.policy.retry_backoff_s * 2 ** (job.attempts - 1)
+        return Outcome(
+            job.subscriber_id,
+            LedgerStatus.PENDING,
+            reply,
+            retry_at=self.clock() + timedelta(seconds=delay),
+            uncertain=uncertain,
+        )
+
+    def _refused_stop(self, failure: SmtpFailure) -> Stop:
+        """Why the server refused the whole run, and what to change."""
+        where = f"SMTP server {self.settings.host}:{self.settings.port}"
+        if failure.stage == "connect" and failure.code is None:
+            return Stop(
+                f"{where} is unreachable ({failure.text})",
+                "Check smtp.host, smtp.port and smtp.security, then run the same command",
+                fatal=True,
+            )
+        advice = {
+            "tls": "Check smtp.security (starttls on 587, tls on 465) and, for a private CA, "
+            "smtp.ca_file",
+            "mail": f"The server refuses the sender {self.envelope_sender}: check "
+            "newsletter.from_address and that the account may send as it",
+            "data": "The server refuses the message itself (its size, a line or its content): "
+            "fix the issue",
+        }.get(failure.stage, "Fix the account or the sending policy")
+        return Stop(
+            f"{where} refused the run at {failure.stage}: {failure}",
+            f"{advice}, then run the same command",
+            fatal=True,
+        )
 
     def _worker(
         self,
@@ -141,12 +188,26 @@ class Sender:
         """Send claimed messages over one connection, recording each result as soon as it is known.
 
         Recording here rather than in the main thread keeps the window between the server's
-        acceptance and the ledger's record to one message per connection.
+        acceptance and the ledger's record to one message per connection. A result that cannot
+        be recorded (a full disk, a database locked past its timeout) stops the run; its claim
+        stays, and the next run sends that message again with the same Message-ID.
         """
         with SmtpConnection(self.settings, self.password) as connection:
             while (job := jobs.get()) is not None:
                 outcome = self._deliver(connection, job)
-                ledger.record([outcome])
+                try:
+                    ledger.record([outcome])
+                except Exception as err:  # this machine's fault: never a reader's
+                    logger.debug("recording the result for %s failed", job.email, exc_info=True)
+                    self._halt(
+                        Stop(
+                            f"could not record a result in the database ({err})",
+                            f"Free space or end what holds the database, {AGAIN}: messages in "
+                            "flight may go again with the same Message-ID",
+                            fatal=True,
+                            local=True,
+                        )
+                    )
                 results.put((job, outcome))
 
     def _deliver(self, connection: SmtpConnection, job: Delivery) -> Outcome:
@@ -159,15 +220,16 @@ class Sender:
             return self._outcome(job, failure)
         except Exception as err:  # a bug must not leave the claim hanging
             logger.exception("sending to %s failed unexpectedly", job.email)
-            self._stop.set()
+            self._halt(Stop(f"sending failed unexpectedly ({err})", AGAIN, fatal=True, local=True))
             return Outcome(job.subscriber_id, LedgerStatus.PENDING, f"unexpected error: {err}")
         self._reached.set()
+        self._guard.sent()
         return Outcome(job.subscriber_id, LedgerStatus.SENT, "250 accepted")
 
     def run(
         self, ledger: Ledger, on_progress: Callable[[int], None] = lambda n: None
     ) -> DeliveryReport:
-        """Claim, send and record until nothing is due within `max_wait_s`, or a fatal reply."""
+        """Claim, send and record until nothing is due within `max_wait_s`, or a stop."""
         report = DeliveryReport()
         jobs: queue.Queue[Delivery | None] = queue.Queue()
         results: queue.Queue[tuple[Delivery, Outcome]] = queue.Queue()
@@ -179,26 +241,8 @@ class Sender:
         ]
         for worker in workers:
             worker.start()
-        # Jobs handed to the workers whose outcome this thread has not counted yet. A message
-        # retried soon enough can be claimed again before its first outcome is counted: each
-        # claim counts, so the run cannot end while either job is out.
-        in_flight = 0
-        window = self.policy.connections * CLAIM_PER_CONNECTION
-        last_beat = time.monotonic()
         try:
-            while True:
-                if not self._stop.is_set() and in_flight <= window // 2:
-                    for job in ledger.claim(window - in_flight):
-                        in_flight += 1
-                        jobs.put(job)
-                if not in_flight:
-                    if self._stop.is_set() or not self._wait_for_retry(ledger):
-                        break
-                    continue
-                in_flight -= self._collect([results.get()], results, report, on_progress)
-                if time.monotonic() - last_beat > HEARTBEAT_S:
-                    ledger.heartbeat()
-                    last_beat = time.monotonic()
+            self._feed(ledger, jobs, results, report, on_progress)
         finally:
             self._stop.set()
             for _ in workers:
@@ -206,27 +250,55 @@ class Sender:
             for worker in workers:
                 worker.join()
             self._collect([], results, report, on_progress)
-        if self._fatal is not None:
-            raise DeliveryError(self._fatal_message(self._fatal, report))
-        return report
+        return self._finish(ledger, report)
 
-    def _fatal_message(self, failure: SmtpFailure, report: DeliveryReport) -> str:
-        where = f"SMTP server {self.settings.host}:{self.settings.port}"
+    def _feed(
+        self,
+        ledger: Ledger,
+        jobs: queue.Queue[Delivery | None],
+        results: queue.Queue[tuple[Delivery, Outcome]],
+        report: DeliveryReport,
+        on_progress: Callable[[int], None],
+    ) -> None:
+        """Keep the workers supplied with claims and count what comes back."""
+        # Jobs handed to the workers whose outcome this thread has not counted yet. A message
+        # retried soon enough can be claimed again before its first outcome is counted: each
+        # claim counts, so the run cannot end while either job is out.
+        in_flight = 0
+        window = self.policy.connections * CLAIM_PER_CONNECTION
+        last_beat = time.monotonic()
+        while True:
+            self._halt(self._guard.overdue())
+            if not self._stop.is_set() and in_flight <= window // 2:
+                for job in ledger.claim(window - in_flight):
+                    in_flight += 1
+                    jobs.put(job)
+            if not in_flight:
+                if self._stop.is_set() or not self._next_round(ledger):
+                    return
+                continue
+            in_flight -= self._collect([results.get()], results, report, on_progress)
+            if time.monotonic() - last_beat > HEARTBEAT_S:
+                ledger.heartbeat()
+                last_beat = time.monotonic()
+
+    def _finish(self, ledger: Ledger, report: DeliveryReport) -> DeliveryReport:
+        """Count the run's final outcomes; raise for a stop that is an error."""
+        stop = self._stopped
+        if stop is not None and stop.reopen:
+            ledger.reopen(stop.reopen)
+            for subscriber_id in stop.reopen:
+                self._final.pop(subscriber_id, None)
+        for email, outcome in self._final.values():
+            _count(report, email, outcome)
+        if stop is None:
+            return report
         done = f"{report.sent} sent before it stopped" if report.sent else "nothing was sent"
-        if failure.stage == "connect" and failure.code is None:
-            return (
-                f"{where} is unreachable ({failure.text}); {done}. Check smtp.host, smtp.port and "
-                "smtp.security, then run the same command"
-            )
-        advice = (
-            "Check smtp.security (starttls on 587, tls on 465) and, for a private CA, smtp.ca_file"
-            if failure.stage == "tls"
-            else "Fix the account or the sending policy"
-        )
-        return (
-            f"{where} refused the run at {failure.stage}: {failure}; {done}. {advice}, then run "
-            "the same command"
-        )
+        message = f"{stop.reason}; {done}. {stop.advice}"
+        if stop.fatal:
+            raise (DatabaseError if stop.local else DeliveryError)(message)
+        report.paused = message
+        return report
 
     def _collect(
         self,
@@ -243,9 +315,30 @@ class Sender:
             except queue.Empty:
                 break
         for job, outcome in done:
-            self._tally(report, outcome, job.email)
+            if outcome.status == LedgerStatus.PENDING and outcome.retry_at is not None:
+                report.retried += 1
+            report.uncertain += outcome.uncertain
+            if outcome.status != LedgerStatus.PENDING:
+                self._final[job.subscriber_id] = (job.email, outcome)
         on_progress(sum(outcome.status != LedgerStatus.PENDING for _, outcome in done))
         return len(done)
+
+    def _next_round(self, ledger: Ledger) -> bool:
+        """With nothing claimable: whether there is more to do after waiting for a retry, for
+        claims taken over from a dead peer, or (bounded by max_wait_s) for a live peer."""
+        if self._wait_for_retry(ledger):
+            return True
+        waited = 0.0
+        while True:
+            released, held = ledger.take_over()
+            if released:
+                return True
+            if not held or waited >= self.policy.max_wait_s:
+                return False
+            self._stop.wait(PEER_POLL_S)
+            waited += PEER_POLL_S
+            if ledger.next_due() is not None:
+                return True
 
     def _wait_for_retry(self, ledger: Ledger) -> bool:
         """Sleep until the next retry falls due; False if none is due within max_wait_s."""
@@ -256,5 +349,21 @@ class Sender:
         if wait > self.policy.max_wait_s:
             return False
         if wait > 0:
-            time.sleep(wait)
+            self._stop.wait(wait)
         return True
+
+
+def _count(report: DeliveryReport, email: str, outcome: Outcome) -> None:
+    """Add one message's final outcome in this run to the report."""
+    status = outcome.status
+    if status == LedgerStatus.SENT:
+        report.sent += 1
+        return
+    report.refusals.append((email, f"{status}: {outcome.reply}"))
+    if status == LedgerStatus.DEFERRED:
+        report.retried += 1
+        report.deferred += 1
+    elif status == LedgerStatus.BOUNCED:
+        report.bounced += 1
+    elif status == LedgerStatus.FAILED:
+        report.failed += 1

@@ -1,9 +1,24 @@
-"""One SMTP session, and what each failed exchange means (RFC 5321 reply codes, RFC 3463
-enhanced status codes):
-- retry later: 4xx, 421, 552 at RCPT (RFC 5321 section 4.5.3.1.10), timeouts, dropped connections;
-- permanent: other 5xx; with 5.1.x (bad mailbox) the subscriber is also marked bounced;
-- stop the run and alert: AUTH failures (530/535), 5.7.x policy blocks, 554 at the greeting,
-  and a TLS handshake that fails (an unverifiable certificate).
+"""One SMTP session, and whose fault each failed exchange is (RFC 5321 reply codes, RFC 3463
+enhanced status codes), judged by the stage it failed at and its cause:
+
+| stage          | reply                                   | verdict   | what happens                 |
+|----------------|-----------------------------------------|-----------|------------------------------|
+| any            | 4xx, 421, a timeout, a dropped link     | RETRY     | this message later (backoff) |
+| rcpt           | 552 (RFC 5321 4.5.3.1.10: as 452)       | RETRY     | this message later           |
+| data (after .) | no reply: stored or not, nobody knows   | UNCERTAIN | once more, after the others  |
+| rcpt, data     | 5.1.x (the mailbox does not exist)      | BOUNCE    | fail it, mark the subscriber |
+| rcpt           | any other 5xx                           | PERMANENT | fail this message only       |
+| connect        | 5xx (554, 521: no service for us)       | FATAL     | stop the run, all pending    |
+| tls            | a handshake that fails (certificate)    | FATAL     | stop the run                 |
+| auth           | 5xx (530, 534, 535, 504 ...)            | FATAL     | stop the run                 |
+| mail           | 5xx (the sender address: 5.1.7, 5.1.8)  | FATAL     | stop the run                 |
+| rcpt, data     | 5.7.x (policy: relaying, rate, SPF)     | FATAL     | stop the run                 |
+| data           | other 5xx (500 line too long, 552 or    | FATAL     | stop the run: the message    |
+|                | 5.3.4 size, 5.6.x content, 554)         |           | itself is refused            |
+
+A 4xx basic code is transient whatever enhanced code it carries (RFC 3463: the class digits
+agree). Only a recipient's permanent refusal touches a subscriber; a fault of the sender, the
+message or the server stops the run and leaves every untouched message pending.
 """
 
 from __future__ import annotations
@@ -25,46 +40,53 @@ _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 
 class Verdict(StrEnum):
-    """What to do about a failed exchange."""
+    """What to do about a failed exchange (the table in the module docstring)."""
 
     RETRY = "retry"
-    PERMANENT = "permanent"
+    UNCERTAIN = "uncertain"
     BOUNCE = "bounce"
+    PERMANENT = "permanent"
     FATAL = "fatal"
 
 
 @dataclass(frozen=True, slots=True)
 class SmtpFailure(Exception):
-    """An SMTP exchange that did not end in acceptance; `code` is None without a reply."""
+    """An SMTP exchange that did not end in acceptance; `code` is None without a reply, and
+    `uncertain` says the whole message went out before the reply was lost."""
 
     stage: str
     code: int | None
     text: str
+    uncertain: bool = False
 
     def __str__(self) -> str:
         return f"{self.code} {self.text}" if self.code is not None else self.text
 
+    @property
+    def enhanced(self) -> tuple[str, str]:
+        """The class and subject digits of the RFC 3463 code in the text ("5", "1"), if any."""
+        found = _ENHANCED.match(self.text)
+        return (found.group(1), found.group(2)) if found else ("", "")
+
 
 def classify(failure: SmtpFailure) -> Verdict:
-    """What to do about one failed exchange (see the module docstring for the rules)."""
+    """What to do about one failed exchange (the table in the module docstring)."""
     code, stage = failure.code, failure.stage
-    enhanced = _ENHANCED.match(failure.text)
-    status_class, subject = (enhanced.group(1), enhanced.group(2)) if enhanced else ("", "")
-    if (
-        stage == "tls"  # a certificate that does not verify will not verify on retry either
-        or code in (530, 535)
-        or (status_class, subject) == ("5", "7")
-        or (stage == "connect" and code == 554)
-    ):
+    if stage == "tls":  # a certificate that does not verify will not verify on retry either
         return Verdict.FATAL
-    if (
-        code is None
-        or code == SERVICE_CLOSING
-        or 400 <= code < 500
-        or (stage == "rcpt" and code == 552)
-    ):
+    if code is None:
+        return Verdict.UNCERTAIN if failure.uncertain else Verdict.RETRY
+    if code < 500 or (stage == "rcpt" and code == 552):
         return Verdict.RETRY
-    return Verdict.BOUNCE if (status_class, subject) == ("5", "1") else Verdict.PERMANENT
+    if stage in ("connect", "auth", "mail") or failure.enhanced == ("5", "7"):
+        return Verdict.FATAL
+    if failure.enhanced == ("5", "1"):
+        return Verdict.BOUNCE
+    return Verdict.PERMANENT if stage == "rcpt" else Verdict.FATAL
+
+
+class ReplyLostError(smtplib.SMTPServerDisconnected):
+    """The whole message went out, then the connection failed before the server answered."""
 
 
 def _data_unstuffed(smtp: smtplib.SMTP, msg: bytes) -> tuple[int, bytes]:
@@ -78,7 +100,10 @@ def _data_unstuffed(smtp: smtplib.SMTP, msg: bytes) -> tuple[int, bytes]:
     if not msg.endswith(b"\r\n"):
         msg += b"\r\n"
     smtp.send(msg + b".\r\n")
-    return smtp.getreply()
+    try:
+        return smtp.getreply()
+    except smtplib.SMTPServerDisconnected as err:
+        raise ReplyLostError(str(err)) from err
 
 
 class _SMTP(smtplib.SMTP):
@@ -171,6 +196,10 @@ class SmtpConnection:
             raise SmtpFailure("mail", err.smtp_code, _text(err.smtp_error)) from err
         except smtplib.SMTPDataError as err:
             raise SmtpFailure("data", err.smtp_code, _text(err.smtp_error)) from err
+        except ReplyLostError as err:
+            self._drop()
+            text = f"no reply after the whole message was sent: {err}"
+            raise SmtpFailure("data", None, text, uncertain=True) from err
         except smtplib.SMTPServerDisconnected as err:
             self._drop()
             raise SmtpFailure("data", None, f"connection lost: {err}") from err

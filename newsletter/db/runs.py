@@ -1,0 +1,144 @@
+"""Send runs: each sender process registers a run, beats a heartbeat, and finishes it; claims of
+a run that is provably dead go back to pending for any live sender.
+
+A run on this host is alive while its process is (the same process: its start time is checked,
+not just its pid); a run on another host while its heartbeat is within RUN_LEASE.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from newsletter.db.schema import ledger, naive, new_id, runs
+from newsletter.models import LedgerStatus
+
+RUN_LEASE = timedelta(minutes=5)
+"""A run on another host whose heartbeat is older than this is taken for dead."""
+START_SLACK = timedelta(seconds=5)
+"""How much later than its run's start a process may seem to have started (clock rounding)."""
+_UNKNOWN_START = datetime.fromtimestamp(0, UTC).replace(tzinfo=None)
+"""The start of a process that exists but whose start time cannot be read: trusted as alive."""
+
+
+def _process_started(pid: int) -> datetime | None:
+    """When process `pid` of this host started (naive UTC), from /proc; None if it is gone.
+
+    Without /proc the answer is only whether the pid exists (then _UNKNOWN_START).
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+    except FileNotFoundError:
+        return None if not _pid_exists(pid) else _UNKNOWN_START
+    except (OSError, IndexError, StopIteration, ValueError):
+        return _UNKNOWN_START if _pid_exists(pid) else None
+    ticks = int(fields[19])  # field 22 of stat, counted after the command's closing ")"
+    seconds = boot + ticks / os.sysconf("SC_CLK_TCK")
+    return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _alive(run: Any, host: str, now: datetime) -> bool:
+    """Whether an open run's process still works: on this host, the same process (a pid that
+    now names a process started after the run did is another one, as PID 1 is in every new
+    container); elsewhere, a heartbeat within the lease."""
+    if run.host != host:
+        return naive(run.heartbeat_at) >= naive(now - RUN_LEASE)
+    started = _process_started(run.pid)
+    return started is not None and started <= naive(run.started_at) + START_SLACK
+
+
+def start_run(engine: Engine, issue_id: int, now: datetime) -> int:
+    """Register this process as a sender, release the claims of senders that died, and give
+    messages an earlier run deferred a fresh set of attempts."""
+    host = socket.gethostname()
+    with engine.begin() as conn:
+        open_runs = conn.execute(sa.select(runs).where(runs.c.finished_at.is_(None))).all()
+        dead = [run.id for run in open_runs if not _alive(run, host, now)]
+        if dead:
+            conn.execute(runs.update().where(runs.c.id.in_(dead)).values(finished_at=now))
+            conn.execute(
+                ledger.update()
+                .where(ledger.c.claimed_by.in_(dead), ledger.c.status == LedgerStatus.CLAIMED)
+                .values(status=LedgerStatus.PENDING, claimed_by=None, updated_at=now)
+            )
+        conn.execute(
+            ledger.update()
+            .where(ledger.c.issue_id == issue_id, ledger.c.status == LedgerStatus.DEFERRED)
+            .values(status=LedgerStatus.PENDING, attempts=0, next_attempt_at=None, updated_at=now)
+        )
+        return new_id(
+            conn.execute(
+                runs.insert().values(
+                    issue_id=issue_id, host=host, pid=os.getpid(), started_at=now, heartbeat_at=now
+                )
+            )
+        )
+
+
+def heartbeat(engine: Engine, run_id: int, now: datetime) -> None:
+    with engine.begin() as conn:
+        conn.execute(runs.update().where(runs.c.id == run_id).values(heartbeat_at=now))
+
+
+def finish_run(engine: Engine, run_id: int, now: datetime) -> None:
+    """Mark the run finished and hand back any claim it still holds."""
+    with engine.begin() as conn:
+        conn.execute(
+            ledger.update()
+            .where(ledger.c.claimed_by == run_id, ledger.c.status == LedgerStatus.CLAIMED)
+            .values(status=LedgerStatus.PENDING, claimed_by=None, updated_at=now)
+        )
+        conn.execute(runs.update().where(runs.c.id == run_id).values(finished_at=now))
+
+
+def take_over(engine: Engine, issue_id: int, run_id: int, now: datetime) -> tuple[int, int]:
+    """Release this issue's claims held by dead runs; (released, still held by live runs)."""
+    host = socket.gethostname()
+    with engine.begin() as conn:
+        holders = conn.execute(
+            sa.select(runs)
+            .join(ledger, ledger.c.claimed_by == runs.c.id)
+            .where(
+                ledger.c.issue_id == issue_id,
+                ledger.c.status == LedgerStatus.CLAIMED,
+                runs.c.id != run_id,
+            )
+            .distinct()
+        ).all()
+        dead = [run.id for run in holders if run.finished_at or not _alive(run, host, now)]
+        released = 0
+        if dead:
+            released = conn.execute(
+                ledger.update()
+                .where(ledger.c.claimed_by.in_(dead), ledger.c.status == LedgerStatus.CLAIMED)
+                .values(status=LedgerStatus.PENDING, claimed_by=None, updated_at=now)
+            ).rowcount
+        held = conn.execute(
+            sa.select(sa.func.count()).where(
+                ledger.c.issue_id == issue_id,
+                ledger.c.status == LedgerStatus.CLAIMED,
+                ledger.c.claimed_by != run_id,
+            )
+        ).scalar_one()
+    return int(released), int(held)
