@@ -248,3 +248,50 @@ def test_hosted_images_make_a_small_message_that_links_its_charts(
     for src in sources:
         path = archive / src.removeprefix("https://digest.example.com/issues/")
         assert path.read_bytes().startswith(b"\x89PNG"), src
+
+
+def test_resume_after_a_send_killed_during_its_build(
+    write_config, smtp_server, monkeypatch, capsys
+):
+    import os  # noqa: PLC0415
+    import sqlite3  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "test-secret-test-secret")
+    config = write_config(smtp={"host": smtp_server.host, "port": smtp_server.port})
+    database = load_config(config).database_url.removeprefix("sqlite:///")
+    send = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "newsletter",
+            "send",
+            "--config",
+            str(config),
+            "--as-of",
+            "2024-07-16",
+            "--quiet",
+        ],
+        env=os.environ,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    begun = []
+    while not begun and send.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+        try:
+            with sqlite3.connect(database) as db:
+                begun = db.execute("SELECT as_of FROM issues").fetchall()
+        except sqlite3.Error:
+            continue
+    send.kill()  # killed while it builds: the issue is known, its ledger not yet filled
+    send.wait()
+    assert begun == [("2024-07-16",)]
+    assert smtp_server.envelopes == []
+    assert main(["send", "--config", str(config), "--resume", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "Issue 2024-07-16" in out
+    assert "Ledger:  5 sent" in out

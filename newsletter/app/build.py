@@ -80,11 +80,13 @@ def prepare_issue(
     options: BuildOptions = BuildOptions(),
     out_dir: Path | None = None,
     on_progress: Callable[[str], None] = lambda ticker: None,
+    on_as_of: Callable[[date], None] = lambda as_of: None,
 ) -> Prepared:
     """Refresh the prices (with the live provider), then build the issue.
 
     A failed refresh stops here unless `options.allow_stale`: then the issue is built from the
-    stored prices and the email says why.
+    stored prices and the email says why. `on_as_of` hears the issue's session as soon as the
+    prices resolve it, before the long part of the build.
     """
     refreshed = None
     if config.market.provider == "yfinance":
@@ -94,7 +96,9 @@ def prepare_issue(
             if not options.allow_stale:
                 raise
             options = dataclasses.replace(options, stale_reason=str(err))
-    built = build_issue(config, requested, out_dir, options=options)
+    market = load_market(config, requested)
+    on_as_of(market.as_of)
+    built = build_issue(config, requested, out_dir, options=options, market=market)
     return Prepared(built, refreshed, options.stale_reason)
 
 

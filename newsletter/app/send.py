@@ -107,6 +107,11 @@ def latest_unfinished(config: Config) -> date | None:
     return send_ledger.latest_unfinished_issue(database(config))
 
 
+def intend_send(config: Config, as_of: date, now: datetime) -> None:
+    """Record that a send of this issue began (before its build), for `send --resume`."""
+    send_ledger.note_send_intent(database(config), as_of, now)
+
+
 def send_unfinished(config: Config, as_of: date) -> bool:
     """Whether messages of the issue for `as_of` still wait to be sent."""
     return send_ledger.unfinished(database(config), as_of)

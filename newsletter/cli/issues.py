@@ -33,10 +33,14 @@ def print_refresh(config: Config, refreshed: DataRefresh) -> None:
         print(f"  Warning: {failure}", file=sys.stderr)
 
 
-def build(args: argparse.Namespace, config: Config, as_of: date | None) -> BuiltIssue:
-    """Refresh (live provider) and build the issue, saying what was done and found."""
+def build(
+    args: argparse.Namespace, config: Config, as_of: date | None, *, sending: bool = False
+) -> BuiltIssue:
+    """Refresh (live provider) and build the issue, saying what was done and found. With
+    `sending`, the send's start is recorded as soon as the issue's session is known."""
     from newsletter.app.build import BuildOptions, prepare_issue  # noqa: PLC0415
     from newsletter.app.data import price_tickers  # noqa: PLC0415
+    from newsletter.app.send import intend_send  # noqa: PLC0415
 
     options = BuildOptions(
         subject=args.subject, preheader=args.preheader, allow_stale=args.allow_stale
@@ -53,6 +57,7 @@ def build(args: argparse.Namespace, config: Config, as_of: date | None) -> Built
             options=options,
             out_dir=getattr(args, "out", None),
             on_progress=lambda ticker: progress.update(task, advance=1, description=ticker),
+            on_as_of=lambda day: intend_send(config, day, now_utc()) if sending else None,
         )
     if prepared.refreshed is not None:
         print_refresh(config, prepared.refreshed)
@@ -146,7 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = load(args)
     secrets = resolve_secrets(config, os.environ)  # before the build: a missing secret fails fast
-    built = build(args, config, parse_as_of(args.as_of))
+    built = build(args, config, parse_as_of(args.as_of), sending=True)
     return _send_and_report(args, config, built, secrets)
 
 
@@ -164,7 +169,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         if as_of is None:
             print("Nothing to resume: every issue's send is complete.")
             return 0
-    built = build(args, config, as_of)
+    built = build(args, config, as_of, sending=not (args.test or args.dry_run))
     if args.test:
         where = send_test(config, built, args.test, secrets=secrets, clock=now_utc)
         print(f"  Test:    one [TEST] copy to {args.test} via the {where} (not recorded as sent)")

@@ -58,13 +58,33 @@ def record_issue(
         return int(row.id)
 
 
+INTENT = ""
+"""The content digest of an issue whose send was asked for and not yet built (a placeholder)."""
+
+
+def note_send_intent(engine: Engine, as_of: date, now: datetime) -> None:
+    """Remember that a send of the issue for `as_of` began, before it is built: a send killed
+    during its build is then still found by `send --resume`."""
+    with engine.begin() as conn:
+        found = conn.execute(sa.select(issues.c.id).where(issues.c.as_of == as_of)).first()
+        if found is None:
+            conn.execute(
+                issues.insert().values(
+                    as_of=as_of, subject="", content_sha256=INTENT, created_at=now
+                )
+            )
+
+
 def latest_unfinished_issue(engine: Engine) -> date | None:
-    """The as-of of the newest issue with messages not yet sent, for `send --resume`."""
+    """The as-of of the newest issue whose send is unfinished, for `send --resume`: messages
+    not yet sent, or a send that began and never filled its ledger."""
+    waiting = sa.select(ledger.c.issue_id).where(
+        ledger.c.issue_id == issues.c.id, ledger.c.status.in_(UNFINISHED)
+    )
     with reader(engine) as conn:
         row = conn.execute(
             sa.select(issues.c.as_of)
-            .join(ledger, ledger.c.issue_id == issues.c.id)
-            .where(ledger.c.status.in_(UNFINISHED))
+            .where(sa.or_(issues.c.content_sha256 == INTENT, waiting.exists()))
             .order_by(issues.c.as_of.desc())
             .limit(1)
         ).first()

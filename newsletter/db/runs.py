@@ -43,6 +43,8 @@ def _process_started(pid: int) -> datetime | None:
         return None if not _pid_exists(pid) else _UNKNOWN_START
     except (OSError, IndexError, StopIteration, ValueError):
         return _UNKNOWN_START if _pid_exists(pid) else None
+    if fields[0] in ("Z", "X"):  # exited, not yet reaped by its parent: it sends nothing
+        return None
     ticks = int(fields[19])  # field 22 of stat, counted after the command's closing ")"
     seconds = boot + ticks / os.sysconf("SC_CLK_TCK")
     return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)

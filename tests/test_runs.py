@@ -1,0 +1,112 @@
+"""Dead senders, told apart without trusting a bare pid, and survivors that take over their claims."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+
+from newsletter.app.audience import sync_subscribers
+from newsletter.app.send import send_issue
+from newsletter.app.wiring import database
+from newsletter.config import Secrets, load_config
+from newsletter.db import ledger, runs
+from newsletter.db.schema import ledger as ledger_table
+from newsletter.db.schema import runs as runs_table
+from newsletter.mail.compose import message_id
+from newsletter.models import LedgerStatus
+
+from .conftest import now_utc, serving
+from .smtpfaults import ScriptedHandler
+
+SECRETS = Secrets(unsubscribe_key=b"k" * 32)
+
+
+def _issue(config, built):
+    """The issue's ledger filled, as a send does before it claims."""
+    engine = database(config)
+    now = now_utc()
+    sync_subscribers(config, now)
+    issue_id = ledger.record_issue(
+        engine, built.stats.as_of, built.rendered.subject, built.content_sha256, now
+    )
+    as_of = built.stats.as_of.isoformat()
+    ledger.enqueue_audience(
+        engine, issue_id, lambda email: message_id(config.newsletter.list_id, as_of, email), now
+    )
+    return engine, issue_id
+
+
+def _peer(engine, issue_id, pid: int, started_at: datetime, claims: int) -> int:
+    """A run of another process on this host holding `claims` claims."""
+    with engine.begin() as conn:
+        run_id = conn.execute(
+            runs_table.insert().values(
+                issue_id=issue_id,
+                host=socket.gethostname(),
+                pid=pid,
+                started_at=started_at,
+                heartbeat_at=started_at,
+            )
+        ).inserted_primary_key[0]
+    ledger.claim(engine, issue_id, run_id, claims, now_utc())
+    return run_id
+
+
+def _claimed_by(engine, run_id) -> int:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(sa.func.count()).where(
+                ledger_table.c.claimed_by == run_id,
+                ledger_table.c.status == LedgerStatus.CLAIMED,
+            )
+        ).scalar_one()
+
+
+def test_a_reused_pid_is_not_the_run_that_held_it(write_config, build_day):
+    """PID 1 in every new container, or a pid the kernel gave again: the process now behind
+    the pid started after the run did, so the run is dead and its claims go back."""
+    config = load_config(write_config(subscribers={"file": None}))
+    from newsletter.app.audience import add_subscriber  # noqa: PLC0415
+
+    for i in range(4):
+        add_subscriber(config, f"r{i}@example.com", "", now_utc())
+    engine, issue_id = _issue(config, build_day("2024-07-16"))
+    alive_pid = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        time.sleep(0.2)
+        before = now_utc() - timedelta(hours=1)  # the run began before this process did
+        reused = _peer(engine, issue_id, alive_pid.pid, before, 2)
+        genuine = _peer(engine, issue_id, alive_pid.pid, now_utc() + timedelta(seconds=1), 2)
+        mine = runs.start_run(engine, issue_id, now_utc())
+        assert _claimed_by(engine, reused) == 0  # taken for dead: its claims are pending again
+        assert _claimed_by(engine, genuine) == 2  # the same pid, the same process: still alive
+        runs.finish_run(engine, mine, now_utc())
+    finally:
+        alive_pid.kill()
+        alive_pid.wait()
+
+
+def test_a_survivor_takes_over_the_claims_of_a_sender_that_died(write_config, build_day):
+    handler = ScriptedHandler()
+    with serving(handler) as port:
+        config = load_config(write_config(smtp={"host": "127.0.0.1", "port": port}))
+        built = build_day("2024-07-16")
+        engine, issue_id = _issue(config, built)
+        peer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(2)"])
+        time.sleep(0.2)
+        _peer(engine, issue_id, peer.pid, datetime.now(UTC), 2)  # alive when the survivor starts
+        started = time.monotonic()
+        result = send_issue(config, built, secrets=SECRETS, clock=now_utc)
+        peer.wait()
+    assert time.monotonic() - started < 30
+    assert result.ledger == {"sent": 5}
+    assert result.complete
+    assert sorted(env.rcpt_tos[0] for env in handler.stored) == sorted(
+        set(env.rcpt_tos[0] for env in handler.stored)
+    )
+    assert len(handler.stored) == 5
