@@ -14,8 +14,10 @@ server down, messages deferred) tries again every schedule.retry_minutes until t
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 import os
+import queue
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -54,6 +56,8 @@ JOB_ID = "weekly-issue"
 RETRY_ID = "weekly-issue-retry"
 JOB_TABLE = "apscheduler_jobs"
 LOCK_FILE = "schedule.lock"
+CHANGES_POLL_S = 0.2
+"""How soon the retry a run's start or end asks for is stored."""
 RETRIED = {outcome.value for outcome in RunOutcome if outcome.retried}
 """What the stored job returns (an outcome's value) when its run is to be tried again."""
 
@@ -286,12 +290,19 @@ def _run(
 ) -> None:
     scheduler = make_scheduler(config)
     section = config.schedule
+    # A run's end is heard in the executor's thread, which shutdown() waits for while it holds
+    # the job store's lock: changes from there are queued, and this thread makes them. A run's
+    # start is heard in the scheduler's own thread, which may change the store at once.
+    changes: queue.Queue[Callable[[], None]] = queue.Queue()
 
-    def retry(delay_minutes: float) -> datetime:
+    def retry(delay_minutes: float, *, now: bool = False) -> datetime:
         at = clock() + timedelta(minutes=delay_minutes)
-        _retry_at(
-            scheduler, config, job, fire_served(make_trigger(section), clock()) or clock(), at
-        )
+        fire = fire_served(make_trigger(section), clock()) or clock()
+        change = functools.partial(_retry_at, scheduler, config, job, fire, at)
+        if now:
+            change()
+        else:
+            changes.put(change)
         return at
 
     def on_event(event: JobExecutionEvent) -> None:
@@ -302,13 +313,13 @@ def _run(
                 section.misfire_grace_hours,
             )
         elif event.code == EVENT_JOB_SUBMITTED:
-            retry(section.retry_minutes)  # before the run sends: a killed run is tried again
+            retry(section.retry_minutes, now=True)  # stored before it sends: a kill is retried
         elif event.code == EVENT_JOB_ERROR or event.retval in RETRIED:
             if event.code == EVENT_JOB_ERROR:
                 logger.error("scheduled run failed: %r", event.exception)
             logger.info("the run tries again at %s", retry(section.retry_minutes).isoformat())
         else:
-            _drop_retry(scheduler)
+            changes.put(lambda: _drop_retry(scheduler))
 
     scheduler.add_listener(
         on_event, EVENT_JOB_SUBMITTED | EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED
@@ -318,9 +329,19 @@ def _run(
         on_ready(install_job(scheduler, config, job))
         _resume_unfinished(config, clock, retry)
         scheduler.resume()
-        stop.wait()
+        while not stop.wait(CHANGES_POLL_S):
+            _apply(changes)
+        _apply(changes)
     finally:
         scheduler.shutdown(wait=True)
+
+
+def _apply(changes: queue.Queue[Callable[[], None]]) -> None:
+    while True:
+        try:
+            changes.get_nowait()()
+        except queue.Empty:
+            return
 
 
 def _resume_unfinished(

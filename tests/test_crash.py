@@ -68,7 +68,7 @@ def test_sigkill_at_any_moment_then_resume_sends_everyone_once(tmp_path, prepare
                 "subscribers": {"file": str(subscribers)},
                 "paths": {"var_dir": str(tmp_path / "var")},
                 "smtp": {"host": "127.0.0.1", "port": port, "timeout_s": 5},
-                "delivery": {"connections": CONNECTIONS, "rate_per_s": 250, "retry_backoff_s": 0},
+                "delivery": {"connections": CONNECTIONS, "rate_per_s": 400, "retry_backoff_s": 0},
             }
         )
     )

@@ -11,11 +11,13 @@ import asyncio
 import csv
 import errno
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import date
 
 import pytest
 import yaml
@@ -217,16 +219,20 @@ class SlowHandler:
         return "250 OK"
 
 
-def test_a_scheduler_killed_mid_send_finishes_the_issue_when_restarted(tmp_path, configure):
+def test_a_scheduler_killed_mid_send_finishes_the_issue_when_restarted(
+    tmp_path, configure, prepare
+):
     handler = SlowHandler()
     with serving(handler) as port:
         config = configure(port, readers=150)
+        issue = tmp_path / "built.pickle"
+        issue.write_bytes(pickle.dumps(prepare(config, date(2024, 7, 19)).built))
         env = {**os.environ, "NEWSLETTER_UNSUBSCRIBE_SECRET": "schedule-test-secret"}
         command = [sys.executable, "-m", "tests.schedrun", str(config.source)]
 
         def start(moment: str) -> subprocess.Popen[bytes]:
             return subprocess.Popen(
-                [*command, moment],
+                [*command, moment, str(issue)],
                 cwd=REPO,
                 env=env,
                 stdout=subprocess.PIPE,

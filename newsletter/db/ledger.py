@@ -92,13 +92,17 @@ def latest_unfinished_issue(engine: Engine) -> date | None:
 
 
 def unfinished(engine: Engine, as_of: date) -> bool:
-    """Whether the issue for `as_of` has messages that will still be tried."""
+    """Whether the send of the issue for `as_of` began and has messages that will still be
+    tried (or never filled its ledger)."""
+    waiting = sa.select(ledger.c.issue_id).where(
+        ledger.c.issue_id == issues.c.id, ledger.c.status.in_(UNFINISHED)
+    )
     with reader(engine) as conn:
         row = conn.execute(
-            sa.select(ledger.c.subscriber_id)
-            .join(issues, issues.c.id == ledger.c.issue_id)
-            .where(issues.c.as_of == as_of, ledger.c.status.in_(UNFINISHED))
-            .limit(1)
+            sa.select(issues.c.id).where(
+                issues.c.as_of == as_of,
+                sa.or_(issues.c.content_sha256 == INTENT, waiting.exists()),
+            )
         ).first()
     return row is not None
 
