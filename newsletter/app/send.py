@@ -13,6 +13,8 @@ from email.utils import make_msgid
 from secrets import token_bytes
 from typing import TYPE_CHECKING
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from newsletter.app.archive import archive_issue
 from newsletter.app.audience import sync_subscribers
 from newsletter.app.wiring import database
@@ -176,7 +178,7 @@ def send_issue(
         ledger = StoreLedger(engine, issue_id, run_id, clock)
         delivered, destination = _deliver(config, built, secrets, ledger, on_progress)
     finally:
-        send_runs.finish_run(engine, run_id, clock())
+        _finish_run(engine, run_id, clock())
     counts = send_ledger.ledger_counts(engine, issue_id)
     delivered.skipped = (
         counts.get(LedgerStatus.SENT, 0) - delivered.sent + counts.get(LedgerStatus.SKIPPED, 0)
@@ -192,6 +194,17 @@ def send_issue(
         delivered.skipped,
     )
     return SendResult(delivered, counts, destination, row_errors, archive)
+
+
+def _finish_run(engine: Engine, run_id: int, now: datetime) -> None:
+    """Close the run; if the database cannot take even that (a full disk), the claims it holds
+    are released by the next run, which sees this one dead, so only say why and go on."""
+    try:
+        send_runs.finish_run(engine, run_id, now)
+    except (SQLAlchemyError, OSError) as err:
+        logger.warning(
+            "could not mark send run %d finished (%s); the next run releases it", run_id, err
+        )
 
 
 def _deliver(
