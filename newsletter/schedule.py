@@ -56,6 +56,8 @@ JOB_ID = "weekly-issue"
 RETRY_ID = "weekly-issue-retry"
 JOB_TABLE = "apscheduler_jobs"
 LOCK_FILE = "schedule.lock"
+WEEKS_CHECKED = 4
+"""How many upcoming runs `check_schedule` looks at."""
 CHANGES_POLL_S = 0.2
 """How soon the retry a run's start or end asks for is stored."""
 RETRIED = {outcome.value for outcome in RunOutcome if outcome.retried}
@@ -97,6 +99,22 @@ def fire_served(trigger: CronTrigger, now: datetime) -> datetime | None:
 def upcoming(section: ScheduleSection, now: datetime, count: int) -> list[Plan]:
     """The next `count` runs and what each will do."""
     return plan_runs(section, fire_times(make_trigger(section), now, count))
+
+
+def check_schedule(section: ScheduleSection, now: datetime, label: str) -> None:
+    """Refuse a schedule whose every run comes after its own deadline (it would never send)."""
+    plans = upcoming(section, now, WEEKS_CHECKED)
+    late = [(p, p.deadline) for p in plans if p.deadline is not None and p.fire > p.deadline]
+    if plans and len(late) == len(plans):
+        zone = section.zone
+        first, deadline = late[0]
+        raise ConfigError(
+            f"{label}: schedule: {section.day_of_week} {section.time} runs after its own "
+            f"deadline: the run at {first.fire.astimezone(zone):%a %H:%M} covers the session of "
+            f"{first.as_of}, which stops being news at {deadline.astimezone(zone):%a %H:%M %Z} "
+            "(the next open plus "
+            "schedule.deadline_after_open_minutes); run after the close, or raise the deadline"
+        )
 
 
 def run_once(

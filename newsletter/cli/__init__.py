@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 __all__ = ["build_parser", "main", "scheduled_job"]
 
+CLOSED_PIPE = 141
+"""The exit code of a command whose output pipe closed (128 + SIGPIPE, as a shell reports it)."""
+
 
 def scheduled_job(config_path: str, fire: str | None = None) -> str:
     """The stored weekly job's entry point (the job store keeps this import path): one run with
@@ -55,6 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc(file=sys.stderr)
         print(f"Error: {err}", file=sys.stderr)
         return err.exit_code
+    except BrokenPipeError:
+        # The reader of our output went away (`newsletter ... | head`): say nothing more.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return CLOSED_PIPE
     except KeyboardInterrupt:
         print(
             "Error: interrupted; run the same command again to resume where it stopped",

@@ -168,9 +168,11 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from newsletter.config import resolve_secrets  # noqa: PLC0415
+    from newsletter.schedule import check_schedule  # noqa: PLC0415
 
     config = load(args)
     secrets = resolve_secrets(config, os.environ)
+    check_schedule(config.schedule, now_utc(), str(args.config))
     print(f"{args.config}: OK")
     print(config.model_dump_json(indent=2, exclude={"source"}))  # secrets masked (as ***)
     print(
@@ -183,7 +185,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_schedule(args: argparse.Namespace) -> int:
     from newsletter.cli import scheduled_job  # noqa: PLC0415
     from newsletter.config import resolve_secrets  # noqa: PLC0415
-    from newsletter.schedule import run_scheduler, stored_next_run, upcoming  # noqa: PLC0415
+    from newsletter.schedule import (  # noqa: PLC0415
+        check_schedule,
+        run_scheduler,
+        stored_next_run,
+        upcoming,
+    )
 
     config = load(args)
     zone = config.schedule.zone
@@ -197,6 +204,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
             print(f"  {plan.describe(zone)}")
         return 0
     resolve_secrets(config, os.environ)  # a missing secret fails now, not at Friday's run
+    check_schedule(config.schedule, now_utc(), str(args.config))
     _log_runs(verbose=args.verbose)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -247,6 +247,16 @@ class ScheduleSection(_Section):
             )
         return value
 
+    @field_validator("time", mode="before")
+    @classmethod
+    def _quoted_time(cls, value: object) -> object:
+        if isinstance(value, int):  # YAML 1.1 reads an unquoted 20:26 as 20 * 60 + 26
+            raise ValueError(
+                f'must be quoted, such as "17:30": YAML reads an unquoted {value // 60}:'
+                f"{value % 60:02d} as the number {value}"
+            )
+        return value
+
     @field_validator("time")
     @classmethod
     def _clock_time(cls, value: str) -> str:

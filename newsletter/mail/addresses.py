@@ -62,33 +62,75 @@ def read_subscriber_csv(path: Path) -> CsvRead:
         handle = path.open(encoding="utf-8-sig", newline="")
     except OSError as err:
         raise SubscriberError(f"cannot read subscriber list {path}: {err.strerror}") from err
-    result = CsvRead()
-    seen: set[str] = set()
     with handle:
         reader = csv.DictReader(handle)
-        if reader.fieldnames is None or "email" not in reader.fieldnames:
+        try:
+            return _read_rows(path, reader)
+        except UnicodeDecodeError as err:
             raise SubscriberError(
-                f"{path}: line 1: the header must name an 'email' column (and optionally 'name')"
-            )
-        for row in reader:
-            try:
-                address = normalise_address(row.get("email") or "")
-                name = clean_name(row.get("name") or "")
-            except SubscriberError as err:
-                result.errors.append(f"{path}: line {reader.line_num}: {err}")
-                continue
-            if address_key(address) in seen:
-                result.duplicates += 1
-                continue
-            seen.add(address_key(address))
-            result.subscribers.append(Subscriber(email=address, name=name))
+                f"{path}: line {_first_bad_line(path)}: not UTF-8 text ({_encoding_hint(path)}); "
+                'save it as UTF-8 ("CSV UTF-8" in a spreadsheet) and import again'
+            ) from err
+        except csv.Error as err:  # the row being read when it failed is the next line
+            raise SubscriberError(f"{path}: line {reader.line_num + 1}: {err}") from err
+
+
+def _first_bad_line(path: Path) -> int:
+    """The number of the first line that is not UTF-8 (text is decoded in blocks, so the
+    error itself cannot say)."""
+    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            return number
+    return 1
+
+
+def _encoding_hint(path: Path) -> str:
+    """What the file looks like instead: UTF-16 has a byte-order mark, Latin-1 does not."""
+    with path.open("rb") as raw:
+        start = raw.read(2)
+    if start in (b"\xff\xfe", b"\xfe\xff"):
+        return "it looks like UTF-16"
+    return "perhaps Latin-1 or Windows-1252"
+
+
+def _read_rows(path: Path, reader: csv.DictReader[str]) -> CsvRead:
+    """The good rows and one message per bad row (file:line: reason)."""
+    result = CsvRead()
+    seen: set[str] = set()
+    if reader.fieldnames is None or "email" not in reader.fieldnames:
+        raise SubscriberError(
+            f"{path}: line 1: the header must name an 'email' column (and optionally 'name')"
+        )
+    for row in reader:
+        try:
+            address = normalise_address(row.get("email") or "")
+            name = clean_name(row.get("name") or "")
+        except SubscriberError as err:
+            result.errors.append(f"{path}: line {reader.line_num}: {err}")
+            continue
+        if address_key(address) in seen:
+            result.duplicates += 1
+            continue
+        seen.add(address_key(address))
+        result.subscribers.append(Subscriber(email=address, name=name))
     return result
 
 
 def write_subscriber_csv(path: Path, rows: Iterable[tuple[str, str, str]]) -> int:
     """Write `email,name,status` rows to `path`; returns how many were written."""
     count = 0
-    with path.open("w", encoding="utf-8", newline="") as handle:
+    try:
+        handle = path.open("w", encoding="utf-8", newline="")
+    except FileNotFoundError as err:
+        raise SubscriberError(
+            f"cannot write {path}: the folder {path.parent} does not exist (create it, or name "
+            "another file)"
+        ) from err
+    except OSError as err:
+        raise SubscriberError(f"cannot write {path}: {err.strerror}") from err
+    with handle:
         writer = csv.writer(handle)
         writer.writerow(["email", "name", "status"])
         for row in rows:
