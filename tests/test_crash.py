@@ -1,4 +1,4 @@
-"""A real send of 600 messages, killed with SIGKILL at several points and resumed.
+"""A real send of 400 messages, killed with SIGKILL at several points and resumed.
 
 The killed senders are processes that send an issue built once here (tests/sendbuilt.py, the
 send `newsletter send` runs after its build); the last resume is `newsletter send` itself.
@@ -29,9 +29,9 @@ from newsletter.config import load_config
 
 from .conftest import REPO, serving
 
-SUBSCRIBERS = 600
+SUBSCRIBERS = 400
 CONNECTIONS = 2
-KILL_AT = (80, 250, 420)
+KILL_AT = (60, 160, 270)
 
 
 class CountingHandler:
@@ -115,4 +115,4 @@ def test_sigkill_at_any_moment_then_resume_sends_everyone_once(tmp_path, prepare
     assert len(handler.ids) == SUBSCRIBERS  # everyone, each by their own fixed Message-ID
     duplicates = sum(count - 1 for count in handler.ids.values())
     assert duplicates <= len(KILL_AT) * CONNECTIONS, handler.ids.most_common(5)
-    assert "Ledger:  600 sent" in final.stdout
+    assert f"Ledger:  {SUBSCRIBERS} sent" in final.stdout
