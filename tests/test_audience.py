@@ -138,3 +138,33 @@ def test_a_database_from_an_older_version_is_refused_by_name(tmp_path):
         DatabaseError, match=r"table estimate_snapshots lacks column\(s\) analysts, next_earnings"
     ):
         open_database(f"sqlite:///{path}")
+
+
+def test_a_quickstart_link_unsubscribes_through_serve_without_any_variable(
+    write_config, tmp_path, monkeypatch
+):
+    import email  # noqa: PLC0415
+    import mailbox  # noqa: PLC0415
+    import re  # noqa: PLC0415
+    import stat  # noqa: PLC0415
+    from email import policy  # noqa: PLC0415
+
+    from newsletter.config import resolve_secrets  # noqa: PLC0415
+
+    monkeypatch.delenv("NEWSLETTER_UNSUBSCRIBE_SECRET", raising=False)
+    config_path = write_config()
+    assert main(["run", "--config", str(config_path), "--as-of", "2024-07-16", "--quiet"]) == 0
+    key_file = tmp_path / "var" / "unsubscribe.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    outbox = mailbox.Maildir(tmp_path / "var" / "outbox", create=False)
+    message = email.message_from_bytes(
+        outbox.get_bytes(next(outbox.iterkeys())), policy=policy.default
+    )
+    reader = str(message["X-Envelope-To"])
+    link = re.search(r"<https://[^>]+(/u/[^>]+)>", str(message["List-Unsubscribe"])).group(1)
+    config = load_config(config_path)
+    site = Site.for_config(config, resolve_secrets(config, {}))  # what `newsletter serve` uses
+    with http_serving(make_server("127.0.0.1", 0, site, now)) as url:
+        status, page = request(f"{url}{link}", data=b"List-Unsubscribe=One-Click")
+    assert status == 200 and "You are unsubscribed" in page
+    assert status_of(config, reader) == "unsubscribed"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from newsletter.app.audience import unsubscribe
+from newsletter.app.send import local_unsubscribe_key
 from newsletter.issue.archive import (
     CONTENT_TYPES,
     PAGE_FILE,
@@ -23,7 +24,7 @@ from newsletter.mail.unsubscribe import verify_token
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from newsletter.config import Config
+    from newsletter.config import Config, Secrets
 
 ARCHIVE_TEMPLATE = "archive.html.j2"
 UNSUBSCRIBE_TEMPLATE = "unsubscribe.html.j2"
@@ -44,6 +45,15 @@ class Site:
         self.config = config
         self.key = key
         self.env = make_environment(config.templates.dir)
+
+    @classmethod
+    def for_config(cls, config: Config, secrets: Secrets) -> Site:
+        """The site with the key the project's links are signed with: the environment's, or
+        with the built-in server the project's local key (app/send.py)."""
+        key = secrets.unsubscribe_key
+        if key is None and config.smtp.is_builtin:
+            key = local_unsubscribe_key(config)
+        return cls(config, key)
 
     @property
     def unsubscribes(self) -> bool:

@@ -77,7 +77,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from newsletter.web.site import make_server  # noqa: PLC0415
 
     config = load(args)
-    site = Site(config, resolve_secrets(config, os.environ).unsubscribe_key)
+    site = Site.for_config(config, resolve_secrets(config, os.environ))
     host = args.host or config.web.host
     port = args.port or config.web.port
     server = _bind(lambda: make_server(host, port, site, now_utc), host, port, "web.port")

@@ -130,7 +130,7 @@ def resolve_secrets(config: Config, environ: Mapping[str, str]) -> Secrets:
     """Read the secrets `config` names from `environ`; a required one that is unset is an error.
 
     The unsubscribe key may be unset only with the built-in capture server, where nothing
-    leaves the machine (the send then signs with a one-off key and says so).
+    leaves the machine (the send then signs with the project's local key and says so).
     """
     label = str(config.source or "config")
     password = None
