@@ -193,15 +193,27 @@ def test_send_test_copy_is_marked_and_not_recorded(write_config, smtp_server, mo
     assert len(smtp_server.envelopes) == 1 + len(sample_addresses())
 
 
-def test_dry_run_composes_everything_and_sends_nothing(
-    write_config, smtp_server, monkeypatch, capsys
+def test_dry_run_composes_what_a_send_would_send_and_sends_nothing(
+    write_config, smtp_server, monkeypatch, capsys, build_day
 ):
+    from newsletter.app.send import send_issue  # noqa: PLC0415
+    from newsletter.config import Secrets  # noqa: PLC0415
+
+    from .conftest import now_utc  # noqa: PLC0415
+
     monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "test-secret-test-secret")
     config = write_config(smtp={"host": smtp_server.host, "port": smtp_server.port})
-    assert main(["send", "--config", str(config), "--as-of", "2024-07-16", "--dry-run"]) == 0
+    dry = ["send", "--config", str(config), "--as-of", "2024-07-16", "--dry-run"]
+    assert main(dry) == 0
     out = capsys.readouterr().out
-    assert re.search(r"Dry run: 5 messages composed, \d+ KB in all; nothing was sent", out)
+    assert re.search(r"Dry run: 5 messages composed, \d+ KB in all; 0 readers skipped", out)
     assert smtp_server.envelopes == []
+    secrets = Secrets(unsubscribe_key=b"test-secret-test-secret")
+    send_issue(load_config(config), build_day("2024-07-16"), secrets=secrets, clock=now_utc)
+    assert main(dry) == 0
+    out = capsys.readouterr().out
+    assert "Dry run: 0 messages composed, 0 KB in all; 5 readers skipped" in out
+    assert len(smtp_server.envelopes) == 5
 
 
 @pytest.mark.smtp_refuse({"alan.turing@example.com": "451 4.3.0 try again later"})

@@ -29,7 +29,13 @@ from newsletter.errors import DeliveryError, LintError
 from newsletter.mail.addresses import normalise_address
 from newsletter.mail.compose import MessageFactory, message_id
 from newsletter.mail.unsubscribe import make_token
-from newsletter.models import UNFINISHED, LedgerStatus, Subscriber, SubscriberStatus
+from newsletter.models import (
+    UNFINISHED,
+    LedgerStatus,
+    Subscriber,
+    SubscriberStatus,
+    address_key,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -288,17 +294,31 @@ def send_test(
     return destination
 
 
+@dataclass(frozen=True, slots=True)
+class DryRun:
+    """What a send would do now: the messages it would compose, their size, and the active
+    readers it would skip because their message of this issue is done already."""
+
+    messages: int
+    size: int
+    skipped: int
+
+
 def dry_run(
     config: Config, built: BuiltIssue, *, secrets: Secrets, clock: Callable[[], datetime]
-) -> tuple[int, int]:
-    """Compose every message a send would deliver now, without sending; (messages, bytes)."""
+) -> DryRun:
+    """Compose every message a send would deliver now, without sending."""
     sync_subscribers(config, clock())
     info = config.newsletter
     factory = MessageFactory(built.rendered, info, clock())
     key = unsubscribe_key(config, secrets)
     as_of = built.stats.as_of.isoformat()
-    count = size = 0
+    done = send_ledger.done_addresses(database(config), built.stats.as_of)
+    count = size = skipped = 0
     for email, name, _status in list_subscribers(database(config), SubscriberStatus.ACTIVE):
+        if address_key(email) in done:
+            skipped += 1
+            continue
         data = factory.build(
             Subscriber(email, name),
             message_id(info.list_id, as_of, email),
@@ -306,4 +326,4 @@ def dry_run(
         )
         count += 1
         size += len(data)
-    return count, size
+    return DryRun(count, size, skipped)

@@ -175,9 +175,10 @@ def cmd_send(args: argparse.Namespace) -> int:
         print(f"  Test:    one [TEST] copy to {args.test} via the {where} (not recorded as sent)")
         return 0
     if args.dry_run:
-        count, size = dry_run(config, built, secrets=secrets, clock=now_utc)
+        plan = dry_run(config, built, secrets=secrets, clock=now_utc)
         print(
-            f"  Dry run: {count} messages composed, {size / 1024:.0f} KB in all; nothing was sent"
+            f"  Dry run: {plan.messages} messages composed, {plan.size / 1024:.0f} KB in all; "
+            f"{plan.skipped} readers skipped (their message is done); nothing was sent"
         )
         return 0
     return _send_and_report(args, config, built, secrets)

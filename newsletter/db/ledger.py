@@ -22,6 +22,7 @@ from newsletter.models import (
     LedgerStatus,
     Outcome,
     SubscriberStatus,
+    address_key,
 )
 
 
@@ -105,6 +106,17 @@ def unfinished(engine: Engine, as_of: date) -> bool:
             )
         ).first()
     return row is not None
+
+
+def done_addresses(engine: Engine, as_of: date) -> set[str]:
+    """The address keys whose message of the issue for `as_of` needs no more sending."""
+    with reader(engine) as conn:
+        rows = conn.execute(
+            sa.select(ledger.c.email)
+            .join(issues, issues.c.id == ledger.c.issue_id)
+            .where(issues.c.as_of == as_of, ledger.c.status.not_in(UNFINISHED))
+        )
+        return {address_key(row.email) for row in rows}
 
 
 def enqueue_audience(
