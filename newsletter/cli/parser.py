@@ -264,7 +264,9 @@ def _add_issue_parsers(commands: Commands, parents: Parents) -> None:
         "--resume", action="store_true", help="continue the newest issue whose send is unfinished"
     )
     mode.add_argument(
-        "--dry-run", action="store_true", help="compose every message but send nothing"
+        "--dry-run",
+        action="store_true",
+        help="compose every message a send would send now (and count who it skips); send nothing",
     )
     mode.add_argument(
         "--test", metavar="ADDRESS", help="send one copy marked [TEST] to ADDRESS, not recorded"
