@@ -122,19 +122,24 @@ def test_gaps_are_sessions_the_calendar_has_and_the_series_lacks():
     assert gaps(series.drop(pd.Timestamp("2024-07-12")), calendar.sessions) == [date(2024, 7, 12)]
 
 
-def test_data_refresh_seeds_the_store_and_status_lists_it(write_config, capsys):
+def test_data_status_shows_the_prices_the_build_would_read(write_config, capsys):
     from newsletter.cli import main  # noqa: PLC0415
 
+    # The snapshot provider: the bundled files, and nothing to refresh.
     config = write_config()
-    assert main(["data", "status", "--config", str(config)]) == 0
-    assert "is empty; run `newsletter data refresh`" in capsys.readouterr().out
     assert main(["data", "refresh", "--config", str(config), "--quiet"]) == 0
-    assert "27 tickers" in capsys.readouterr().out
+    assert capsys.readouterr().out.startswith("Nothing to refresh: market.provider is snapshot")
+    assert not (config.parent / "var" / "prices.db").exists()
     assert main(["data", "status", "--config", str(config)]) == 0
     lines = capsys.readouterr().out.splitlines()
     spy = next(line for line in lines if line.startswith("SPY "))
     assert spy.split()[1:4] == ["1993-01-29", "2025-09-26", "8222"]
+    assert spy.endswith("bundled snapshot")
     assert len(lines) == 28
+    # The live provider reads the local store, which starts empty.
+    live = write_config(market={"provider": "yfinance"})
+    assert main(["data", "status", "--config", str(live)]) == 0
+    assert "is empty; run `newsletter data refresh`" in capsys.readouterr().out
 
 
 def test_a_live_build_whose_refresh_fails_needs_allow_stale(write_config, capsys, monkeypatch):

@@ -152,23 +152,44 @@ def refresh_market(
 
 
 def price_status(config: Config, today: date) -> list[tuple[SeriesInfo, int, list[date]]]:
-    """For each stored ticker: what the store holds, its age in days, and its calendar gaps."""
-    store = open_price_store(
-        config.price_store_path, datetime.combine(today, time_of_day.min, tzinfo=UTC)
-    )
-    try:
-        info = store.info()
-        if not info:
-            return []
-        prices = store.read(list(info), "store")
-    finally:
-        store.close()
+    """For each ticker the build reads: what its source holds (the bundled snapshot, or with
+    the live provider the local store), its age in days, and its gaps against the calendar."""
+    if config.market.provider != "yfinance":
+        source = SnapshotSource(config.market.snapshot_dir)
+        prices = source.fetch(price_tickers(config))
+        info = {
+            ticker: _series_info(ticker, prices.adjusted[ticker], "bundled snapshot")
+            for ticker in prices.tickers
+        }
+    else:
+        store = open_price_store(
+            config.price_store_path, datetime.combine(today, time_of_day.min, tzinfo=UTC)
+        )
+        try:
+            info = store.info()
+            if not info:
+                return []
+            prices = store.read(list(info), "store")
+        finally:
+            store.close()
     first = min(item.first for item in info.values())
     calendar = TradingCalendar(first, today + timedelta(days=7))
     return [
         (item, (today - item.last).days, gaps(prices.adjusted[ticker], calendar.sessions))
         for ticker, item in info.items()
     ]
+
+
+def _series_info(ticker: str, series: pd.Series, source: str) -> SeriesInfo:
+    present = series.dropna()
+    return SeriesInfo(
+        ticker,
+        pd.Timestamp(present.index[0]).date(),
+        pd.Timestamp(present.index[-1]).date(),
+        len(present),
+        source,
+        "",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,6 +135,13 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 def cmd_data(args: argparse.Namespace) -> int:
     config = load(args)
+    if args.action == "refresh" and config.market.provider != "yfinance":
+        print(
+            f"Nothing to refresh: market.provider is {config.market.provider}, so builds read "
+            f"the bundled prices in {config.market.snapshot_dir} directly (`newsletter data "
+            "status` shows them); set market.provider: yfinance for live prices"
+        )
+        return 0
     if args.action == "refresh":
         from newsletter.app.data import price_tickers, refresh_market  # noqa: PLC0415
 

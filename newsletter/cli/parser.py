@@ -282,24 +282,27 @@ def _add_admin_parsers(
         "data",
         parents=[common],
         help="refresh the local price store or show what it holds",
-        description="The local price store (var/prices.db) that market.provider: yfinance builds from.",
+        description="The prices builds read: the bundled snapshot, or with market.provider: yfinance the local price store (var/prices.db).",
     )
     data_actions = data.add_subparsers(dest="action", required=True, metavar="ACTION")
     refresh = data_actions.add_parser(
         "refresh",
         parents=[common, quiet],
-        help="fetch what the store lacks",
-        description="Seed tickers the store never held from the bundled snapshot, then ask the "
-        "provider for the sessions the store lacks plus a short overlap; a ticker whose adjusted "
-        "history changed in the overlap (a split or dividend re-basing) is fetched and rewritten whole.",
+        help="fetch what the store lacks (market.provider: yfinance)",
+        description="With market.provider: yfinance, seed tickers the store never held from the "
+        "bundled snapshot, then ask the provider for the sessions the store lacks plus a short "
+        "overlap; a ticker whose adjusted history changed in the overlap (a split or dividend "
+        "re-basing) is fetched and rewritten whole. With the snapshot provider there is nothing "
+        "to refresh.",
     )
     refresh.set_defaults(handler=cmd_data)
     status = data_actions.add_parser(
         "status",
         parents=[common],
         help="show each ticker's range, rows, age, gaps and source",
-        description="Per ticker: first and last session, rows, age in days, sessions the NYSE "
-        "calendar has that the store lacks, and where the prices came from.",
+        description="Per ticker of the prices a build reads (the bundled snapshot, or the local "
+        "store with market.provider: yfinance): first and last session, rows, age in days, "
+        "sessions the NYSE calendar has that the prices lack, and where they came from.",
     )
     status.set_defaults(handler=cmd_data)
 
