@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import gzip
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -211,6 +212,11 @@ def build_day(
         return cache[day]
 
     return build
+
+
+def newsletter_command(*argv: str) -> list[str]:
+    """The `newsletter` command line for a subprocess, run by this interpreter."""
+    return [sys.executable, "-m", "newsletter", *argv]
 
 
 def now_utc() -> datetime:

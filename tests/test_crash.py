@@ -27,7 +27,7 @@ import yaml
 
 from newsletter.config import load_config
 
-from .conftest import REPO, serving
+from .conftest import REPO, newsletter_command, serving
 
 SUBSCRIBERS = 400
 CONNECTIONS = 2
@@ -76,17 +76,9 @@ def test_sigkill_at_any_moment_then_resume_sends_everyone_once(tmp_path, prepare
     issue = prepare(load_config(config), date(2024, 7, 16)).built
     built.write_bytes(pickle.dumps(issue))
     killed = [sys.executable, "-m", "tests.sendbuilt", str(config), str(built)]
-    command = [
-        sys.executable,
-        "-m",
-        "newsletter",
-        "send",
-        "--config",
-        str(config),
-        "--as-of",
-        "2024-07-16",
-        "--quiet",
-    ]
+    command = newsletter_command(
+        "send", "--config", str(config), "--as-of", "2024-07-16", "--quiet"
+    )
     env = {**os.environ, "NEWSLETTER_UNSUBSCRIBE_SECRET": "crash-test-secret"}
     try:
         for threshold in KILL_AT:

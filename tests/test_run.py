@@ -15,7 +15,7 @@ import pytest
 from newsletter.cli import main
 from newsletter.config import BUILTIN_SUBSCRIBERS, load_config
 
-from .conftest import SmtpEndpoint
+from .conftest import SmtpEndpoint, newsletter_command
 
 CHARTS = 5
 REQUIRED_HEADERS = (
@@ -268,24 +268,13 @@ def test_resume_after_a_send_killed_during_its_build(
     import os  # noqa: PLC0415
     import sqlite3  # noqa: PLC0415
     import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
     import time  # noqa: PLC0415
 
     monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "test-secret-test-secret")
     config = write_config(smtp={"host": smtp_server.host, "port": smtp_server.port})
     database = load_config(config).database_url.removeprefix("sqlite:///")
     send = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "newsletter",
-            "send",
-            "--config",
-            str(config),
-            "--as-of",
-            "2024-07-16",
-            "--quiet",
-        ],
+        newsletter_command("send", "--config", str(config), "--as-of", "2024-07-16", "--quiet"),
         env=os.environ,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
