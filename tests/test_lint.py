@@ -107,3 +107,53 @@ def test_send_refuses_an_issue_with_lint_errors(write_config, tmp_path, capsys, 
         "absolute https or mailto link; run `newsletter lint` to see all, and fix them before sending"
     )
     assert main(["lint", "--config", str(config), "--as-of", "2024-07-16"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("markdown", "dropped"),
+    [
+        ("[ok](https://example.com/a) and [mail](mailto:ed@example.com)", []),
+        (
+            "[plain](http://example.com/x)",
+            [
+                "link 'http://example.com/x' was removed: only https:// and mailto: links reach readers"
+            ],
+        ),
+        (
+            '<a href="javascript:alert(1)">js</a>',  # raw HTML: markdown-it refuses the []() form
+            [
+                "link 'javascript:alert(1)' was removed: only https:// and mailto: links reach readers"
+            ],
+        ),
+        (
+            "![chart](https://example.com/c.png)",
+            ["image 'https://example.com/c.png' was removed: the note carries text and links only"],
+        ),
+        (
+            "<script>alert(1)</script>",
+            ["a <script> was removed: the note carries text and links only"],
+        ),
+    ],
+    ids=["https-and-mailto-kept", "http-link", "javascript-link", "image", "script"],
+)
+def test_lint_names_what_the_sanitiser_removed_from_the_note(markdown, dropped):
+    from newsletter.issue.render import dropped_from_note  # noqa: PLC0415
+
+    assert dropped_from_note(markdown) == dropped
+
+
+def test_a_build_warns_about_a_dropped_note_link(write_config, tmp_path, prepare):
+    from datetime import date  # noqa: PLC0415
+
+    from newsletter.config import load_config  # noqa: PLC0415
+
+    notes = tmp_path / "issues" / "2024-07-17" / "notes.md"
+    notes.parent.mkdir(parents=True)
+    notes.write_text("---\nRead [this](http://example.com/x).\n")
+    built = prepare(load_config(write_config()), date(2024, 7, 17)).built
+    texts = [str(finding) for finding in built.findings]
+    assert (
+        "warning: the editor's note: link 'http://example.com/x' was removed: only https:// and mailto: links reach readers"
+        in texts
+    )
+    assert not built.lint_errors

@@ -26,9 +26,14 @@ from newsletter.errors import DataQualityError, FetchError
 from newsletter.issue.charts import render_charts
 from newsletter.issue.headline import Headline, check_text, write_headline
 from newsletter.issue.quality import DataQuality, check_quality
-from newsletter.issue.render import make_environment, render_html, render_issue
+from newsletter.issue.render import (
+    dropped_from_note,
+    make_environment,
+    render_html,
+    render_issue,
+)
 from newsletter.mail.compose import MessageFactory, message_id
-from newsletter.mail.lint import lint_message
+from newsletter.mail.lint import Finding, Severity, lint_message
 from newsletter.market.events import load_key_dates
 from newsletter.market.weights import load_start_of_year_weights
 from newsletter.models import UNSUBSCRIBE_MARKER, Issue, Subscriber
@@ -139,7 +144,10 @@ def build_issue(
     )
     rendered, files = _render_files(config, issue, headline, quality)
     write_folder(out_dir or config.issues_dir / market.as_of.isoformat(), files)
-    findings = tuple(lint_message(rendered, sample_message(config, rendered)))
+    findings = tuple(lint_message(rendered, sample_message(config, rendered))) + tuple(
+        Finding(Severity.WARNING, f"the editor's note: {text}")
+        for text in dropped_from_note(notes.markdown)
+    )
     for finding in findings:
         logger.warning("lint %s", finding)
     logger.info(

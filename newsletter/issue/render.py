@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html as html_lib
 from datetime import date
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -139,6 +140,46 @@ def render_note(markdown: str) -> str:
         link_rel="noopener noreferrer",
         strip_comments=True,
     )
+
+
+class _NoteParts(HTMLParser):
+    """The links, images and active elements of a piece of HTML."""
+
+    ACTIVE = frozenset({"script", "style", "iframe", "object", "embed", "form"})
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.images: list[str] = []
+        self.active: list[str] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "a" and values.get("href"):
+            self.links.append(str(values["href"]))
+        elif tag == "img":
+            self.images.append(str(values.get("src") or ""))
+        elif tag in self.ACTIVE:
+            self.active.append(tag)
+
+
+def dropped_from_note(markdown: str) -> list[str]:
+    """What the sanitiser removes from the editor's note, each with the reason, so the editor
+    is told instead of finding a link that goes nowhere."""
+    written, kept = _NoteParts(_MARKDOWN.render(markdown)), _NoteParts(render_note(markdown))
+    dropped = [
+        f"link '{href}' was removed: only https:// and mailto: links reach readers"
+        for href in written.links
+        if href not in kept.links
+    ]
+    dropped += [
+        f"image '{src}' was removed: the note carries text and links only" for src in written.images
+    ]
+    dropped += [
+        f"a <{tag}> was removed: the note carries text and links only" for tag in written.active
+    ]
+    return dropped
 
 
 def note_text(markdown: str) -> str:
