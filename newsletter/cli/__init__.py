@@ -52,7 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     _quiet_libraries(args.verbose)
     try:
-        return int(args.handler(args))
+        code = int(args.handler(args))
+        sys.stdout.flush()  # here, so a reader that went away is met by the handler below
+        return code
     except NewsletterError as err:
         if args.verbose:
             traceback.print_exc(file=sys.stderr)
