@@ -219,13 +219,16 @@ def install_job(
 
 def stored_next_run(config: Config) -> datetime | None:
     """When the stored weekly job runs next (None: not stored yet), without running anything."""
-    scheduler = make_scheduler(config)
-    scheduler.start(paused=True)
+    # Read the job store without starting a scheduler: a started one (even paused) may run
+    # a retry that is due, and its shutdown raced with that run.
+    store = SQLAlchemyJobStore(engine=database(config), tablename=JOB_TABLE)
+    store.start(make_scheduler(config), "default")
     try:
-        job = scheduler.get_job(JOB_ID)
-        return None if job is None else job.next_run_time
+        job = store.lookup_job(JOB_ID)
+        next_run: datetime | None = None if job is None else job.next_run_time
+        return next_run
     finally:
-        scheduler.shutdown(wait=False)
+        store.shutdown()
 
 
 @contextmanager

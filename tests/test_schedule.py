@@ -373,3 +373,57 @@ def test_approve_records_the_issue_as_built_now(write_config, capsys, prepare):
     config = load_config(config_path)
     found = review(open_database(config.database_url), date(2024, 7, 19))
     assert found.approved_sha256 == prepare(config, date(2024, 7, 19)).built.content_sha256
+
+
+def test_schedule_list_with_a_retry_due_reads_the_store_without_running_it(write_config):
+    """A stop left a retry that is now due: --list must neither run it nor trip over it."""
+    from datetime import timedelta  # noqa: PLC0415
+
+    from apscheduler.job import Job  # noqa: PLC0415
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore  # noqa: PLC0415
+    from apscheduler.triggers.date import DateTrigger  # noqa: PLC0415
+
+    from newsletter.app.wiring import database  # noqa: PLC0415
+
+    config_path = write_config()
+    config = load_config(config_path)
+    _install(config)
+    overdue = datetime.now(UTC) - timedelta(minutes=5)
+    store = SQLAlchemyJobStore(engine=database(config), tablename=JOB_TABLE)
+    store.start(make_scheduler(config), "default")
+    store.add_job(
+        Job(
+            make_scheduler(config),
+            id="weekly-issue-retry",
+            func=scheduled_job,
+            args=[str(config_path.resolve()), overdue.isoformat()],
+            kwargs={},
+            trigger=DateTrigger(overdue),
+            executor="default",
+            name="retry of the weekly issue",
+            misfire_grace_time=3600,
+            coalesce=True,
+            max_instances=1,
+            next_run_time=overdue,
+        )
+    )
+    listed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "newsletter",
+            "schedule",
+            "--list",
+            "2",
+            "--config",
+            str(config_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert listed.returncode == 0
+    assert "Stored job runs next: Fri " in listed.stdout
+    assert listed.stderr == ""
+    assert {row[0] for row in _job_rows(config)} == {JOB_ID, "weekly-issue-retry"}  # not run
