@@ -174,12 +174,14 @@ def _job_args(config: Config) -> list[str]:
     return [str(config.source.resolve())]
 
 
-def make_scheduler(config: Config) -> BackgroundScheduler:
+def make_scheduler(
+    config: Config, executor: ThreadPoolExecutor | None = None
+) -> BackgroundScheduler:
     """A scheduler on the project database's job store, one worker, coalescing missed runs."""
     grace = int(config.schedule.misfire_grace_hours * 3600)
     return BackgroundScheduler(
         jobstores={"default": SQLAlchemyJobStore(engine=database(config), tablename=JOB_TABLE)},
-        executors={"default": ThreadPoolExecutor(max_workers=1)},
+        executors={"default": executor or ThreadPoolExecutor(max_workers=1)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": grace},
         timezone=config.schedule.zone,
     )
@@ -309,7 +311,8 @@ def _run(
     clock: Callable[[], datetime],
     on_ready: Callable[[datetime | None], None],
 ) -> None:
-    scheduler = make_scheduler(config)
+    worker = ThreadPoolExecutor(max_workers=1)
+    scheduler = make_scheduler(config, worker)
     section = config.schedule
     # A run's end is heard in the executor's thread, which shutdown() waits for while it holds
     # the job store's lock: changes from there are queued, and this thread makes them. A run's
@@ -352,6 +355,8 @@ def _run(
         scheduler.resume()
         while not stop.wait(CHANGES_POLL_S):
             _apply(changes)
+        scheduler.pause()
+        worker.shutdown(wait=True)  # a run in progress finishes, and its end is heard
         _apply(changes)
     finally:
         scheduler.shutdown(wait=True)
