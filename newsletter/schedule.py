@@ -337,7 +337,9 @@ def _run(
                 section.misfire_grace_hours,
             )
         elif event.code == EVENT_JOB_SUBMITTED:
-            retry(section.retry_minutes, now=True)  # stored before it sends: a kill is retried
+            # Stored before it sends, so a killed run is tried again, and due only after the
+            # longest a run may take, so it never starts a second run beside a live one.
+            retry(section.retry_minutes + config.delivery.max_run_minutes, now=True)
         elif event.code == EVENT_JOB_ERROR or event.retval in RETRIED:
             if event.code == EVENT_JOB_ERROR:
                 logger.error("scheduled run failed: %r", event.exception)

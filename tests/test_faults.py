@@ -106,18 +106,28 @@ def test_a_refusal_of_the_sender_or_the_message_stops_the_run_and_marks_nobody(
     assert set(stored_per_reader(handler).values()) == {1}
 
 
-def test_the_same_refusal_for_several_readers_in_a_row_is_not_theirs(built, configure):
-    handler = ScriptedHandler(
-        rcpt={f"reader{i:03d}@example.com": ["550 Relay denied"] for i in range(9)}
-    )
+@pytest.mark.parametrize("connections", [1, 3])
+def test_the_same_refusal_for_several_readers_in_a_row_is_not_theirs(built, configure, connections):
+    readers = [f"reader{i:03d}@example.com" for i in range(9)]
+    handler = ScriptedHandler(rcpt={reader: ["550 Relay denied"] for reader in readers})
     with serving(handler) as port:
-        config = configure(port, readers=9, max_same_refusals=4)
+        config = configure(port, readers=9, max_same_refusals=4, connections=connections)
         with pytest.raises(DeliveryError, match="4 different recipients in a row were refused"):
             send_issue(config, built, secrets=SECRETS, clock=now_utc)
-        assert statuses(config) == {"active": 9}
-        handler.rcpt.clear()
+        handler.rcpt.clear()  # refusals of messages still in flight are undone as well
         result = send_issue(config, built, secrets=SECRETS, clock=now_utc)
     assert result.ledger == {"sent": 9}
+    assert statuses(config) == {"active": 9}
+
+
+def test_bounces_from_one_provider_in_a_row_are_each_readers_own(built, configure):
+    dead = {f"reader{i:03d}@example.com": ["550 5.1.1 User unknown"] for i in range(8)}
+    handler = ScriptedHandler(rcpt=dead)
+    with serving(handler) as port:
+        config = configure(port, readers=10, max_same_refusals=4)
+        result = send_issue(config, built, secrets=SECRETS, clock=now_utc)
+    assert result.ledger == {"bounced": 8, "sent": 2}
+    assert statuses(config) == {"bounced": 8, "active": 2}
 
 
 def test_a_server_that_keeps_losing_the_reply_stops_with_duplicates_bounded(built, configure):

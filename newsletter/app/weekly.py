@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from newsletter.app.build import Prepared, prepare_issue
 from newsletter.app.review import Approval, approval_state, request_approval
-from newsletter.app.send import intend_send, send_issue, send_unfinished
+from newsletter.app.send import send_issue, send_unfinished
 from newsletter.market.calendar import TradingCalendar
 
 if TYPE_CHECKING:
@@ -195,7 +195,6 @@ def _release(
             )
             return RunOutcome.WAITING
     started = time.perf_counter()
-    intend_send(config, as_of, clock())  # a run killed from here on is resumed on restart
     result = send_issue(config, built, secrets=secrets, clock=clock)
     r = result.report
     log_stage(

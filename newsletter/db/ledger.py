@@ -78,31 +78,42 @@ def note_send_intent(engine: Engine, as_of: date, now: datetime) -> None:
 
 def latest_unfinished_issue(engine: Engine) -> date | None:
     """The as-of of the newest issue whose send is unfinished, for `send --resume`: messages
-    not yet sent, or a send that began and never filled its ledger."""
-    waiting = sa.select(ledger.c.issue_id).where(
-        ledger.c.issue_id == issues.c.id, ledger.c.status.in_(UNFINISHED)
+    not yet sent, or a send that began and never filled its ledger, if no later issue was sent
+    since (an abandoned attempt at an old issue is not mailed to the list by a resume)."""
+    filled = sa.select(sa.func.max(issues.c.as_of)).where(
+        sa.select(ledger.c.issue_id).where(ledger.c.issue_id == issues.c.id).exists()
     )
     with reader(engine) as conn:
+        newest_filled = conn.execute(filled).scalar_one_or_none()
+        begun = issues.c.content_sha256 == INTENT
+        if newest_filled is not None:
+            begun = sa.and_(begun, issues.c.as_of > newest_filled)
         row = conn.execute(
             sa.select(issues.c.as_of)
-            .where(sa.or_(issues.c.content_sha256 == INTENT, waiting.exists()))
+            .where(sa.or_(begun, _waiting()))
             .order_by(issues.c.as_of.desc())
             .limit(1)
         ).first()
     return None if row is None else row.as_of
 
 
+def _waiting() -> sa.Exists:
+    """An issue (correlated) has messages that will still be tried."""
+    return (
+        sa.select(ledger.c.issue_id)
+        .where(ledger.c.issue_id == issues.c.id, ledger.c.status.in_(UNFINISHED))
+        .exists()
+    )
+
+
 def unfinished(engine: Engine, as_of: date) -> bool:
     """Whether the send of the issue for `as_of` began and has messages that will still be
     tried (or never filled its ledger)."""
-    waiting = sa.select(ledger.c.issue_id).where(
-        ledger.c.issue_id == issues.c.id, ledger.c.status.in_(UNFINISHED)
-    )
     with reader(engine) as conn:
         row = conn.execute(
             sa.select(issues.c.id).where(
                 issues.c.as_of == as_of,
-                sa.or_(issues.c.content_sha256 == INTENT, waiting.exists()),
+                sa.or_(issues.c.content_sha256 == INTENT, _waiting()),
             )
         ).first()
     return row is not None

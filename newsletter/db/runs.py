@@ -34,18 +34,16 @@ def _process_started(pid: int) -> datetime | None:
     """
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[19])  # field 22 of stat, counted after the command's closing ")"
         boot = next(
             float(line.split()[1])
             for line in Path("/proc/stat").read_text().splitlines()
             if line.startswith("btime ")
         )
-    except FileNotFoundError:
-        return None if not _pid_exists(pid) else _UNKNOWN_START
     except (OSError, IndexError, StopIteration, ValueError):
         return _UNKNOWN_START if _pid_exists(pid) else None
     if fields[0] in ("Z", "X"):  # exited, not yet reaped by its parent: it sends nothing
         return None
-    ticks = int(fields[19])  # field 22 of stat, counted after the command's closing ")"
     seconds = boot + ticks / os.sysconf("SC_CLK_TCK")
     return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
 
@@ -66,6 +64,8 @@ def _alive(run: Any, host: str, now: datetime) -> bool:
     container); elsewhere, a heartbeat within the lease."""
     if run.host != host:
         return naive(run.heartbeat_at) >= naive(now - RUN_LEASE)
+    if run.pid == os.getpid():  # a process sends one run at a time: an older one of ours is over
+        return False
     started = _process_started(run.pid)
     return started is not None and started <= naive(run.started_at) + START_SLACK
 

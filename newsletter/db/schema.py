@@ -20,8 +20,6 @@ from newsletter.errors import DatabaseError
 
 READ_ONLY = "newsletter_read_only"
 
-"""A run on another host whose heartbeat is older than this is taken for dead."""
-
 metadata = sa.MetaData()
 
 subscribers = sa.Table(

@@ -6,8 +6,8 @@ One refusal is about its recipient; a pattern is about the server, the sender or
 - `delivery.max_lost_replies` lost replies in a row (the server takes whole messages and never
   answers, so it may be storing mail it does not acknowledge): stop, and say so;
 - `delivery.max_same_refusals` different recipients in a row refused with the same permanent
-  reply (their addresses aside): stop, and undo those refusals, since nobody's mailbox can be
-  blamed for what every mailbox is told;
+  reply (their addresses aside; bounces, which name a missing mailbox, do not count): stop, and
+  undo those refusals, since nobody's mailbox can be blamed for what every mailbox is told;
 - `delivery.max_run_minutes`: a run never goes on longer than that.
 """
 
@@ -74,8 +74,11 @@ class RunGuard:
                 self._lost = self._lost + 1 if verdict is Verdict.UNCERTAIN else 0
                 return self._transient_stop(failure)
             self._transient = self._lost = 0
-            if verdict in (Verdict.BOUNCE, Verdict.PERMANENT):
+            if verdict is Verdict.PERMANENT:
                 return self._refusal_stop(job, failure)
+            # A bounce (the mailbox does not exist) is the recipient's by definition: ten dead
+            # addresses at one provider answer alike and must not stop the issue for everyone.
+            self._refusal, self._refused = None, []
             return None
 
     def _transient_stop(self, failure: SmtpFailure) -> Stop | None:
@@ -106,7 +109,8 @@ class RunGuard:
         return Stop(
             f"{len(self._refused)} different recipients in a row were refused with the same "
             f"reply ({failure}): that is the server's or the message's doing, not theirs",
-            f"None of them is marked; fix the cause, {AGAIN}",
+            f"None of them is marked; fix the cause (or raise delivery.max_same_refusals if "
+            f"these readers really refuse it), {AGAIN}",
             fatal=True,
             reopen=tuple(self._refused),
         )

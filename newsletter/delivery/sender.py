@@ -12,6 +12,7 @@ Message-ID, so the receiving side can drop the copy.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -102,13 +103,17 @@ class Sender:
         self._stopped: Stop | None = None
         self._lost_once: set[int] = set()
         self._final: dict[int, tuple[str, Outcome]] = {}
+        self._peer_waited = 0.0
 
     def _halt(self, stop: Stop | None) -> None:
-        """Stop claiming and sending; the first reason given is the one reported."""
+        """Stop claiming and sending; the first reason given is the one reported, and the
+        refusals every reason undoes (messages in flight may add to them) are all undone."""
         if stop is None:
             return
         with self._lock:
-            self._stopped = self._stopped or stop
+            first = self._stopped or stop
+            reopen = tuple(dict.fromkeys([*first.reopen, *stop.reopen]))
+            self._stopped = dataclasses.replace(first, reopen=reopen)
         self._stop.set()
 
     def _outcome(self, job: Delivery, failure: SmtpFailure) -> Outcome:
@@ -220,7 +225,14 @@ class Sender:
             return self._outcome(job, failure)
         except Exception as err:  # a bug must not leave the claim hanging
             logger.exception("sending to %s failed unexpectedly", job.email)
-            self._halt(Stop(f"sending failed unexpectedly ({err})", AGAIN, fatal=True, local=True))
+            self._halt(
+                Stop(
+                    f"sending failed unexpectedly ({err})",
+                    "Run the same command again with --verbose for the traceback, and report it",
+                    fatal=True,
+                    local=True,
+                )
+            )
             return Outcome(job.subscriber_id, LedgerStatus.PENDING, f"unexpected error: {err}")
         self._reached.set()
         self._guard.sent()
@@ -277,7 +289,11 @@ class Sender:
                 if self._stop.is_set() or not self._next_round(ledger):
                     return
                 continue
-            in_flight -= self._collect([results.get()], results, report, on_progress)
+            try:
+                arrived = [results.get(timeout=HEARTBEAT_S)]
+            except queue.Empty:
+                arrived = []
+            in_flight -= self._collect(arrived, results, report, on_progress)
             if time.monotonic() - last_beat > HEARTBEAT_S:
                 ledger.heartbeat()
                 last_beat = time.monotonic()
@@ -291,6 +307,7 @@ class Sender:
                 self._final.pop(subscriber_id, None)
         for email, outcome in self._final.values():
             _count(report, email, outcome)
+        report.uncertain = len(self._lost_once)  # messages, however often their reply was lost
         if stop is None:
             return report
         done = f"{report.sent} sent before it stopped" if report.sent else "nothing was sent"
@@ -317,28 +334,26 @@ class Sender:
         for job, outcome in done:
             if outcome.status == LedgerStatus.PENDING and outcome.retry_at is not None:
                 report.retried += 1
-            report.uncertain += outcome.uncertain
             if outcome.status != LedgerStatus.PENDING:
                 self._final[job.subscriber_id] = (job.email, outcome)
         on_progress(sum(outcome.status != LedgerStatus.PENDING for _, outcome in done))
         return len(done)
 
     def _next_round(self, ledger: Ledger) -> bool:
-        """With nothing claimable: whether there is more to do after waiting for a retry, for
-        claims taken over from a dead peer, or (bounded by max_wait_s) for a live peer."""
+        """With nothing claimable: whether to claim again, after waiting for a retry to fall
+        due, after taking over a dead peer's claims, or after a pause while a live peer holds
+        some (they may come back; all such pauses of a run add up to at most max_wait_s)."""
         if self._wait_for_retry(ledger):
             return True
-        waited = 0.0
-        while True:
-            released, held = ledger.take_over()
-            if released:
-                return True
-            if not held or waited >= self.policy.max_wait_s:
-                return False
-            self._stop.wait(PEER_POLL_S)
-            waited += PEER_POLL_S
-            if ledger.next_due() is not None:
-                return True
+        released, held = ledger.take_over()
+        if released:
+            return True
+        if not held or self._peer_waited >= self.policy.max_wait_s:
+            return False
+        self._stop.wait(PEER_POLL_S)
+        self._peer_waited += PEER_POLL_S
+        ledger.heartbeat()
+        return True
 
     def _wait_for_retry(self, ledger: Ledger) -> bool:
         """Sleep until the next retry falls due; False if none is due within max_wait_s."""
@@ -348,8 +363,10 @@ class Sender:
         wait = (due.replace(tzinfo=None) - self.clock().replace(tzinfo=None)).total_seconds()
         if wait > self.policy.max_wait_s:
             return False
-        if wait > 0:
-            self._stop.wait(wait)
+        while wait > 0:  # beat while waiting, so peers do not take this run for dead
+            self._stop.wait(min(wait, HEARTBEAT_S))
+            wait -= HEARTBEAT_S
+            ledger.heartbeat()
         return True
 
 
