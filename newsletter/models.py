@@ -53,9 +53,10 @@ class Prices:
         return (window[long] - window[short]).dropna()
 
     def ratio(self, long: str, short: str) -> pd.Series:
-        """long/short adjusted-close ratio at every session both have (relative strength)."""
-        frame = self.adjusted[[long, short]].dropna()
-        return frame[long] / frame[short]
+        """long/short adjusted-close ratio at every session (relative strength); NaN where
+        either lacks a close, so a window of N rows is N sessions, as for `spread`."""
+        ratio: pd.Series = self.adjusted[long] / self.adjusted[short]
+        return ratio
 
 
 @dataclass(frozen=True, slots=True)

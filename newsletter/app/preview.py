@@ -107,7 +107,11 @@ class DraftPreview:
             fingerprint = self._fingerprint_now(self._draft.config)
             if fingerprint != self._fingerprint:
                 self._draft = self._build(self._draft.version + 1)
-                self._fingerprint = self._fingerprint_now(self._draft.config)
+                after = self._fingerprint_now(self._draft.config)
+                # The inputs as they were before the build, so a save during it still counts
+                # as a change; a build that names other inputs (a new config) is taken as is.
+                same_inputs = [f[0] for f in after] == [f[0] for f in fingerprint]
+                self._fingerprint = fingerprint if same_inputs else after
             return self._draft
 
     def _load(self, config: Config) -> Market:

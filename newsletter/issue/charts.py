@@ -126,8 +126,10 @@ def render_ratio_chart(prices: Prices, stats: WeekStats, sessions: int) -> Chart
     strength = stats.relative_strength
     full = prices.ratio(strength.long, strength.short).loc[: pd.Timestamp(stats.as_of)]
     ratio = full.iloc[-sessions:]
+    # The averages of the sessions in each window that have a ratio: what the statistics
+    # report (stats/strength.py), so the line and the alt text tell the same number.
     averages = {
-        window: full.rolling(window).mean().iloc[-sessions:]
+        window: full.rolling(window, min_periods=1).mean().iloc[-sessions:]
         for window in (SHORT_AVERAGE, LONG_AVERAGE)
     }
     with plt.rc_context(_STYLE):

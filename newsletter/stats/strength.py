@@ -25,7 +25,7 @@ def compute_relative_strength(
     Windows count sessions, not closes: a session where either ticker has no close is a gap
     inside the window (left out of its mean, high and low), never a reason to reach further back.
     """
-    sessions = prices.adjusted[long] / prices.adjusted[short]  # NaN where either has no close
+    sessions = prices.ratio(long, short)  # NaN where either has no close
     ratio = sessions.dropna()
     if len(ratio) < YEAR_SESSIONS or ratio.index[-1] != pd.Timestamp(dates.as_of):
         raise InsufficientDataError(
