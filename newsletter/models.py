@@ -16,6 +16,10 @@ if TYPE_CHECKING:
 
     from newsletter.weekstats import WeekStats
 
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+"""Control characters (C0 with tab, CR and LF; DEL; C1 with NEL): no header, subject or name
+that goes into a message may carry one raw."""
+
 UNSUBSCRIBE_MARKER = "urn:rotation-digest:unsubscribe-url"
 """Stands in the rendered issue for each subscriber's own unsubscribe URL (see compose)."""
 

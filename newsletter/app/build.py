@@ -32,7 +32,7 @@ from newsletter.issue.render import (
     render_html,
     render_issue,
 )
-from newsletter.mail.compose import MessageFactory, message_id
+from newsletter.mail.compose import MessageFactory, message_id, unsubscribe_url
 from newsletter.mail.lint import Finding, Severity, lint_message
 from newsletter.market.events import load_key_dates
 from newsletter.market.weights import load_start_of_year_weights
@@ -94,7 +94,7 @@ def prepare_issue(
     prices resolve it, before the long part of the build.
     """
     refreshed = None
-    if config.market.provider == "yfinance":
+    if config.market.is_live:
         try:
             refreshed = refresh_market(config, clock, on_progress)
         except FetchError as err:
@@ -254,7 +254,7 @@ def _render_files(
         "headline": headline.to_json(),
         "data_quality": quality.to_json(),
     }
-    example = f"{config.newsletter.base_url}/u/{EXAMPLE_TOKEN}"
+    example = unsubscribe_url(config.newsletter, EXAMPLE_TOKEN)
     files = {
         "email.html": rendered.html.replace(UNSUBSCRIBE_MARKER, example).encode(),
         "preview.html": render_html(issue, env, "file")

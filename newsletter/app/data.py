@@ -11,8 +11,7 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from datetime import time as time_of_day
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -50,7 +49,7 @@ REQUEST_SLACK_DAYS = 14
 
 def market_source(config: Config) -> MarketDataSource:
     """The configured price provider: the bundled snapshot, or Yahoo Finance (live)."""
-    if config.market.provider == "yfinance":
+    if config.market.is_live:
         return YahooSource(timeout_s=config.market.timeout_s, attempts=config.market.attempts)
     return SnapshotSource(config.market.snapshot_dir)
 
@@ -143,10 +142,8 @@ def refresh_market(
     clock: Callable[[], datetime],
     on_progress: Callable[[str], None] = lambda ticker: None,
 ) -> DataRefresh:
-    """Refresh the prices and, with the live provider, today's estimate snapshot."""
+    """Refresh the live provider's prices and store today's estimate snapshot."""
     prices = refresh_prices(config, clock, on_progress)
-    if config.market.provider != "yfinance":
-        return DataRefresh(prices)
     rows, failures = refresh_fundamentals(config, clock)
     return DataRefresh(prices, rows, failures)
 
@@ -154,7 +151,7 @@ def refresh_market(
 def price_status(config: Config, today: date) -> list[tuple[SeriesInfo, int, list[date]]]:
     """For each ticker the build reads: what its source holds (the bundled snapshot, or with
     the live provider the local store), its age in days, and its gaps against the calendar."""
-    if config.market.provider != "yfinance":
+    if not config.market.is_live:
         source = SnapshotSource(config.market.snapshot_dir)
         prices = source.fetch(price_tickers(config))
         info = {
@@ -162,9 +159,7 @@ def price_status(config: Config, today: date) -> list[tuple[SeriesInfo, int, lis
             for ticker in prices.tickers
         }
     else:
-        store = open_price_store(
-            config.price_store_path, datetime.combine(today, time_of_day.min, tzinfo=UTC)
-        )
+        store = PriceStore(config.price_store_path)  # a look: a corrupt file is reported, not moved
         try:
             info = store.info()
             if not info:
@@ -238,7 +233,7 @@ def _present(prices: Prices, tickers: list[str]) -> pd.DatetimeIndex:
 def _read_prices(config: Config) -> tuple[Prices, dict[str, date] | None, str]:
     """The prices (from the store with the live provider), how far the store reaches, the source."""
     source = market_source(config)
-    if config.market.provider != "yfinance":
+    if not config.market.is_live:
         return source.fetch(spec_tickers(config.stats)), None, source.name
     store = PriceStore(config.price_store_path)
     try:
@@ -262,7 +257,15 @@ def load_market(config: Config, requested: date | None = None) -> Market:
     pair = " and ".join(required_tickers(spec))
     required = _present(prices, required_tickers(spec))
     if len(required) <= YEAR_SESSIONS:
-        raise AsOfError(f"{pair} have under a year of common history")
+        where = (
+            "the price store (run `newsletter data refresh`)"
+            if config.market.is_live
+            else f"market.snapshot_dir ({config.market.snapshot_dir})"
+        )
+        raise AsOfError(
+            f"{pair} have under a year of common history, which every issue needs; check the "
+            f"prices in {where}"
+        )
     first, last = required[YEAR_SESSIONS].date(), required[-1].date()
     # The calendar reaches past every date --as-of may name, so any request resolves on it.
     calendar = TradingCalendar(

@@ -30,8 +30,13 @@ def read_notes(config: Config, as_of: date) -> EditorNotes:
         return parse_notes(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return EditorNotes()
-    except (OSError, UnicodeDecodeError) as err:
-        raise RenderError(f"cannot read the editor's note {path}: {err}") from err
+    except UnicodeDecodeError as err:
+        raise RenderError(
+            f"the editor's note {path} is not UTF-8 text ({err.reason} at byte {err.start}); "
+            "save it as UTF-8 and build again"
+        ) from err
+    except OSError as err:
+        raise RenderError(f"cannot read the editor's note {path}: {err.strerror}") from err
 
 
 def start_draft(config: Config, requested: date | None) -> tuple[Path, bool]:

@@ -9,7 +9,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
-from newsletter.cli.common import load, now_utc, parse_as_of, progress_bar
+from newsletter.cli.common import load, now_utc, parse_as_of, refresh_progress
 from newsletter.cli.issues import print_refresh
 from newsletter.errors import ConfigError
 
@@ -135,7 +135,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 def cmd_data(args: argparse.Namespace) -> int:
     config = load(args)
-    if args.action == "refresh" and config.market.provider != "yfinance":
+    if args.action == "refresh" and not config.market.is_live:
         print(
             f"Nothing to refresh: market.provider is {config.market.provider}, so builds read "
             f"the bundled prices in {config.market.snapshot_dir} directly (`newsletter data "
@@ -143,16 +143,11 @@ def cmd_data(args: argparse.Namespace) -> int:
         )
         return 0
     if args.action == "refresh":
-        from newsletter.app.data import price_tickers, refresh_market  # noqa: PLC0415
+        from newsletter.app.data import refresh_market  # noqa: PLC0415
 
-        with progress_bar("Refreshing prices", quiet=args.quiet, detail=True) as progress:
-            task = progress.add_task("", total=len(price_tickers(config)))
-            refreshed = refresh_market(
-                config,
-                now_utc,
-                on_progress=lambda ticker: progress.update(task, advance=1, description=ticker),
-            )
-        print_refresh(config, refreshed)
+        with refresh_progress(config, quiet=args.quiet) as on_progress:
+            refreshed = refresh_market(config, now_utc, on_progress=on_progress)
+        print_refresh(refreshed)
         return 0
     from newsletter.app.data import price_status  # noqa: PLC0415
 

@@ -10,7 +10,7 @@ from newsletter.errors import AsOfError
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from rich.progress import Progress
 
@@ -52,3 +52,13 @@ def progress_bar(label: str, *, quiet: bool, detail: bool = False) -> Iterator[P
         *columns, console=Console(stderr=True), transient=True, disable=quiet
     ) as progress:
         yield progress
+
+
+@contextmanager
+def refresh_progress(config: Config, *, quiet: bool) -> Iterator[Callable[[str], None]]:
+    """The price refresh's progress bar (one step a ticker); yields the callback to feed it."""
+    from newsletter.app.data import price_tickers  # noqa: PLC0415
+
+    with progress_bar("Refreshing prices", quiet=quiet, detail=True) as progress:
+        task = progress.add_task("", total=len(price_tickers(config)))
+        yield lambda ticker: progress.update(task, advance=1, description=ticker)

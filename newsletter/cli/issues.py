@@ -6,7 +6,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from newsletter.cli.common import load, now_utc, parse_as_of, progress_bar
+from newsletter.cli.common import load, now_utc, parse_as_of, progress_bar, refresh_progress
 from newsletter.errors import AsOfError
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from newsletter.config import Config, Secrets
 
 
-def print_refresh(config: Config, refreshed: DataRefresh) -> None:
+def print_refresh(refreshed: DataRefresh) -> None:
     """What a refresh stored, and the tickers whose estimates failed."""
     report = refreshed.prices
     rewritten = f"; history rewritten for {', '.join(report.rewritten)}" if report.rewritten else ""
@@ -27,8 +27,7 @@ def print_refresh(config: Config, refreshed: DataRefresh) -> None:
         f"  Prices:  {sum(report.written.values()):,} rows stored for {len(report.written)} "
         f"tickers{rewritten}"
     )
-    if config.market.provider == "yfinance":
-        print(f"  Estimates: {refreshed.estimate_rows} snapshot rows stored for today")
+    print(f"  Estimates: {refreshed.estimate_rows} snapshot rows stored for today")
     for failure in refreshed.estimate_failures:
         print(f"  Warning: {failure}", file=sys.stderr)
 
@@ -39,28 +38,24 @@ def build(
     """Refresh (live provider) and build the issue, saying what was done and found. With
     `sending`, the send's start is recorded as soon as the issue's session is known."""
     from newsletter.app.build import BuildOptions, prepare_issue  # noqa: PLC0415
-    from newsletter.app.data import price_tickers  # noqa: PLC0415
     from newsletter.app.send import intend_send  # noqa: PLC0415
 
     options = BuildOptions(
         subject=args.subject, preheader=args.preheader, allow_stale=args.allow_stale
     )
-    live = config.market.provider == "yfinance"
-    with progress_bar(
-        "Refreshing prices", quiet=getattr(args, "quiet", False) or not live, detail=True
-    ) as progress:
-        task = progress.add_task("", total=len(price_tickers(config)))
+    quiet = getattr(args, "quiet", False) or not config.market.is_live
+    with refresh_progress(config, quiet=quiet) as on_progress:
         prepared = prepare_issue(
             config,
             as_of,
             clock=now_utc,
             options=options,
             out_dir=getattr(args, "out", None),
-            on_progress=lambda ticker: progress.update(task, advance=1, description=ticker),
+            on_progress=on_progress,
             on_as_of=lambda day: intend_send(config, day, now_utc()) if sending else None,
         )
     if prepared.refreshed is not None:
-        print_refresh(config, prepared.refreshed)
+        print_refresh(prepared.refreshed)
     if prepared.stale_reason:
         print(
             f"  Warning: {prepared.stale_reason}; building from the stored prices (--allow-stale)",

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
+from newsletter.models import CONTROL
+
 MASK = "***"
 _USERINFO = re.compile(r"^(?P<user>[^:@/]*):(?P<password>.*)@(?P<rest>[^@]*)$", re.DOTALL)
 _SECRET_PARAM = re.compile(
@@ -24,8 +26,8 @@ _BRACKETED = re.compile(r"<([^<>]*)>$")
 
 
 def has_control(value: str) -> bool:
-    """Whether `value` holds a C0 or C1 control character (CR, LF, tab, ESC, DEL, NEL, ...)."""
-    return any(ord(char) < 32 or 127 <= ord(char) <= 159 for char in value)
+    """Whether `value` holds a control character (models.CONTROL)."""
+    return CONTROL.search(value) is not None
 
 
 def _address(addr: str, value: str) -> str:

@@ -119,6 +119,11 @@ class MarketSection(_Section):
     snapshot_dir: Path = BUILTIN_SNAPSHOT_DIR
     key_dates_file: Path = BUILTIN_KEY_DATES
 
+    @property
+    def is_live(self) -> bool:
+        """Whether prices come from the live provider (through the local store)."""
+        return self.provider == "yfinance"
+
 
 SECTOR_SPDRS = ["XLB", "XLC", "XLE", "XLF", "XLI", "XLK", "XLP", "XLRE", "XLU", "XLV", "XLY"]
 

@@ -18,12 +18,11 @@ servers refuse the whole message for.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from newsletter.errors import ContentError
-from newsletter.models import display_name
+from newsletter.models import CONTROL, display_name
 
 if TYPE_CHECKING:
     from newsletter.weekstats import SpreadStats, WeekStats
@@ -33,7 +32,6 @@ MEGACAP_DROP = -0.10
 BIG_MOVE = 0.03
 MAX_TEXT = 250
 """Characters a subject or preheader may have."""
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _ROOM = {"subject": "that fit a mail header", "preheader": "a preheader may have"}
 
 
@@ -149,7 +147,7 @@ def write_headline(
 def text_problem(text: str, field: str) -> tuple[str, str] | None:
     """What keeps `text` from being the issue's `field` ("subject" or "preheader") and the
     editor's fix, or None if it fits. Positions count characters from 1."""
-    control = _CONTROL.search(text)
+    control = CONTROL.search(text)
     if control:
         found = f"contains a control character (U+{ord(control.group()):04X}) at position "
         return found + str(control.start() + 1), "remove it"

@@ -7,20 +7,18 @@ row is reported with its line number and reason, and the good rows are returned.
 from __future__ import annotations
 
 import csv
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from email_validator import EmailNotValidError, validate_email
 
 from newsletter.errors import SubscriberError
-from newsletter.models import Subscriber, address_key
+from newsletter.models import CONTROL, Subscriber, address_key
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from pathlib import Path
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_NAME_LENGTH = 200
 
 
@@ -40,7 +38,7 @@ def normalise_address(raw: str) -> str:
 def clean_name(raw: str) -> str:
     """A display name safe for a header: trimmed, without control characters."""
     name = raw.strip()
-    if _CONTROL.search(name):
+    if CONTROL.search(name):
         raise SubscriberError("the name contains control characters")
     if len(name) > MAX_NAME_LENGTH:
         raise SubscriberError(f"the name is longer than {MAX_NAME_LENGTH} characters")
