@@ -148,6 +148,7 @@ def test_every_command_has_help():
         "approve",
         "schedule",
         "preview",
+        "status",
     }
 
     def check(parser, name):

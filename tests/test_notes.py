@@ -18,7 +18,10 @@ def test_draft_creates_the_template_once_and_build_uses_it(write_config, tmp_pat
     config = write_config()
     assert main(["draft", "--config", str(config), "--as-of", "2024-07-17"]) == 0
     path = tmp_path / "issues" / "2024-07-17" / "notes.md"
-    assert capsys.readouterr().out == f"Created: {path} (write the note, then `newsletter build`)\n"
+    assert capsys.readouterr().out == (
+        f"Created: {path} (write the note, then `newsletter build`)\n"
+        f"  State:   drafted: {path}; not built yet\n"
+    )
     out = tmp_path / "draft"  # (an untouched draft mails no note: the test below)
     path.write_text(
         "Subject: Small caps, big week\n---\nThe rotation arrived. [Read](https://example.com/r)\n"

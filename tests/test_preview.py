@@ -28,7 +28,9 @@ def preview(write_config, market, charts):
     watcher = threading.Thread(target=draft.watch, args=(stop,), daemon=True)
     watcher.start()
     try:
-        with http_serving(make_preview_server("127.0.0.1", 0, draft, stop)) as url:
+        with http_serving(
+            make_preview_server("127.0.0.1", 0, draft, stop, lambda: datetime.now(UTC))
+        ) as url:
             yield url, config_path
     finally:
         stop.set()
@@ -55,7 +57,8 @@ def test_the_page_says_when_this_exact_content_is_approved(preview, prepare):
     config = load_config(config_path)
     approve_issue(config, prepare(config, date(2024, 7, 19)).built, datetime.now(UTC))
     assert (
-        "Approved: this exact content is what the schedule sends." in http_request(f"{url}/").text
+        "Approved: this exact content is what the schedule sends to the readers who do not have it yet."
+        in http_request(f"{url}/").text
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from newsletter.app.data import load_market
 from newsletter.app.files import write_atomic
 from newsletter.errors import RenderError
 from newsletter.issue.notes import TEMPLATE, EditorNotes, parse_notes
@@ -39,15 +38,17 @@ def read_notes(config: Config, as_of: date) -> EditorNotes:
         raise RenderError(f"cannot read the editor's note {path}: {err.strerror}") from err
 
 
-def start_draft(config: Config, requested: date | None) -> tuple[Path, bool]:
+def start_draft(config: Config, requested: date | None) -> tuple[Path, date, bool]:
     """Create the issue's notes file from the commented template (never over an existing one).
 
-    Returns the path and whether it was created now.
+    Returns the path, the issue's session and whether the file was created now.
     """
+    from newsletter.app.data import load_market  # noqa: PLC0415 (pandas only to start one)
+
     as_of = load_market(config, requested).as_of
     path = notes_path(config, as_of)
     if path.exists():
-        return path, False
+        return path, as_of, False
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, TEMPLATE.format(as_of=as_of.isoformat()).encode())
-    return path, True
+    return path, as_of, True

@@ -23,13 +23,14 @@ from newsletter.app.built import TEXT_FILE, BuiltIssue
 from newsletter.app.data import Market, load_market
 from newsletter.app.drafts import notes_path
 from newsletter.app.review import approval_state
+from newsletter.app.status import issue_status
 from newsletter.config import TemplatesSection, load_config
 from newsletter.errors import NewsletterError
 from newsletter.issue.render import make_environment, render_page
 from newsletter.mail.lint import GMAIL_CLIP_BYTES
 
 if TYPE_CHECKING:
-    from datetime import date
+    from datetime import date, datetime
     from pathlib import Path
 
     from newsletter.config import Config
@@ -182,7 +183,7 @@ def _headers(data: bytes) -> list[tuple[str, str]]:
     return [(name, str(value)) for name, value in message.items()]
 
 
-def preview_page(draft: Draft, nonce: str) -> str:
+def preview_page(draft: Draft, nonce: str, now: datetime) -> str:
     """The preview's page: inbox view, approval, sizes, headers, lint, the email and its text.
 
     `nonce` is the one the page's scripts carry (the page's Content-Security-Policy names it).
@@ -197,7 +198,10 @@ def preview_page(draft: Draft, nonce: str) -> str:
     if draft.built is not None and draft.config is not None:
         built = draft.built
         message = sample_message(draft.config, built.rendered)
+        state = issue_status(draft.config, built.stats.as_of, now)
         context |= {
+            "state": state,
+            "sent_warning": state.sent_warning(built),
             "built": built,
             "headers": _headers(message),
             "html_bytes": len(built.rendered.html.encode()),

@@ -25,7 +25,7 @@ from newsletter.db.audience import list_subscribers
 from newsletter.delivery.capture import CaptureServer
 from newsletter.delivery.sender import Sender
 from newsletter.delivery.smtp import SmtpConnection, SmtpFailure
-from newsletter.errors import DeliveryError, LintError
+from newsletter.errors import DeliveryError, IssueChangedError, LintError
 from newsletter.mail.addresses import normalise_address
 from newsletter.mail.compose import MessageFactory, message_id
 from newsletter.mail.unsubscribe import make_token
@@ -121,6 +121,12 @@ def intend_send(config: Config, as_of: date, now: datetime) -> None:
     send_ledger.note_send_intent(database(config), as_of, now)
 
 
+def cancel_send(config: Config, as_of: date, now: datetime) -> int:
+    """Mail nobody else the issue for `as_of`: what is still to be tried is skipped (and no
+    resume picks it up). Returns how many messages were cancelled."""
+    return send_ledger.cancel_rest(database(config), as_of, now)
+
+
 def send_unfinished(config: Config, as_of: date) -> bool:
     """Whether messages of the issue for `as_of` still wait to be sent."""
     return send_ledger.unfinished(database(config), as_of)
@@ -190,17 +196,17 @@ def send_issue(
     clock: Callable[[], datetime],
     on_start: Callable[[int], None] = lambda total: None,
     on_progress: Callable[[int], None] = lambda done: None,
+    corrected: bool = False,
 ) -> SendResult:
-    """Deliver the built issue to every active subscriber who has not received it yet."""
+    """Deliver the built issue to every active subscriber who has not received it yet; with
+    `corrected`, also when it differs from what earlier readers got (a corrected edition)."""
     _refuse_lint_errors(built)
     engine = database(config)
     now = clock()
     row_errors = sync_subscribers(config, now)
     info = config.newsletter
     as_of = built.stats.as_of.isoformat()
-    issue_id = send_ledger.record_issue(
-        engine, built.stats.as_of, built.rendered.subject, built.content_sha256, now
-    )
+    issue_id = _record_issue(config, built, now, corrected=corrected)
     archive = archive_issue(config, built, now)
     run_id = send_runs.start_run(engine, issue_id, now)
     try:
@@ -228,6 +234,27 @@ def send_issue(
         delivered.skipped,
     )
     return SendResult(delivered, counts, destination, row_errors, archive)
+
+
+def _record_issue(config: Config, built: BuiltIssue, now: datetime, *, corrected: bool) -> int:
+    """The issue's ledger id; a change after readers got it is refused with the ways on."""
+    as_of = built.stats.as_of.isoformat()
+    try:
+        return send_ledger.record_issue(
+            database(config),
+            built.stats.as_of,
+            built.rendered.subject,
+            built.content_sha256,
+            now,
+            corrected=corrected,
+        )
+    except IssueChangedError as err:
+        raise IssueChangedError(
+            f"{err}, and a send never mails the rest different content unasked: restore what "
+            f"they got (it is in {config.archive_dir / as_of}) and send again; or `newsletter "
+            f"send --as-of {as_of} --corrected` to mail this content only to those who do not "
+            f"have it; or `newsletter send --as-of {as_of} --cancel` to mail nobody else"
+        ) from None
 
 
 def _finish_run(engine: Engine, run_id: int, now: datetime) -> None:

@@ -11,9 +11,12 @@ from typing import TYPE_CHECKING
 
 from newsletter.app.audience import unsubscribe
 from newsletter.app.send import local_unsubscribe_key
+from newsletter.app.wiring import database
+from newsletter.db.history import delivered_issues
 from newsletter.issue.archive import (
     CONTENT_TYPES,
     PAGE_FILE,
+    ArchivedIssue,
     archived_file,
     atom_feed,
     list_archive,
@@ -60,9 +63,17 @@ class Site:
         """Whether unsubscribe links can be verified (the key is set)."""
         return self.key is not None
 
+    def published(self) -> list[ArchivedIssue]:
+        """The archived issues at least one reader has, newest first: an issue whose send has
+        not reached anybody (yet, or ever) is not public."""
+        delivered = delivered_issues(database(self.config))
+        return [
+            issue for issue in list_archive(self.config.archive_dir) if issue.as_of in delivered
+        ]
+
     def index_page(self) -> str:
         """The latest issues, newest first."""
-        issues = list_archive(self.config.archive_dir)
+        issues = self.published()
         return render_page(
             self.env, ARCHIVE_TEMPLATE, list_name=self.config.newsletter.name, issues=issues
         )
@@ -71,7 +82,7 @@ class Site:
         """The Atom feed of the archive."""
         name = self.config.newsletter.name
         return atom_feed(
-            list_archive(self.config.archive_dir),
+            self.published(),
             title=name,
             base_url=self.config.newsletter.base_url,
             author=name,
@@ -82,6 +93,8 @@ class Site:
         `name` is the issue's web page."""
         found = archived_file(self.config.archive_dir, as_of, name or PAGE_FILE)
         if found is None:
+            return None
+        if as_of not in {day.isoformat() for day in delivered_issues(database(self.config))}:
             return None
         return Document(found.read_bytes(), CONTENT_TYPES[found.suffix.lstrip(".")])
 

@@ -110,7 +110,10 @@ def cmd_preview(args: argparse.Namespace) -> int:
     preview = DraftPreview(args.config, parse_as_of(args.as_of))
     stop = threading.Event()
     server = _bind(
-        lambda: make_preview_server(host, port, preview, stop), host, port, "web.preview_port"
+        lambda: make_preview_server(host, port, preview, stop, now_utc),
+        host,
+        port,
+        "web.preview_port",
     )
     draft = preview.current()
     if draft.error:

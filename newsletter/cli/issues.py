@@ -35,8 +35,9 @@ def print_refresh(refreshed: DataRefresh) -> None:
 def build(
     args: argparse.Namespace, config: Config, as_of: date | None, *, sending: bool = False
 ) -> BuiltIssue:
-    """Refresh (live provider) and build the issue, saying what was done and found. With
-    `sending`, the send's start is recorded as soon as the issue's session is known."""
+    """Refresh (live provider) and build the issue, saying what was done and found, and (unless
+    `sending`: the send says it after) its state. With `sending`, the send's start is recorded
+    as soon as the issue's session is known."""
     from newsletter.app.build import BuildOptions, prepare_issue  # noqa: PLC0415
     from newsletter.app.send import intend_send  # noqa: PLC0415
 
@@ -65,7 +66,20 @@ def build(
     print("\n".join(built.summary()))
     for finding in built.findings:
         print(f"  Lint {finding}", file=sys.stderr)
+    if not sending:
+        print_state(config, built.stats.as_of, built)
     return built
+
+
+def print_state(config: Config, as_of: date, built: BuiltIssue | None = None) -> None:
+    """The issue's state in one line, and a warning when readers have a different version."""
+    from newsletter.app.status import issue_status  # noqa: PLC0415
+
+    status = issue_status(config, as_of, now_utc())
+    print(f"  State:   {status.line(built)}")
+    warning = status.sent_warning(built)
+    if warning:
+        print(f"  Warning: {warning}", file=sys.stderr)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -76,11 +90,13 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_draft(args: argparse.Namespace) -> int:
     from newsletter.app.drafts import start_draft  # noqa: PLC0415
 
-    path, created = start_draft(load(args), parse_as_of(args.as_of))
+    config = load(args)
+    path, as_of, created = start_draft(config, parse_as_of(args.as_of))
     print(
         f"{'Created' if created else 'Already there'}: {path} (write the note, then "
         "`newsletter build`)"
     )
+    print_state(config, as_of)
     return 0
 
 
@@ -92,7 +108,12 @@ def cmd_lint(args: argparse.Namespace) -> int:
 
 
 def _send_and_report(
-    args: argparse.Namespace, config: Config, built: BuiltIssue, secrets: Secrets
+    args: argparse.Namespace,
+    config: Config,
+    built: BuiltIssue,
+    secrets: Secrets,
+    *,
+    corrected: bool = False,
 ) -> int:
     from newsletter.app.send import send_issue  # noqa: PLC0415
 
@@ -105,8 +126,10 @@ def _send_and_report(
             clock=now_utc,
             on_start=lambda total: progress.update(task, total=total),
             on_progress=lambda done: progress.advance(task, done),
+            corrected=corrected,
         )
     _print_summary(result, verbose=args.verbose)
+    print_state(config, built.stats.as_of)
     return 0 if result.complete else 1
 
 
@@ -147,7 +170,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load(args)
     secrets = resolve_secrets(config, os.environ)  # before the build: a missing secret fails fast
     built = build(args, config, parse_as_of(args.as_of), sending=True)
-    return _send_and_report(args, config, built, secrets)
+    code = _send_and_report(args, config, built, secrets)
+    _next_steps(config, built)
+    return code
+
+
+def _next_steps(config: Config, built: BuiltIssue) -> None:
+    """Where the quickstart leads: the draft, the archive and unsubscribe, the next issue."""
+    as_of = built.stats.as_of.isoformat()
+    outbox = f" and {config.outbox_dir}/new/" if config.smtp.is_builtin else ""
+    print(
+        "\nNext steps:\n"
+        f"  Read it:     open {built.folder / 'preview.html'}{outbox}\n"
+        f"  Web & links: `newsletter serve`, then http://{config.web.host}:{config.web.port}/ "
+        "(the archive and feed; a message's unsubscribe link works there)\n"
+        "  Next issue:  `newsletter draft --as-of YYYY-MM-DD`, `newsletter preview`, "
+        "`newsletter send --test you@example.com`, `newsletter approve` (README: The editor's week)\n"
+        f"  Where it stands: `newsletter status` (this one: `newsletter status --as-of {as_of}`)"
+    )
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -157,6 +197,8 @@ def cmd_send(args: argparse.Namespace) -> int:
     config = load(args)
     secrets = resolve_secrets(config, os.environ)
     as_of = parse_as_of(args.as_of)
+    if args.cancel:
+        return _cancel(config, as_of)
     if args.resume:
         if as_of is not None:
             raise AsOfError("--resume picks the interrupted issue itself; leave out --as-of")
@@ -176,7 +218,34 @@ def cmd_send(args: argparse.Namespace) -> int:
             f"{plan.skipped} readers skipped (their message is done); nothing was sent"
         )
         return 0
-    return _send_and_report(args, config, built, secrets)
+    return _send_and_report(args, config, built, secrets, corrected=args.corrected)
+
+
+def _cancel(config: Config, as_of: date | None) -> int:
+    from newsletter.app.send import cancel_send  # noqa: PLC0415
+
+    if as_of is None:
+        raise AsOfError("--cancel needs the issue's --as-of YYYY-MM-DD (its exact session)")
+    cancelled = cancel_send(config, as_of, now_utc())
+    print(f"  Cancelled: {cancelled} message(s) of issue {as_of.isoformat()} will not be sent")
+    print_state(config, as_of)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from newsletter.app.status import issue_status, issue_statuses  # noqa: PLC0415
+
+    config = load(args)
+    as_of = parse_as_of(args.as_of)
+    if as_of is not None:
+        print("\n".join(issue_status(config, as_of, now_utc()).details()))
+        return 0
+    statuses = issue_statuses(config, now_utc())[: max(args.limit, 0)]
+    if not statuses:
+        print("No issues yet: `newsletter draft` starts one, `newsletter run` makes and sends one.")
+    for status in statuses:
+        print(f"{status.as_of.isoformat()}  {status.line()}")
+    return 0
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
@@ -187,7 +256,8 @@ def cmd_approve(args: argparse.Namespace) -> int:
     approve_issue(config, built, now_utc())
     print(
         f"  Approved: issue {built.stats.as_of.isoformat()} as built now (content "
-        f"{built.content_sha256[:12]}); the scheduled run sends it unless it changes"
+        f"{built.content_sha256[:12]}); the scheduled run sends it to the readers who do not "
+        "have it yet, unless it changes"
     )
     if not config.schedule.require_approval:
         print(

@@ -26,6 +26,7 @@ from newsletter.cli.issues import (
     cmd_lint,
     cmd_run,
     cmd_send,
+    cmd_status,
 )
 
 DEFAULT_CONFIG = Path("config.yaml")
@@ -271,7 +272,36 @@ def _add_issue_parsers(commands: Commands, parents: Parents) -> None:
     mode.add_argument(
         "--test", metavar="ADDRESS", help="send one copy marked [TEST] to ADDRESS, not recorded"
     )
+    mode.add_argument(
+        "--corrected",
+        action="store_true",
+        help="the issue changed after some readers got it: send this content, as a corrected "
+        "edition, to those who have not (nobody gets the issue twice)",
+    )
+    mode.add_argument(
+        "--cancel",
+        action="store_true",
+        help="mail nobody else this issue: what is still to be sent is skipped, and no resume "
+        "picks it up (nothing is built)",
+    )
     send.set_defaults(handler=cmd_send)
+
+    status = commands.add_parser(
+        "status",
+        parents=[common],
+        help="where each issue stands: drafted, built, approved, sending, sent",
+        description="List the recent issues, newest first, each with its state (drafted, built, "
+        "approved, sending n of N, partly sent, not delivered, sent to N at T by which run), or "
+        "with --as-of one issue in detail: notes, build, approval, test copy, ledger counts, "
+        "runs, corrections and why messages were not delivered. Builds nothing.",
+    )
+    status.add_argument(
+        "--as-of", metavar="YYYY-MM-DD", help="show this issue in detail (its exact date)"
+    )
+    status.add_argument(
+        "--limit", type=int, default=10, metavar="N", help="list at most N issues (default 10)"
+    )
+    status.set_defaults(handler=cmd_status)
 
 
 def _add_admin_parsers(

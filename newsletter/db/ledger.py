@@ -14,7 +14,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from newsletter.db.schema import issues, ledger, new_id, reader, subscribers
+from newsletter.db.schema import corrections, issues, ledger, new_id, reader, subscribers
 from newsletter.errors import IssueChangedError
 from newsletter.models import (
     UNFINISHED,
@@ -25,11 +25,21 @@ from newsletter.models import (
     address_key,
 )
 
+INTENT = ""
+"""The content digest of an issue whose send was asked for and not yet built (a placeholder)."""
+
 
 def record_issue(
-    engine: Engine, as_of: date, subject: str, content_sha256: str, now: datetime
+    engine: Engine,
+    as_of: date,
+    subject: str,
+    content_sha256: str,
+    now: datetime,
+    *,
+    corrected: bool = False,
 ) -> int:
-    """The issue's id; the first send freezes its content, and a changed build is refused."""
+    """The issue's id; the first send freezes its content. A changed build is refused once
+    readers have the issue, unless `corrected`: then it becomes the content the rest get."""
     with engine.begin() as conn:
         row = conn.execute(sa.select(issues).where(issues.c.as_of == as_of)).first()
         if row is None:
@@ -40,27 +50,62 @@ def record_issue(
                     )
                 )
             )
+        if row.content_sha256 == content_sha256:
+            return int(row.id)
         sent = conn.execute(
             sa.select(sa.func.count()).where(
                 ledger.c.issue_id == row.id, ledger.c.status == LedgerStatus.SENT
             )
         ).scalar_one()
-        if row.content_sha256 != content_sha256 and sent:
+        if sent and not corrected:
             raise IssueChangedError(
-                f"issue {as_of.isoformat()} changed since {sent} subscriber(s) received it; sending the "
-                "rest a different email is refused (restore the built issue, or send it as a new issue)"
+                f"issue {as_of.isoformat()} changed since {sent} reader(s) received it"
             )
-        if row.content_sha256 != content_sha256:
+        if sent:
             conn.execute(
-                issues.update()
-                .where(issues.c.id == row.id)
-                .values(subject=subject, content_sha256=content_sha256)
+                corrections.insert().values(
+                    issue_id=row.id,
+                    made_at=now,
+                    replaced_sha256=row.content_sha256,
+                    content_sha256=content_sha256,
+                    readers_before=sent,
+                )
             )
+        conn.execute(
+            issues.update()
+            .where(issues.c.id == row.id)
+            .values(subject=subject, content_sha256=content_sha256)
+        )
         return int(row.id)
 
 
-INTENT = ""
-"""The content digest of an issue whose send was asked for and not yet built (a placeholder)."""
+def cancel_rest(engine: Engine, as_of: date, now: datetime) -> int:
+    """Mark every message of the issue for `as_of` that is still to be tried skipped (the
+    editor's choice to mail nobody else); messages in flight finish. Returns how many."""
+    with engine.begin() as conn:
+        found = conn.execute(
+            sa.select(issues.c.id, issues.c.content_sha256).where(issues.c.as_of == as_of)
+        ).first()
+        if found is None:
+            return 0
+        if found.content_sha256 == INTENT:  # begun, never built: nothing was enqueued
+            conn.execute(issues.delete().where(issues.c.id == found.id))
+            return 0
+        return int(
+            conn.execute(
+                ledger.update()
+                .where(
+                    ledger.c.issue_id == found.id,
+                    ledger.c.status.in_([LedgerStatus.PENDING, LedgerStatus.DEFERRED]),
+                )
+                .values(
+                    status=LedgerStatus.SKIPPED,
+                    last_reply="the editor cancelled the rest of this issue's send",
+                    next_attempt_at=None,
+                    updated_at=now,
+                )
+            ).rowcount
+        )
 
 
 def note_send_intent(engine: Engine, as_of: date, now: datetime) -> None:

@@ -58,7 +58,7 @@ def _pid_exists(pid: int) -> bool:
     return True
 
 
-def _alive(run: Any, host: str, now: datetime) -> bool:
+def alive(run: Any, host: str, now: datetime) -> bool:
     """Whether an open run's process still works: on this host, the same process (a pid that
     now names a process started after the run did is another one, as PID 1 is in every new
     container); elsewhere, a heartbeat within the lease."""
@@ -76,7 +76,7 @@ def start_run(engine: Engine, issue_id: int, now: datetime) -> int:
     host = socket.gethostname()
     with engine.begin() as conn:
         open_runs = conn.execute(sa.select(runs).where(runs.c.finished_at.is_(None))).all()
-        dead = [run.id for run in open_runs if not _alive(run, host, now)]
+        dead = [run.id for run in open_runs if not alive(run, host, now)]
         if dead:
             conn.execute(runs.update().where(runs.c.id.in_(dead)).values(finished_at=now))
             conn.execute(
@@ -128,7 +128,7 @@ def take_over(engine: Engine, issue_id: int, run_id: int, now: datetime) -> tupl
             )
             .distinct()
         ).all()
-        dead = [run.id for run in holders if run.finished_at or not _alive(run, host, now)]
+        dead = [run.id for run in holders if run.finished_at or not alive(run, host, now)]
         released = 0
         if dead:
             released = conn.execute(

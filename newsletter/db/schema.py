@@ -75,6 +75,18 @@ ledger = sa.Table(
     sa.Index("ix_send_ledger_issue_status", "issue_id", "status"),
 )
 
+corrections = sa.Table(
+    "issue_corrections",
+    metadata,
+    sa.Column("issue_id", sa.ForeignKey("issues.id"), primary_key=True),
+    sa.Column("made_at", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("replaced_sha256", sa.String(64), nullable=False),
+    sa.Column("content_sha256", sa.String(64), nullable=False),
+    sa.Column("readers_before", sa.Integer, nullable=False),
+)
+"""Corrected editions: content that replaced what some readers had already got, sent only to
+those who had not (`newsletter send --corrected`)."""
+
 reviews = sa.Table(
     "reviews",
     metadata,

@@ -17,6 +17,9 @@ from newsletter.app.preview import preview_page
 from newsletter.web.http import PAGE_POLICY, QuietHandler
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime
+
     from newsletter.app.preview import Draft, DraftPreview
 
 KEEPALIVE_S = 15.0
@@ -34,7 +37,9 @@ def _content_type(name: str) -> str:
     return "text/html; charset=utf-8"
 
 
-def make_handler(preview: DraftPreview, stop: threading.Event) -> type[QuietHandler]:
+def make_handler(
+    preview: DraftPreview, stop: threading.Event, clock: Callable[[], datetime]
+) -> type[QuietHandler]:
     """The preview's request handler: the page, the draft's files and the event stream."""
 
     class Handler(QuietHandler):
@@ -42,7 +47,7 @@ def make_handler(preview: DraftPreview, stop: threading.Event) -> type[QuietHand
             nonce = token_urlsafe(16)
             self.send_body(
                 HTTPStatus.OK if draft.error is None else HTTPStatus.INTERNAL_SERVER_ERROR,
-                preview_page(draft, nonce).encode(),
+                preview_page(draft, nonce, clock()).encode(),
                 headers={
                     "Cache-Control": "no-store",
                     "Content-Security-Policy": SHELL_POLICY.format(nonce=nonce),
@@ -92,7 +97,11 @@ def make_handler(preview: DraftPreview, stop: threading.Event) -> type[QuietHand
 
 
 def make_preview_server(
-    host: str, port: int, preview: DraftPreview, stop: threading.Event
+    host: str,
+    port: int,
+    preview: DraftPreview,
+    stop: threading.Event,
+    clock: Callable[[], datetime],
 ) -> ThreadingHTTPServer:
     """The preview's HTTP server, bound but not yet serving."""
-    return ThreadingHTTPServer((host, port), make_handler(preview, stop))
+    return ThreadingHTTPServer((host, port), make_handler(preview, stop, clock))
