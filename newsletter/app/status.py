@@ -70,7 +70,7 @@ class IssueStatus:
     @property
     def state(self) -> IssueState:
         send = self.record.send
-        if send is not None and (send.total or send.begun_unbuilt):
+        if send is not None and (send.total or send.begun_unbuilt or send.runs):
             waiting = sum(send.counts.get(s, 0) for s in UNFINISHED)
             if any(run.alive for run in send.runs):
                 return IssueState.SENDING

@@ -195,10 +195,10 @@ def cmd_send(args: argparse.Namespace) -> int:
     from newsletter.config import resolve_secrets  # noqa: PLC0415
 
     config = load(args)
-    secrets = resolve_secrets(config, os.environ)
     as_of = parse_as_of(args.as_of)
-    if args.cancel:
+    if args.cancel:  # mails nothing: needs no secret
         return _cancel(config, as_of)
+    secrets = resolve_secrets(config, os.environ)
     if args.resume:
         if as_of is not None:
             raise AsOfError("--resume picks the interrupted issue itself; leave out --as-of")
