@@ -145,7 +145,7 @@ def test_default_run_delivers_to_the_builtin_capture_server(
     assert len(messages) == len(sample_addresses())
     for message in messages:
         check_message(message, str(message["X-Envelope-To"]))
-    issue = tmp_path / "var" / "issues" / "2025-02-20"
+    issue = tmp_path / "var" / "issues" / "2025-09-26"
     for name in (
         "email.html",
         "preview.html",
@@ -162,7 +162,7 @@ def test_default_run_delivers_to_the_builtin_capture_server(
     assert 'src="week_returns.png"' in preview
     assert "cid:" not in preview
     out = capsys.readouterr().out
-    assert "Issue 2025-02-20" in out
+    assert "Issue 2025-09-26" in out
     assert "built-in capture server" in out
 
 

@@ -323,7 +323,15 @@ def test_compute_breadth(getter, expected):
     spec = StatsSection(equal_weight="EQW", spread_short="CAP", sectors=["XA", "XB", "XC", "XD"])
     breadth = compute_breadth(make_prices(BREADTH, BREADTH_RAW), spec, TWO_SESSIONS, notes, {})
     assert getter(breadth) == close(expected)
-    assert notes.lines == ["XD lacks this week's closes: it is left out of the sector ranking"]
+    assert notes.lines == ["XD lack this week's closes: left out of the sector ranking"]
+
+
+def test_breadth_without_any_sector_leaves_the_ranking_out_in_one_note():
+    notes = StatsNotes()
+    spec = StatsSection(equal_weight="EQW", spread_short="CAP", sectors=["XD"])
+    breadth = compute_breadth(make_prices(BREADTH, BREADTH_RAW), spec, TWO_SESSIONS, notes, {})
+    assert breadth is not None and breadth.sectors == () and breadth.beat_benchmark == 0
+    assert notes.lines == ["XD lack this week's closes: the sector ranking is left out"]
 
 
 RATE_CASES = {  # id: (previous week's close, as-of close, change in bp by hand)

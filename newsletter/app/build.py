@@ -75,6 +75,8 @@ class Prepared:
     refreshed: DataRefresh | None
     stale_reason: str | None = None
     """Why the refresh failed, when the issue was built from the stored prices instead."""
+    default_reason: str | None = None
+    """Why this session, when none was asked for."""
 
 
 def prepare_issue(
@@ -104,7 +106,26 @@ def prepare_issue(
     market = load_market(config, requested)
     on_as_of(market.as_of)
     built = build_issue(config, requested, out_dir, options=options, market=market)
-    return Prepared(built, refreshed, options.stale_reason)
+    reason = market.default_reason if requested is None else None
+    return Prepared(built, refreshed, options.stale_reason, reason)
+
+
+def _findings(
+    config: Config, rendered: RenderedIssue, note: str, data_notes: tuple[str, ...]
+) -> tuple[Finding, ...]:
+    """What the editor should know before sending: the lint of the message a reader gets,
+    what the sanitiser dropped from the note, and what the data left out of the email."""
+    findings = (
+        tuple(lint_message(rendered, sample_message(config, rendered)))
+        + tuple(
+            Finding(Severity.WARNING, f"the editor's note: {text}")
+            for text in dropped_from_note(note)
+        )
+        + tuple(Finding(Severity.WARNING, f"left out of the email: {line}") for line in data_notes)
+    )
+    for finding in findings:
+        logger.info("lint %s", finding)  # the driver shows them: the CLI on stderr
+    return findings
 
 
 def build_issue(
@@ -144,12 +165,7 @@ def build_issue(
     )
     rendered, files = _render_files(config, issue, headline, quality)
     write_folder(out_dir or config.issues_dir / market.as_of.isoformat(), files)
-    findings = tuple(lint_message(rendered, sample_message(config, rendered))) + tuple(
-        Finding(Severity.WARNING, f"the editor's note: {text}")
-        for text in dropped_from_note(notes.markdown)
-    )
-    for finding in findings:
-        logger.warning("lint %s", finding)
+    findings = _findings(config, rendered, notes.markdown, stats.notes)
     logger.info(
         "Built issue %s: %d charts, %d KB HTML in %.2f s",
         market.as_of,

@@ -206,6 +206,8 @@ class Market:
     """The as-of of an issue built without --as-of."""
     pair: str
     stored_through: dict[str, date] | None = None
+    default_reason: str = ""
+    """Why `default` is the default, in words (for the one line the CLI prints)."""
 
     def at(self, requested: date | None) -> Market:
         """The same prices serving the issue for the session on or before `requested`."""
@@ -248,8 +250,9 @@ def load_market(config: Config, requested: date | None = None) -> Market:
     """Load the prices and resolve `requested` to the as-of session they serve.
 
     An issue can be built for any session at which the headline pair (IWM and SPY) has a close
-    and a year of history behind it; sections whose tickers lack data say so. The default is the
-    last session at which the whole scoreboard, the pair and the mega caps all have closes.
+    and a year of history behind it; rows and sections whose tickers lack data are left out and
+    the editor is told. The default is the last session at which the story has closes: the
+    pair and the index whose concentration the issue measures (^GSPC).
     """
     started = time.perf_counter()
     spec = config.stats
@@ -280,9 +283,8 @@ def load_market(config: Config, requested: date | None = None) -> Market:
         raw=prices.raw.reindex(sessions),
         source=prices.source,
     )
-    complete = [*spec.scoreboard, *required_tickers(spec), spec.concentration_index]
-    complete += [t for member in spec.megacaps for t in member_tickers(member)]
-    present = _present(prices, complete)
+    story = [*required_tickers(spec), spec.concentration_index]
+    present = _present(prices, story)
     default = present[-1].date() if len(present) and present[-1].date() >= first else last
     logger.info(
         "Loaded %d tickers, %d sessions from %s in %.2f s",
@@ -291,5 +293,16 @@ def load_market(config: Config, requested: date | None = None) -> Market:
         source_name,
         time.perf_counter() - started,
     )
-    market = Market(aligned, calendar, default, first, last, default, pair, stored_through)
+    market = Market(
+        aligned,
+        calendar,
+        default,
+        first,
+        last,
+        default,
+        pair,
+        stored_through,
+        default_reason=f"the last session at which {', '.join(story[:-1])} and {story[-1]} "
+        "have closes",
+    )
     return market.at(requested)

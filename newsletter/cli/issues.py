@@ -63,6 +63,11 @@ def build(
             file=sys.stderr,
         )
     built = prepared.built
+    if prepared.default_reason:
+        print(
+            f"As of {built.stats.as_of.isoformat()}: {prepared.default_reason} "
+            "(--as-of picks another)"
+        )
     print("\n".join(built.summary()))
     for finding in built.findings:
         print(f"  Lint {finding}", file=sys.stderr)
@@ -71,13 +76,15 @@ def build(
     return built
 
 
-def print_state(config: Config, as_of: date, built: BuiltIssue | None = None) -> None:
-    """The issue's state in one line, and a warning when readers have a different version."""
+def print_state(
+    config: Config, as_of: date, built: BuiltIssue | None = None, *, warn: bool = True
+) -> None:
+    """The issue's state in one line and, with `warn`, a warning when readers have it."""
     from newsletter.app.status import issue_status  # noqa: PLC0415
 
     status = issue_status(config, as_of, now_utc())
     print(f"  State:   {status.line(built)}")
-    warning = status.sent_warning(built)
+    warning = status.sent_warning(built) if warn else None
     if warning:
         print(f"  Warning: {warning}", file=sys.stderr)
 
@@ -129,7 +136,7 @@ def _send_and_report(
             corrected=corrected,
         )
     _print_summary(result, verbose=args.verbose)
-    print_state(config, built.stats.as_of)
+    print_state(config, built.stats.as_of, warn=False)
     return 0 if result.complete else 1
 
 
@@ -228,7 +235,7 @@ def _cancel(config: Config, as_of: date | None) -> int:
         raise AsOfError("--cancel needs the issue's --as-of YYYY-MM-DD (its exact session)")
     cancelled = cancel_send(config, as_of, now_utc())
     print(f"  Cancelled: {cancelled} message(s) of issue {as_of.isoformat()} will not be sent")
-    print_state(config, as_of)
+    print_state(config, as_of, warn=False)
     return 0
 
 

@@ -62,7 +62,7 @@ class Parents:
             "--as-of",
             metavar="YYYY-MM-DD",
             help="build the issue for the last NYSE session on or before this date "
-            "(default: the last session at which every scoreboard ticker has a close)",
+            "(default: the last session at which IWM, SPY and ^GSPC have closes)",
         )
         issue.add_argument(
             "--subject",

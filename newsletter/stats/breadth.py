@@ -37,13 +37,17 @@ def compute_breadth(
             f"{spec.equal_weight} or {spec.spread_short} lacks this week's closes: breadth is left out"
         )
         return None
-    sectors = []
+    sectors, missing = [], []
     for ticker in spec.sectors:
         week = _week(prices.adjusted[ticker], dates)
         if week is None:
-            notes.add(f"{ticker} lacks this week's closes: it is left out of the sector ranking")
+            missing.append(ticker)
         else:
             sectors.append(SectorReturn(ticker, week))
+    if missing and not sectors:
+        notes.add(f"{', '.join(missing)} lack this week's closes: the sector ranking is left out")
+    elif missing:
+        notes.add(f"{', '.join(missing)} lack this week's closes: left out of the sector ranking")
     sectors.sort(key=lambda sector: sector.week, reverse=True)
     receipts["breadth"] = {
         ticker: receipt(prices.adjusted[ticker], "adj_close", dates.prev_close, dates.as_of)

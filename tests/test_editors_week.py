@@ -1,0 +1,119 @@
+"""The README's quickstart, then its editor's week for the next issue, as a new user types them:
+every command succeeds, the next issue reaches a real send through the built-in capture
+server, each issue's state is in view, and a quickstart message's unsubscribe link works
+against `newsletter serve` without any variable set."""
+
+from __future__ import annotations
+
+import functools
+import re
+import shlex
+from email import message_from_bytes
+from email.policy import default as default_policy
+
+import pytest
+
+from newsletter.app import build as build_module
+from newsletter.app import data as data_module
+from newsletter.app.audience import subscribers
+from newsletter.app.site import Site
+from newsletter.cli import main
+from newsletter.config import load_config, resolve_secrets
+from newsletter.models import SubscriberStatus
+from newsletter.web.site import make_server
+from tests.conftest import REPO, http_request, http_serving, now_utc
+
+NOTE = "Small caps gave back a little.\n"
+
+
+def readme_commands() -> list[str]:
+    """The command lines of the README's editor's week block, comments dropped."""
+    section = (REPO / "README.md").read_text(encoding="utf-8").split("## The editor's week", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch, market, charts):
+    """A fresh checkout's layout (config.yaml, templates, the sample list) as the working
+    folder; builds reuse the session's loaded prices and drawn charts."""
+    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    (tmp_path / "templates").symlink_to(REPO / "templates")
+    (tmp_path / "newsletter").symlink_to(REPO / "newsletter")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NEWSLETTER_UNSUBSCRIBE_SECRET", raising=False)
+    loaded = lambda config, requested=None: market.at(requested)  # noqa: E731
+    monkeypatch.setattr(build_module, "load_market", loaded)
+    monkeypatch.setattr(data_module, "load_market", loaded)
+    monkeypatch.setattr(
+        build_module,
+        "build_issue",
+        functools.partial(build_module.build_issue, chart_cache=charts),
+    )
+    return tmp_path
+
+
+def _outbox(project):
+    return sorted((project / "var" / "outbox" / "new").iterdir())
+
+
+def test_the_quickstart_then_the_editors_week_reach_a_real_send(project, capsys):
+    assert main(["run", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(
+        "As of 2025-09-26: the last session at which IWM, SPY and ^GSPC have closes"
+    )
+    assert "Next steps:" in out and "newsletter serve" in out
+    first = _outbox(project)
+    assert len(first) == 5
+    commands = readme_commands()
+    assert [c.split()[1] for c in commands if c.startswith("newsletter")] == [
+        "draft",
+        "preview",
+        "send",
+        "approve",
+        "send",
+        "status",
+    ]
+    for command in commands:
+        words = shlex.split(command)
+        if words[0] == "$EDITOR":
+            notes = project / words[1]
+            assert "<!--" in notes.read_text()  # the draft made it from the template
+            notes.write_text(NOTE)
+            continue
+        if words[1] == "preview":  # a server the editor leaves open: tests/test_preview.py
+            continue
+        assert main([*words[1:]]) == 0, command
+        out = capsys.readouterr().out
+        if words[1] in ("draft", "approve") or "--test" in words:
+            assert "  State:   " in out, command
+    assert "2025-09-19  sent: to 5 of 5 reader(s) at " in out
+    assert "2025-09-26  sent: to 5 of 5 reader(s) at " in out
+    messages = [message_from_bytes(p.read_bytes(), policy=default_policy) for p in _outbox(project)]
+    subjects = [str(m["Subject"]) for m in messages]
+    assert len(messages) == 11  # 5 from the quickstart, the editor's test copy, 5 of the next
+    assert sum(s.startswith("[TEST]") for s in subjects) == 1
+    assert sum("Week to 19 Sep" in s for s in subjects) == 6
+    assert all(
+        NOTE.strip() in m.get_body(("plain",)).get_content()
+        for m in messages
+        if "Week to 19 Sep" in str(m["Subject"])
+    )
+
+
+def test_a_quickstart_message_unsubscribes_against_serve_with_no_variable_set(project, capsys):
+    assert main(["run", "--quiet"]) == 0
+    capsys.readouterr()
+    message = message_from_bytes(_outbox(project)[0].read_bytes(), policy=default_policy)
+    reader = message["To"].addresses[0].addr_spec
+    link = re.search(r"<(https?://[^>]+/u/[^>]+)>", str(message["List-Unsubscribe"])).group(1)
+    token = link.rsplit("/u/", 1)[1]
+    config = load_config(project / "config.yaml")
+    site = Site.for_config(config, resolve_secrets(config, {}))
+    with http_serving(make_server("127.0.0.1", 0, site, now_utc)) as url:
+        assert "Unsubscribe" in http_request(f"{url}/u/{token}").text
+        assert http_request(f"{url}/u/{token}", data=b"").status == 200
+        assert "2025-09-26" in http_request(f"{url}/feed.atom").text
+    left = {email for email, _, _ in subscribers(config, SubscriberStatus.UNSUBSCRIBED)}
+    assert left == {reader}
