@@ -151,12 +151,22 @@ class RenderedIssue:
     images: tuple[Chart, ...]
 
 
+class SubscriberStatus(StrEnum):
+    """Whether a subscriber gets the next issue (only `active` ones do)."""
+
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
 @dataclass(frozen=True, slots=True)
 class Subscriber:
-    """One recipient: a normalised address and a display name."""
+    """One recipient: a normalised address, a display name and (on import) a status."""
 
     email: str
     name: str
+    status: SubscriberStatus = SubscriberStatus.ACTIVE
 
 
 class LedgerStatus(StrEnum):
@@ -177,15 +187,6 @@ class LedgerStatus(StrEnum):
 
 UNFINISHED = frozenset({LedgerStatus.PENDING, LedgerStatus.CLAIMED, LedgerStatus.DEFERRED})
 """Ledger statuses of messages that will still be tried."""
-
-
-class SubscriberStatus(StrEnum):
-    """Whether a subscriber gets the next issue (only `active` ones do)."""
-
-    ACTIVE = "active"
-    UNSUBSCRIBED = "unsubscribed"
-    BOUNCED = "bounced"
-    COMPLAINED = "complained"
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,8 @@ def test_import_reports_bad_rows_and_never_reactivates(config_path, tmp_path, ca
     assert code == 1
     assert err.startswith(f"{csv_file}: line 3: 'bad-address' is not a valid email address")
     assert out == (
-        f"{csv_file}: 2 added, 0 renamed, 0 unchanged, 0 left unsubscribed/bounced, 1 duplicate rows, 1 bad rows\n"
+        f"{csv_file}: 2 added, 0 renamed, 0 unchanged, 0 marked as left (their row says so), "
+        "0 left earlier and stay so, 1 duplicate rows, 1 bad rows\n"
     )
     assert cli(capsys, "subscribers", "remove", "ada@example.com", "--config", str(config_path))[
         1
@@ -47,10 +48,13 @@ def test_import_reports_bad_rows_and_never_reactivates(config_path, tmp_path, ca
     csv_file.write_text("email,name\nada@example.com,Ada Again\ncarol@example.com,Carol\n")
     code, out, _ = cli(capsys, "subscribers", "import", str(csv_file), "--config", str(config_path))
     assert code == 0
-    assert "1 added" in out and "1 left unsubscribed/bounced" in out
+    assert "1 added" in out and "1 left earlier and stay so" in out
     assert cli(capsys, "subscribers", "add", "ADA@example.com", "--config", str(config_path))[
         1
-    ] == ("ADA@example.com unsubscribed or bounced earlier and stays so\n")
+    ] == (
+        "ADA@example.com unsubscribed or bounced earlier and stays so (`--resubscribe` if they "
+        "asked to come back)\n"
+    )
     _, listing, _ = cli(capsys, "subscribers", "list", "--config", str(config_path))
     assert listing.splitlines() == [
         "ada@example.com\tAda\tunsubscribed",
@@ -65,6 +69,91 @@ def test_import_reports_bad_rows_and_never_reactivates(config_path, tmp_path, ca
         "bob@example.org,Bob,active",
         "carol@example.com,Carol,active",
     ]
+
+
+def test_export_then_import_into_a_fresh_database_keeps_every_status(
+    write_config, tmp_path, capsys
+):
+    old = write_config(subscribers={"file": None})
+    rows = "email,name\nada@example.com,Ada\nbob@example.org,Bob\ncarol@example.com,Carol\n"
+    (tmp_path / "list.csv").write_text(rows)
+    assert (
+        cli(capsys, "subscribers", "import", str(tmp_path / "list.csv"), "--config", str(old))[0]
+        == 0
+    )
+    cli(capsys, "subscribers", "remove", "ada@example.com", "--config", str(old))
+    from newsletter.app.wiring import database  # noqa: PLC0415
+    from newsletter.db.audience import set_subscriber_status  # noqa: PLC0415
+    from newsletter.models import SubscriberStatus  # noqa: PLC0415
+
+    set_subscriber_status(
+        database(load_config(old)), "bob@example.org", SubscriberStatus.BOUNCED, now()
+    )
+    exported = tmp_path / "export.csv"
+    assert cli(capsys, "subscribers", "export", str(exported), "--config", str(old))[0] == 0
+    fresh_dir = tmp_path / "fresh"
+    fresh_dir.mkdir()
+    fresh = fresh_dir / "config.yaml"
+    fresh.write_text(f"paths:\n  var_dir: {fresh_dir / 'var'}\nsubscribers:\n  file: null\n")
+    code, out, _ = cli(capsys, "subscribers", "import", str(exported), "--config", str(fresh))
+    assert (code, out.split(": ", 1)[1].split(",")[0]) == (0, "3 added")
+    expected = {
+        "ada@example.com": "unsubscribed",
+        "bob@example.org": "bounced",
+        "carol@example.com": "active",
+    }
+    assert {e: str(s) for e, _, s in subscribers(load_config(fresh))} == expected
+    # the same export into the old database changes nobody; into one where Ada is still
+    # active, it marks her gone (her row says she left), and never brings Bob back
+    assert (
+        "3 unchanged"
+        in cli(capsys, "subscribers", "import", str(exported), "--config", str(old))[1]
+    )
+    other = write_config(subscribers={"file": None}, paths={"var_dir": str(tmp_path / "v3")})
+    (tmp_path / "v3.csv").write_text("email,name\nada@example.com,Ada\n")
+    cli(capsys, "subscribers", "import", str(tmp_path / "v3.csv"), "--config", str(other))
+    _, out, _ = cli(capsys, "subscribers", "import", str(exported), "--config", str(other))
+    assert "1 marked as left (their row says so)" in out
+    assert status_of(load_config(other), "ada@example.com") == "unsubscribed"
+    _, shown, _ = cli(capsys, "subscribers", "show", "ada@example.com", "--config", str(other))
+    assert f"unsubscribed, by import of {exported}" in shown
+
+
+def test_a_bad_status_in_a_csv_row_names_the_line(config_path, tmp_path, capsys):
+    csv_file = tmp_path / "list.csv"
+    csv_file.write_text("email,name,status\nada@example.com,Ada,gone\nbob@example.org,Bob,\n")
+    code, out, err = cli(
+        capsys, "subscribers", "import", str(csv_file), "--config", str(config_path)
+    )
+    assert code == 1
+    assert err.startswith(f"{csv_file}: line 2: status 'gone' is not one of active, unsubscribed")
+    assert "1 added" in out
+
+
+def test_a_deliberate_resubscribe_is_recorded_with_who_and_when(config_path, capsys):
+    import getpass  # noqa: PLC0415
+
+    base = ("--config", str(config_path))
+    cli(capsys, "subscribers", "add", "ada@example.com", "--name", "Ada", *base)
+    cli(capsys, "subscribers", "remove", "ada@example.com", *base)
+    assert cli(capsys, "subscribers", "add", "ada@example.com", "--resubscribe", *base)[1] == (
+        "ada@example.com: active again (was unsubscribed; recorded as yours)\n"
+    )
+    assert status_of(load_config(config_path), "ada@example.com") == "active"
+    code, shown, _ = cli(capsys, "subscribers", "show", "ada@example.com", *base)
+    lines = shown.splitlines()
+    assert code == 0 and lines[0] == "ada@example.com\tAda\tactive"
+    assert lines[1].startswith("  Joined:  ") and lines[1].endswith(" UTC from cli")
+    me = f"{getpass.getuser()} at the command line"
+    assert [line.split(": ", 1)[1] for line in lines[2:]] == [
+        f"unsubscribed, by {me}",
+        f"active, by {me}",
+    ]
+    # a plain add of an active address, and --resubscribe of one, change nothing
+    assert cli(capsys, "subscribers", "add", "ada@example.com", "--resubscribe", *base)[1] == (
+        "ada@example.com: already subscribed\n"
+    )
+    assert cli(capsys, "subscribers", "show", "nobody@example.com", *base)[0] == 1
 
 
 def test_adding_a_bad_address_is_one_clear_line(config_path, capsys):

@@ -219,7 +219,7 @@ def test_an_unsubscribed_reader_is_skipped_even_mid_issue(built, configure, tmp_
     with serving(handler) as port:
         config = configure(port)
         send_issue(config, built, secrets=SECRETS, clock=now_utc)
-        remove_subscriber(config, ADA, now_utc())
+        remove_subscriber(config, ADA, now_utc(), by="test")
         result = send_issue(config, built, secrets=SECRETS, clock=now_utc)
     assert result.ledger == {"sent": EVERYONE - 1, "skipped": 1}
     assert ADA not in recipients(handler)

@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING
 from newsletter.app.wiring import database
 from newsletter.db.audience import (
     ImportReport,
+    SubscriberRecord,
     import_subscribers,
     list_subscribers,
     set_subscriber_status,
+    subscriber_history,
 )
 from newsletter.mail.addresses import (
     CsvRead,
@@ -38,25 +40,42 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Added:
-    """What `add_subscriber` did with one address."""
+    """What `add_subscriber` did with one address: the import's counts, and with a
+    re-subscribe the status it had before (None: it was not inactive)."""
 
     email: str
     report: ImportReport
+    resubscribed_from: SubscriberStatus | None = None
 
 
-def add_subscriber(config: Config, email: str, name: str, now: datetime) -> Added:
-    """Add one address (validated) as active; an address that left stays as it is."""
+def add_subscriber(
+    config: Config, email: str, name: str, now: datetime, *, resubscribe_by: str | None = None
+) -> Added:
+    """Add one address (validated) as active. An address that left stays as it is, unless
+    `resubscribe_by` names who deliberately brings it back (recorded with the time)."""
     subscriber = Subscriber(normalise_address(email), clean_name(name))
-    report = import_subscribers(database(config), [subscriber], source="cli", now=now)
-    return Added(subscriber.email, report)
+    engine = database(config)
+    report = import_subscribers(engine, [subscriber], source="cli", now=now)
+    if not (report.kept_inactive and resubscribe_by):
+        return Added(subscriber.email, report)
+    before = set_subscriber_status(
+        engine, subscriber.email, SubscriberStatus.ACTIVE, now, by=resubscribe_by
+    )
+    return Added(subscriber.email, report, before)
 
 
-def remove_subscriber(config: Config, email: str, now: datetime) -> tuple[str, bool]:
+def remove_subscriber(config: Config, email: str, now: datetime, by: str) -> tuple[str, bool]:
     """Unsubscribe one address; (the normalised address, whether it was a subscriber)."""
     address = normalise_address(email)
-    return address, set_subscriber_status(
-        database(config), address, SubscriberStatus.UNSUBSCRIBED, now
+    before = set_subscriber_status(
+        database(config), address, SubscriberStatus.UNSUBSCRIBED, now, by=by
     )
+    return address, before is not None
+
+
+def subscriber_record(config: Config, email: str) -> SubscriberRecord | None:
+    """One subscriber's record and status history, for `subscribers show`."""
+    return subscriber_history(database(config), normalise_address(email))
 
 
 def subscribers(
@@ -95,6 +114,8 @@ def unsubscribe(config: Config, key: bytes, token: str, now: datetime) -> str | 
     address = verify_token(key, config.newsletter.list_id, token)
     if address is None:
         return None
-    if not set_subscriber_status(database(config), address, SubscriberStatus.UNSUBSCRIBED, now):
+    if not set_subscriber_status(
+        database(config), address, SubscriberStatus.UNSUBSCRIBED, now, by="their unsubscribe link"
+    ):
         logger.info("unsubscribe for an address not in the database")
     return address

@@ -1,4 +1,4 @@
-"""The commands around an issue: subscribers, data, serve, preview, schedule, check-config."""
+"""The commands around an issue: data, serve, preview, schedule, check-config."""
 
 from __future__ import annotations
 
@@ -30,45 +30,6 @@ def _bind(
         raise ConfigError(
             f"cannot listen on {host}:{port}: {err.strerror} (change {key} or --port)"
         ) from err
-
-
-def cmd_subscribers(args: argparse.Namespace) -> int:
-    from newsletter.app import audience  # noqa: PLC0415
-    from newsletter.models import SubscriberStatus  # noqa: PLC0415
-
-    config = load(args)
-    if args.action == "add":
-        added = audience.add_subscriber(config, args.email, args.name or "", now_utc())
-        if added.report.kept_inactive:
-            print(f"{added.email} unsubscribed or bounced earlier and stays so")
-        else:
-            print(f"{added.email}: {'added' if added.report.added else 'already subscribed'}")
-        return 0
-    if args.action == "remove":
-        address, found = audience.remove_subscriber(config, args.email, now_utc())
-        if not found:
-            print(f"Error: {address} is not a subscriber", file=sys.stderr)
-            return 1
-        print(f"{address}: unsubscribed")
-        return 0
-    if args.action == "list":
-        status = SubscriberStatus(args.status) if args.status else None
-        for email, name, state in audience.subscribers(config, status):
-            print(f"{email}\t{name}\t{state}")
-        return 0
-    if args.action == "import":
-        read, report = audience.import_csv(config, args.file, now_utc())
-        for error in read.errors:
-            print(error, file=sys.stderr)
-        print(
-            f"{args.file}: {report.added} added, {report.updated} renamed, {report.unchanged} "
-            f"unchanged, {report.kept_inactive} left unsubscribed/bounced, {read.duplicates} "
-            f"duplicate rows, {len(read.errors)} bad rows"
-        )
-        return 1 if read.errors else 0
-    count = audience.export_csv(config, args.file)
-    print(f"{args.file}: {count} subscribers written")
-    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -17,7 +17,6 @@ from newsletter.cli.admin import (
     cmd_preview,
     cmd_schedule,
     cmd_serve,
-    cmd_subscribers,
 )
 from newsletter.cli.issues import (
     cmd_approve,
@@ -28,6 +27,7 @@ from newsletter.cli.issues import (
     cmd_send,
     cmd_status,
 )
+from newsletter.cli.subscribers import cmd_subscribers
 
 DEFAULT_CONFIG = Path("config.yaml")
 
@@ -104,7 +104,8 @@ def _add_subscribers_parser(commands: Commands, common: argparse.ArgumentParser)
         "subscribers",
         parents=[common],
         help="add, remove, list, import or export subscribers",
-        description="Manage the subscriber database. Nobody who unsubscribed or bounced is ever re-activated.",
+        description="Manage the subscriber database. Nobody who unsubscribed or bounced is ever "
+        "re-activated, except by a deliberate `add --resubscribe`.",
     )
     actions = subscribers.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = actions.add_parser(
@@ -112,6 +113,20 @@ def _add_subscribers_parser(commands: Commands, common: argparse.ArgumentParser)
     )
     add.add_argument("email", help="the address")
     add.add_argument("--name", help="display name")
+    add.add_argument(
+        "--resubscribe",
+        action="store_true",
+        help="make an address that unsubscribed, bounced or complained active again, because "
+        "they asked to come back (recorded with your user name and the time)",
+    )
+    show = actions.add_parser(
+        "show",
+        parents=[common],
+        help="one subscriber's record and status history",
+        description="Print one subscriber's address, name, status, when and from where they "
+        "joined, and every deliberate status change: who made it and when.",
+    )
+    show.add_argument("email", help="the address")
     remove = actions.add_parser(
         "remove",
         parents=[common],
@@ -133,9 +148,12 @@ def _add_subscribers_parser(commands: Commands, common: argparse.ArgumentParser)
     importing = actions.add_parser(
         "import",
         parents=[common],
-        help="import a CSV (email,name)",
-        description="Import a CSV with an email column (and optionally name). Each bad row is reported "
-        "with its line number and the good rows are imported; exit code 1 if any row was bad.",
+        help="import a CSV (email,name[,status])",
+        description="Import a CSV with an email column (and optionally name and status, as export "
+        "writes them). New addresses take their row's status (active by default); a row saying "
+        "unsubscribed, bounced or complained marks an active subscriber so; nobody who left is "
+        "ever re-activated. Each bad row is reported with its line number and the good rows are "
+        "imported; exit code 1 if any row was bad.",
     )
     importing.add_argument("file", type=Path, help="CSV file")
     export = actions.add_parser(

@@ -5,82 +5,165 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from newsletter.db.schema import reader, subscribers
+from newsletter.db.schema import reader, subscriber_events, subscribers
 from newsletter.models import Subscriber, SubscriberStatus, address_key
 
 
 @dataclass
 class ImportReport:
-    """What an import did: new addresses, names updated, and rows left as they were."""
+    """What an import did: new addresses, names updated, people marked gone, rows left."""
 
     added: int = 0
     updated: int = 0
     unchanged: int = 0
     kept_inactive: int = 0
+    """Rows that would have re-activated someone who left: never done by an import."""
+    marked_inactive: int = 0
+    """Active subscribers whose row says they left (unsubscribed, bounced, complained)."""
+
+
+def _new_row(subscriber: Subscriber, key: str, source: str, now: datetime) -> dict[str, object]:
+    return {
+        "email": subscriber.email,
+        "email_key": key,
+        "name": subscriber.name,
+        "status": subscriber.status,
+        "source": source,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _merge(found: Any, row: Subscriber) -> tuple[str, dict[str, object]]:
+    """Which ImportReport count an existing subscriber's row adds to, and what it changes."""
+    changes: dict[str, object] = {}
+    if found.status == SubscriberStatus.ACTIVE and row.status != SubscriberStatus.ACTIVE:
+        outcome = "marked_inactive"
+        changes["status"] = row.status
+    elif found.status != SubscriberStatus.ACTIVE and row.status == SubscriberStatus.ACTIVE:
+        outcome = "kept_inactive"
+    else:
+        outcome = "unchanged"
+    if row.name and found.name != row.name and found.status == SubscriberStatus.ACTIVE:
+        changes["name"] = row.name
+        outcome = "updated" if outcome == "unchanged" else outcome
+    return outcome, changes
 
 
 def import_subscribers(
     engine: Engine, rows: Sequence[Subscriber], source: str, now: datetime
 ) -> ImportReport:
-    """Add new addresses as active; update names; never re-activate an inactive subscriber."""
+    """Add new addresses with their row's status (active by default); update names; mark an
+    active subscriber gone when their row says so; never re-activate anybody who left."""
     report = ImportReport()
     with engine.begin() as conn:
         existing = {
             row.email_key: row
             for row in conn.execute(
-                sa.select(subscribers.c.email_key, subscribers.c.name, subscribers.c.status)
+                sa.select(
+                    subscribers.c.id,
+                    subscribers.c.email_key,
+                    subscribers.c.name,
+                    subscribers.c.status,
+                )
             )
         }
-        new_rows = []
-        new_keys: set[str] = set()
+        new_rows: dict[str, dict[str, object]] = {}
         for subscriber in rows:
             key = address_key(subscriber.email)
             found = existing.get(key)
-            if found is None and key not in new_keys:
-                new_keys.add(key)
-                new_rows.append(
-                    {
-                        "email": subscriber.email,
-                        "email_key": key,
-                        "name": subscriber.name,
-                        "status": SubscriberStatus.ACTIVE,
-                        "source": source,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                )
-                report.added += 1
-            elif found is not None and found.status != SubscriberStatus.ACTIVE:
-                report.kept_inactive += 1
-            elif found is not None and subscriber.name and found.name != subscriber.name:
+            if found is None:
+                if key not in new_rows:
+                    new_rows[key] = _new_row(subscriber, key, source, now)
+                    report.added += 1
+                continue
+            outcome, changes = _merge(found, subscriber)
+            setattr(report, outcome, getattr(report, outcome) + 1)
+            if changes:
                 conn.execute(
                     subscribers.update()
-                    .where(subscribers.c.email_key == key)
-                    .values(name=subscriber.name, updated_at=now)
+                    .where(subscribers.c.id == found.id)
+                    .values(**changes, updated_at=now)
                 )
-                report.updated += 1
-            else:
-                report.unchanged += 1
+            if "status" in changes:
+                _note_event(conn, found.id, subscriber.status, f"import of {source}", now)
         if new_rows:
-            conn.execute(subscribers.insert(), new_rows)
+            conn.execute(subscribers.insert(), list(new_rows.values()))
     return report
 
 
+def _note_event(
+    conn: Connection, subscriber_id: int, status: SubscriberStatus, by: str, now: datetime
+) -> None:
+    conn.execute(
+        subscriber_events.insert().values(
+            subscriber_id=subscriber_id, at=now, status=status, by=by[:200]
+        )
+    )
+
+
 def set_subscriber_status(
-    engine: Engine, email: str, status: SubscriberStatus, now: datetime
-) -> bool:
-    """Change one subscriber's status; False if the address is unknown."""
+    engine: Engine, email: str, status: SubscriberStatus, now: datetime, by: str = ""
+) -> SubscriberStatus | None:
+    """Change one subscriber's status, recording who did it; their status before (None: the
+    address is unknown)."""
     with engine.begin() as conn:
-        result = conn.execute(
+        found = conn.execute(
+            sa.select(subscribers.c.id, subscribers.c.status).where(
+                subscribers.c.email_key == address_key(email)
+            )
+        ).first()
+        if found is None:
+            return None
+        conn.execute(
             subscribers.update()
-            .where(subscribers.c.email_key == address_key(email))
+            .where(subscribers.c.id == found.id)
             .values(status=status, updated_at=now)
         )
-    return bool(result.rowcount)
+        if by and found.status != status:
+            _note_event(conn, found.id, status, by, now)
+    return SubscriberStatus(found.status)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberRecord:
+    """One subscriber as the database has them, with their deliberate status changes."""
+
+    email: str
+    name: str
+    status: SubscriberStatus
+    source: str
+    joined: datetime
+    events: tuple[tuple[datetime, SubscriberStatus, str], ...]
+    """(when, the status set, by whom), oldest first."""
+
+
+def subscriber_history(engine: Engine, email: str) -> SubscriberRecord | None:
+    """One subscriber's record and status changes; None if the address is unknown."""
+    with reader(engine) as conn:
+        row = conn.execute(
+            sa.select(subscribers).where(subscribers.c.email_key == address_key(email))
+        ).first()
+        if row is None:
+            return None
+        events = conn.execute(
+            sa.select(subscriber_events.c.at, subscriber_events.c.status, subscriber_events.c.by)
+            .where(subscriber_events.c.subscriber_id == row.id)
+            .order_by(subscriber_events.c.id)
+        ).all()
+    return SubscriberRecord(
+        row.email,
+        row.name,
+        SubscriberStatus(row.status),
+        row.source,
+        row.created_at,
+        tuple((event.at, SubscriberStatus(event.status), event.by) for event in events),
+    )
 
 
 def list_subscribers(

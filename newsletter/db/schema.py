@@ -35,6 +35,19 @@ subscribers = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+subscriber_events = sa.Table(
+    "subscriber_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("subscriber_id", sa.ForeignKey("subscribers.id"), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("by", sa.String(200), nullable=False),
+    sa.Index("ix_subscriber_events_subscriber", "subscriber_id"),
+)
+"""Deliberate status changes of a subscriber: who made them (a person at the CLI, a reader's
+unsubscribe link, an import) and when."""
+
 issues = sa.Table(
     "issues",
     metadata,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from email_validator import EmailNotValidError, validate_email
 
 from newsletter.errors import SubscriberError
-from newsletter.models import CONTROL, Subscriber, address_key
+from newsletter.models import CONTROL, Subscriber, SubscriberStatus, address_key
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -99,12 +99,14 @@ def _read_rows(path: Path, reader: csv.DictReader[str]) -> CsvRead:
     seen: set[str] = set()
     if reader.fieldnames is None or "email" not in reader.fieldnames:
         raise SubscriberError(
-            f"{path}: line 1: the header must name an 'email' column (and optionally 'name')"
+            f"{path}: line 1: the header must name an 'email' column (and optionally 'name' "
+            "and 'status')"
         )
     for row in reader:
         try:
             address = normalise_address(row.get("email") or "")
             name = clean_name(row.get("name") or "")
+            status = _status(row.get("status"))
         except SubscriberError as err:
             result.errors.append(f"{path}: line {reader.line_num}: {err}")
             continue
@@ -112,8 +114,20 @@ def _read_rows(path: Path, reader: csv.DictReader[str]) -> CsvRead:
             result.duplicates += 1
             continue
         seen.add(address_key(address))
-        result.subscribers.append(Subscriber(email=address, name=name))
+        result.subscribers.append(Subscriber(email=address, name=name, status=status))
     return result
+
+
+def _status(text: str | None) -> SubscriberStatus:
+    """A row's status column (what `subscribers export` writes); empty or absent: active."""
+    value = (text or "").strip().lower()
+    if not value:
+        return SubscriberStatus.ACTIVE
+    try:
+        return SubscriberStatus(value)
+    except ValueError:
+        known = ", ".join(status.value for status in SubscriberStatus)
+        raise SubscriberError(f"status {text!r} is not one of {known}") from None
 
 
 def write_subscriber_csv(path: Path, rows: Iterable[tuple[str, str, str]]) -> int:

@@ -1,0 +1,111 @@
+"""`newsletter subscribers`: add (or deliberately re-subscribe), show, remove, list, import and
+export the list."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from typing import TYPE_CHECKING
+
+from newsletter.cli.common import load, now_utc
+
+if TYPE_CHECKING:
+    import argparse
+
+    from newsletter.config import Config
+
+
+def _actor() -> str:
+    """Who changes a subscriber by hand, for their record."""
+    return f"{getpass.getuser()} at the command line"
+
+
+def _add(args: argparse.Namespace, config: Config) -> int:
+    from newsletter.app import audience  # noqa: PLC0415
+
+    resubscribe_by = _actor() if args.resubscribe else None
+    added = audience.add_subscriber(
+        config, args.email, args.name or "", now_utc(), resubscribe_by=resubscribe_by
+    )
+    if added.resubscribed_from is not None:
+        print(f"{added.email}: active again (was {added.resubscribed_from}; recorded as yours)")
+    elif added.report.kept_inactive:
+        print(
+            f"{added.email} unsubscribed or bounced earlier and stays so (`--resubscribe` if "
+            "they asked to come back)"
+        )
+    else:
+        print(f"{added.email}: {'added' if added.report.added else 'already subscribed'}")
+    return 0
+
+
+def _show(args: argparse.Namespace, config: Config) -> int:
+    from newsletter.app import audience  # noqa: PLC0415
+
+    record = audience.subscriber_record(config, args.email)
+    if record is None:
+        print(f"Error: {args.email} is not a subscriber", file=sys.stderr)
+        return 1
+    print(f"{record.email}\t{record.name}\t{record.status}")
+    print(f"  Joined:  {record.joined:%Y-%m-%d %H:%M} UTC from {record.source}")
+    for at, status, by in record.events:
+        print(f"  {at:%Y-%m-%d %H:%M} UTC: {status}, by {by}")
+    return 0
+
+
+def _remove(args: argparse.Namespace, config: Config) -> int:
+    from newsletter.app import audience  # noqa: PLC0415
+
+    address, found = audience.remove_subscriber(config, args.email, now_utc(), by=_actor())
+    if not found:
+        print(f"Error: {address} is not a subscriber", file=sys.stderr)
+        return 1
+    print(f"{address}: unsubscribed")
+    return 0
+
+
+def _list(args: argparse.Namespace, config: Config) -> int:
+    from newsletter.app import audience  # noqa: PLC0415
+    from newsletter.models import SubscriberStatus  # noqa: PLC0415
+
+    status = SubscriberStatus(args.status) if args.status else None
+    for email, name, state in audience.subscribers(config, status):
+        print(f"{email}\t{name}\t{state}")
+    return 0
+
+
+def _import(args: argparse.Namespace, config: Config) -> int:
+    from newsletter.app import audience  # noqa: PLC0415
+
+    read, report = audience.import_csv(config, args.file, now_utc())
+    for error in read.errors:
+        print(error, file=sys.stderr)
+    print(
+        f"{args.file}: {report.added} added, {report.updated} renamed, {report.unchanged} "
+        f"unchanged, {report.marked_inactive} marked as left (their row says so), "
+        f"{report.kept_inactive} left earlier and stay so, {read.duplicates} duplicate "
+        f"rows, {len(read.errors)} bad rows"
+    )
+    return 1 if read.errors else 0
+
+
+def _export(args: argparse.Namespace, config: Config) -> int:
+    from newsletter.app import audience  # noqa: PLC0415
+
+    count = audience.export_csv(config, args.file)
+    print(f"{args.file}: {count} subscribers written (email, name, status)")
+    return 0
+
+
+ACTIONS = {
+    "add": _add,
+    "show": _show,
+    "remove": _remove,
+    "list": _list,
+    "import": _import,
+    "export": _export,
+}
+
+
+def cmd_subscribers(args: argparse.Namespace) -> int:
+    return ACTIONS[args.action](args, load(args))
