@@ -40,7 +40,10 @@ def setup(write_config, smtp_server, tmp_path, prepare):
 
 
 def _state(config):
-    return issue_status(config, DAY, now_utc())
+    status = issue_status(config, DAY, now_utc())
+    assert status.line().startswith(f"{status.state}: ")  # every line names its state first
+    assert status.line() == f"{status.state}: {status.detail()}"
+    return status
 
 
 def _write_note(config, text):

@@ -109,6 +109,10 @@ class IssueStatus:
             )
         return self._review_line(built)
 
+    def detail(self, built: BuiltIssue | None = None) -> str:
+        """`line` without the state's name in front (for a page that shows the name apart)."""
+        return self.line(built).split(": ", 1)[1]
+
     def _runs(self, send: SendRecord) -> str:
         if not send.runs:
             return ""
@@ -130,7 +134,7 @@ class IssueStatus:
                 f"{_when(review.approved_at)}{which}; not sent"
             )
         if self.built_at is not None:
-            return f"built at {_when(self.built_at)}; not approved, not sent"
+            return f"built: {_when(self.built_at)}; not approved, not sent"
         if self.notes is not None:
             return f"drafted: {self.notes}; not built yet"
         return "not started: no notes (`newsletter draft`), not built"
