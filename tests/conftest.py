@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import functools
 import gzip
 import sys
 import threading
@@ -184,6 +185,24 @@ def prepare(market: Market, charts: ChartCache) -> Callable[[Config, date], Prep
 
 
 @pytest.fixture
+def fast_cli(monkeypatch: pytest.MonkeyPatch, market: Market, charts: ChartCache) -> None:
+    """CLI commands build from the session's loaded prices and drawn charts: for tests of what
+    a command does with a build (shipped market and stats sections), not of loading prices,
+    which tests/test_run.py's default run and the market tests do for real."""
+    from newsletter.app import build as build_module  # noqa: PLC0415
+    from newsletter.app import data as data_module  # noqa: PLC0415
+
+    def loaded(config: Config, requested: date | None = None) -> Market:
+        return market.at(requested)
+
+    monkeypatch.setattr(build_module, "load_market", loaded)
+    monkeypatch.setattr(data_module, "load_market", loaded)
+    monkeypatch.setattr(
+        build_module, "build_issue", functools.partial(build_issue, chart_cache=charts)
+    )
+
+
+@pytest.fixture
 def fast_job(
     prepare: Callable[[Config, date], Prepared], monkeypatch: pytest.MonkeyPatch
 ) -> Callable[..., str]:
@@ -231,6 +250,11 @@ def read_raw_closes(ticker: str, column: str = "adj_close") -> dict[str, float]:
 
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked slow first: a worker that starts one last would end the run alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -230,7 +230,7 @@ def test_a_database_from_an_older_version_is_refused_by_name(tmp_path):
 
 
 def test_a_quickstart_link_unsubscribes_through_serve_without_any_variable(
-    write_config, tmp_path, monkeypatch
+    fast_cli, write_config, tmp_path, monkeypatch
 ):
     import email  # noqa: PLC0415
     import mailbox  # noqa: PLC0415

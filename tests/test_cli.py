@@ -59,7 +59,7 @@ def test_missing_config_file(tmp_path, capsys):
     )
 
 
-def test_as_of_outside_the_data_names_the_range(write_config, capsys):
+def test_as_of_outside_the_data_names_the_range(fast_cli, write_config, capsys):
     config = write_config()
     assert main(["build", "--config", str(config), "--as-of", "1999-01-04"]) == 2
     assert one_line_error(capsys) == (
@@ -77,7 +77,9 @@ def test_as_of_not_a_date(write_config, capsys):
     )
 
 
-def test_as_of_on_a_holiday_resolves_to_the_session_before(write_config, tmp_path, capsys):
+def test_as_of_on_a_holiday_resolves_to_the_session_before(
+    fast_cli, write_config, tmp_path, capsys
+):
     out = tmp_path / "draft"
     assert (
         main(["build", "--config", str(write_config()), "--as-of", "2024-07-04", "--out", str(out)])
@@ -178,7 +180,7 @@ def test_help_does_not_import_heavy_libraries():
     assert result.stdout.strip() == "[]"
 
 
-def test_the_editor_can_override_the_headline(write_config, tmp_path, capsys):
+def test_the_editor_can_override_the_headline(fast_cli, write_config, tmp_path, capsys):
     out = tmp_path / "draft"
     argv = ["build", "--config", str(write_config()), "--as-of", "2024-07-16", "--out", str(out)]
     assert main([*argv, "--subject", "Small caps <3 & rates", "--preheader", "Hand-written"]) == 0

@@ -23,6 +23,7 @@ from contextlib import ExitStack
 from datetime import date
 from email import policy
 
+import pytest
 import yaml
 
 from newsletter.config import load_config
@@ -51,6 +52,7 @@ class CountingHandler:
             return sum(self.ids.values())
 
 
+@pytest.mark.slow
 def test_sigkill_at_any_moment_then_resume_sends_everyone_once(tmp_path, prepare):
     subscribers = tmp_path / "subscribers.csv"
     with subscribers.open("w", newline="") as handle:

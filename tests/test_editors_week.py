@@ -1,27 +1,18 @@
 """The README's quickstart, then its editor's week for the next issue, as a new user types them:
 every command succeeds, the next issue reaches a real send through the built-in capture
-server, each issue's state is in view, and a quickstart message's unsubscribe link works
-against `newsletter serve` without any variable set."""
+server, and each issue's state is in view. (That a quickstart message's unsubscribe link works
+against `newsletter serve` with no variable set: tests/test_audience.py.)"""
 
 from __future__ import annotations
 
-import functools
-import re
 import shlex
 from email import message_from_bytes
 from email.policy import default as default_policy
 
 import pytest
 
-from newsletter.app import build as build_module
-from newsletter.app import data as data_module
-from newsletter.app.audience import subscribers
-from newsletter.app.site import Site
 from newsletter.cli import main
-from newsletter.config import load_config, resolve_secrets
-from newsletter.models import SubscriberStatus
-from newsletter.web.site import make_server
-from tests.conftest import REPO, http_request, http_serving, now_utc
+from tests.conftest import REPO
 
 NOTE = "Small caps gave back a little.\n"
 
@@ -34,7 +25,7 @@ def readme_commands() -> list[str]:
 
 
 @pytest.fixture
-def project(tmp_path, monkeypatch, market, charts):
+def project(tmp_path, monkeypatch, fast_cli):
     """A fresh checkout's layout (config.yaml, templates, the sample list) as the working
     folder; builds reuse the session's loaded prices and drawn charts."""
     (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
@@ -42,14 +33,6 @@ def project(tmp_path, monkeypatch, market, charts):
     (tmp_path / "newsletter").symlink_to(REPO / "newsletter")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("NEWSLETTER_UNSUBSCRIBE_SECRET", raising=False)
-    loaded = lambda config, requested=None: market.at(requested)  # noqa: E731
-    monkeypatch.setattr(build_module, "load_market", loaded)
-    monkeypatch.setattr(data_module, "load_market", loaded)
-    monkeypatch.setattr(
-        build_module,
-        "build_issue",
-        functools.partial(build_module.build_issue, chart_cache=charts),
-    )
     return tmp_path
 
 
@@ -100,20 +83,3 @@ def test_the_quickstart_then_the_editors_week_reach_a_real_send(project, capsys)
         for m in messages
         if "Week to 19 Sep" in str(m["Subject"])
     )
-
-
-def test_a_quickstart_message_unsubscribes_against_serve_with_no_variable_set(project, capsys):
-    assert main(["run", "--quiet"]) == 0
-    capsys.readouterr()
-    message = message_from_bytes(_outbox(project)[0].read_bytes(), policy=default_policy)
-    reader = message["To"].addresses[0].addr_spec
-    link = re.search(r"<(https?://[^>]+/u/[^>]+)>", str(message["List-Unsubscribe"])).group(1)
-    token = link.rsplit("/u/", 1)[1]
-    config = load_config(project / "config.yaml")
-    site = Site.for_config(config, resolve_secrets(config, {}))
-    with http_serving(make_server("127.0.0.1", 0, site, now_utc)) as url:
-        assert "Unsubscribe" in http_request(f"{url}/u/{token}").text
-        assert http_request(f"{url}/u/{token}", data=b"").status == 200
-        assert "2025-09-26" in http_request(f"{url}/feed.atom").text
-    left = {email for email, _, _ in subscribers(config, SubscriberStatus.UNSUBSCRIBED)}
-    assert left == {reader}

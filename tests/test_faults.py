@@ -229,6 +229,7 @@ class SlowHandler:
         return "250 OK"
 
 
+@pytest.mark.slow
 def test_a_scheduler_killed_mid_send_finishes_the_issue_when_restarted(
     tmp_path, configure, prepare
 ):

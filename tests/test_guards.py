@@ -166,7 +166,9 @@ def _notes(config: Path) -> Path:
         ),
     ],
 )
-def test_build_refuses_words_a_message_cannot_carry(write_config, capsys, flags, notes, message):
+def test_build_refuses_words_a_message_cannot_carry(
+    fast_cli, write_config, capsys, flags, notes, message
+):
     config = write_config()
     path = _notes(config)
     if notes is not None:
@@ -176,7 +178,9 @@ def test_build_refuses_words_a_message_cannot_carry(write_config, capsys, flags,
     assert not (config.parent / "var" / "issues" / AS_OF / "stats.json").exists()
 
 
-def test_a_long_non_ascii_subject_and_preheader_still_build(write_config, tmp_path, capsys):
+def test_a_long_non_ascii_subject_and_preheader_still_build(
+    fast_cli, write_config, tmp_path, capsys
+):
     config = write_config()
     _notes(config).write_text(f"Preheader: {LONG_OK[::-1]}\n---\n", encoding="utf-8")
     out = tmp_path / "out"

@@ -84,7 +84,9 @@ def test_scripts_and_handlers_never_reach_a_subscriber():
     assert "Hello **readers**." in text
 
 
-def test_send_refuses_an_issue_with_lint_errors(write_config, tmp_path, capsys, monkeypatch):
+def test_send_refuses_an_issue_with_lint_errors(
+    fast_cli, write_config, tmp_path, capsys, monkeypatch
+):
     monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "s" * 32)
     templates = tmp_path / "templates"
     templates.mkdir()

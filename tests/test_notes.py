@@ -14,7 +14,9 @@ def test_header_fields_and_markdown_are_split():
     assert parse_notes("Just a note.\n") == EditorNotes(markdown="Just a note.")
 
 
-def test_draft_creates_the_template_once_and_build_uses_it(write_config, tmp_path, capsys):
+def test_draft_creates_the_template_once_and_build_uses_it(
+    fast_cli, write_config, tmp_path, capsys
+):
     config = write_config()
     assert main(["draft", "--config", str(config), "--as-of", "2024-07-17"]) == 0
     path = tmp_path / "issues" / "2024-07-17" / "notes.md"

@@ -142,6 +142,7 @@ def test_data_status_shows_the_prices_the_build_would_read(write_config, capsys)
     assert "is empty; run `newsletter data refresh`" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_live_build_whose_refresh_fails_needs_allow_stale(write_config, capsys, monkeypatch):
     from newsletter.app import data  # noqa: PLC0415
     from newsletter.cli import main  # noqa: PLC0415

@@ -76,7 +76,7 @@ def check_message(message: EmailMessage, recipient: str) -> None:
 
 
 def test_run_delivers_one_message_per_subscriber_to_a_real_smtp_server(
-    write_config, smtp_server: SmtpEndpoint, capsys, tmp_path
+    fast_cli, write_config, smtp_server: SmtpEndpoint, capsys, tmp_path
 ):
     config = write_config(smtp={"host": smtp_server.host, "port": smtp_server.port})
     env_secret = {"NEWSLETTER_UNSUBSCRIBE_SECRET": "test-secret-test-secret"}
@@ -104,7 +104,9 @@ def test_run_delivers_one_message_per_subscriber_to_a_real_smtp_server(
     assert f"Archive: {tmp_path / 'var' / 'archive' / '2024-07-16'} (" in out
 
 
-def test_run_again_sends_nothing_twice(write_config, smtp_server: SmtpEndpoint, monkeypatch):
+def test_run_again_sends_nothing_twice(
+    fast_cli, write_config, smtp_server: SmtpEndpoint, monkeypatch
+):
     monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "test-secret-test-secret")
     config = write_config(smtp={"host": smtp_server.host, "port": smtp_server.port})
     argv = ["run", "--config", str(config), "--as-of", "2024-07-16", "--quiet"]
@@ -115,7 +117,7 @@ def test_run_again_sends_nothing_twice(write_config, smtp_server: SmtpEndpoint, 
 
 @pytest.mark.smtp_refuse({"grace.hopper@example.org": "550 5.1.1 No such user"})
 def test_a_bounced_address_is_reported_and_marked(
-    write_config, smtp_server, monkeypatch, capsys, build_day
+    fast_cli, write_config, smtp_server, monkeypatch, capsys, build_day
 ):
     monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "test-secret-test-secret")
     config = write_config(smtp={"host": smtp_server.host, "port": smtp_server.port})
@@ -186,7 +188,7 @@ def test_smtp_server_that_is_down_gives_one_clear_line(write_config, capsys, mon
 
 
 def test_send_test_copy_is_marked_and_not_recorded(
-    write_config, smtp_server, monkeypatch, capsys, build_day
+    fast_cli, write_config, smtp_server, monkeypatch, capsys, build_day
 ):
     monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "test-secret-test-secret")
     config = write_config(smtp={"host": smtp_server.host, "port": smtp_server.port})
@@ -204,7 +206,7 @@ def test_send_test_copy_is_marked_and_not_recorded(
 
 
 def test_dry_run_composes_what_a_send_would_send_and_sends_nothing(
-    write_config, smtp_server, monkeypatch, capsys, build_day
+    fast_cli, write_config, smtp_server, monkeypatch, capsys, build_day
 ):
     monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "test-secret-test-secret")
     config = write_config(smtp={"host": smtp_server.host, "port": smtp_server.port})
@@ -222,7 +224,9 @@ def test_dry_run_composes_what_a_send_would_send_and_sends_nothing(
 
 
 @pytest.mark.smtp_refuse({"alan.turing@example.com": "451 4.3.0 try again later"})
-def test_resume_finishes_the_interrupted_issue(write_config, smtp_server, monkeypatch, capsys):
+def test_resume_finishes_the_interrupted_issue(
+    fast_cli, write_config, smtp_server, monkeypatch, capsys
+):
     monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "test-secret-test-secret")
     config = write_config(
         smtp={"host": smtp_server.host, "port": smtp_server.port},
@@ -240,7 +244,7 @@ def test_resume_finishes_the_interrupted_issue(write_config, smtp_server, monkey
 
 
 def test_hosted_images_make_a_small_message_that_links_its_charts(
-    write_config, smtp_server, monkeypatch, capsys
+    fast_cli, write_config, smtp_server, monkeypatch, capsys
 ):
     monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "test-secret-test-secret")
     config = write_config(
@@ -267,6 +271,7 @@ def test_hosted_images_make_a_small_message_that_links_its_charts(
         assert path.read_bytes().startswith(b"\x89PNG"), src
 
 
+@pytest.mark.slow
 def test_resume_after_a_send_killed_during_its_build(
     write_config, smtp_server, monkeypatch, capsys
 ):

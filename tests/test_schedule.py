@@ -208,6 +208,7 @@ def test_a_restart_keeps_one_job_and_a_run_missed_while_off(write_config, tmp_pa
     assert [row[0] for row in _job_rows(config)] == [JOB_ID]
 
 
+@pytest.mark.slow
 def test_the_scheduler_runs_the_real_job_when_due_and_stops_cleanly(
     write_config, tmp_path, monkeypatch
 ):
@@ -301,6 +302,7 @@ def test_schedule_stops_cleanly_on_sigterm(write_config, tmp_path):
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_a_run_that_finds_the_smtp_server_down_retries_and_sends_each_message_once(
     write_config, tmp_path, monkeypatch, caplog, fast_job
 ):
@@ -362,7 +364,7 @@ def test_a_second_scheduler_on_the_same_project_refuses_to_start(write_config):
     run_scheduler(config, scheduled_job, stop, now_utc)
 
 
-def test_approve_records_the_issue_as_built_now(write_config, capsys, prepare):
+def test_approve_records_the_issue_as_built_now(fast_cli, write_config, capsys, prepare):
     config_path = write_config(
         schedule={"require_approval": True, "editor_email": "ed@example.com"}
     )
