@@ -28,6 +28,7 @@ from newsletter.app.built import BuiltIssue
 from newsletter.app.data import Market, load_market
 from newsletter.config import Config, load_config
 from newsletter.delivery.capture import free_loopback_port
+from tests import postgres
 
 REPO = Path(__file__).resolve().parent.parent
 SNAPSHOT = REPO / "newsletter" / "data" / "market"
@@ -157,6 +158,37 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str | None]:
+    """A PostgreSQL server for this test worker (tests/postgres.py); None where it is missing."""
+    if postgres.binaries() is None:
+        yield None
+        return
+    with postgres.server() as url:
+        yield url
+
+
+both_databases = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+"""Run a test of the store, the ledger or concurrency on SQLite and on PostgreSQL."""
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The test's database: None is the default SQLite file under var/, else (with
+    `both_databases`) the URL of a new PostgreSQL database, skipped, saying why, where
+    PostgreSQL is missing. The databases the test opened are closed after it."""
+    from newsletter.app.wiring import close_databases  # noqa: PLC0415
+
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield None
+    else:
+        server = request.getfixturevalue("postgres_server")
+        if server is None:
+            pytest.skip(postgres.MISSING)
+        yield postgres.new_database(server)
+    close_databases()
 
 
 @pytest.fixture(scope="session")

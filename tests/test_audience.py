@@ -10,7 +10,7 @@ from newsletter.cli import main
 from newsletter.config import load_config
 from newsletter.mail.unsubscribe import make_token
 from newsletter.web.site import make_server
-from tests.conftest import http_request, http_serving
+from tests.conftest import both_databases, http_request, http_serving
 from tests.conftest import now_utc as now
 
 KEY = b"unsubscribe-test-key-unsubscribe"
@@ -18,8 +18,8 @@ LIST_ID = "rotation-digest.example.com"
 
 
 @pytest.fixture
-def config_path(write_config):
-    return write_config(subscribers={"file": None})
+def config_path(write_config, database_url):
+    return write_config(subscribers={"file": None}, database={"url": database_url})
 
 
 def cli(capsys, *argv):
@@ -28,6 +28,7 @@ def cli(capsys, *argv):
     return code, captured.out, captured.err
 
 
+@both_databases
 def test_import_reports_bad_rows_and_never_reactivates(config_path, tmp_path, capsys):
     csv_file = tmp_path / "list.csv"
     csv_file.write_text(
@@ -130,6 +131,7 @@ def test_a_bad_status_in_a_csv_row_names_the_line(config_path, tmp_path, capsys)
     assert "1 added" in out
 
 
+@both_databases
 def test_a_deliberate_resubscribe_is_recorded_with_who_and_when(config_path, capsys):
     import getpass  # noqa: PLC0415
 
@@ -180,6 +182,7 @@ def request(url, data=None):
     return reply.status, reply.text
 
 
+@both_databases
 def test_get_only_asks_and_post_unsubscribes(endpoint):
     base, engine = endpoint
     token = make_token(KEY, LIST_ID, "ada@example.com")
@@ -210,23 +213,6 @@ def test_tampered_or_foreign_tokens_are_refused(endpoint, token):
     assert status in (400, 404)
     assert "This link is not valid" in page
     assert status_of(engine, "ada@example.com") == "active"
-
-
-def test_a_database_from_an_older_version_is_refused_by_name(tmp_path):
-    import sqlite3  # noqa: PLC0415
-
-    from newsletter.db.schema import open_database  # noqa: PLC0415
-    from newsletter.errors import DatabaseError  # noqa: PLC0415
-
-    path = tmp_path / "old.db"
-    with sqlite3.connect(path) as db:
-        db.execute(
-            "CREATE TABLE estimate_snapshots (ticker TEXT, taken_on DATE, period TEXT, revenue_avg REAL)"
-        )
-    with pytest.raises(
-        DatabaseError, match=r"table estimate_snapshots lacks column\(s\) analysts, next_earnings"
-    ):
-        open_database(f"sqlite:///{path}")
 
 
 def test_a_quickstart_link_unsubscribes_through_serve_without_any_variable(

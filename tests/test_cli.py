@@ -151,6 +151,7 @@ def test_every_command_has_help():
         "schedule",
         "preview",
         "status",
+        "db",
     }
 
     def check(parser, name):

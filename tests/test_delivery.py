@@ -18,6 +18,7 @@ import yaml
 from newsletter.app.send import send_issue
 from newsletter.config import Secrets, load_config
 from newsletter.errors import DeliveryError
+from tests.conftest import both_databases
 
 from .conftest import REPO, now_utc, serving
 from .smtpfaults import ACCEPT, DROP, DROP_AFTER_STORE, STALL, GreetingServer, ScriptedHandler
@@ -33,11 +34,14 @@ def built(build_day):
 
 
 @pytest.fixture
-def configure(tmp_path):
+def configure(tmp_path, database_url):
+    """A config on a server at `port`, on SQLite and on PostgreSQL."""
+
     def make(port: int, **delivery):
         raw = {
             "templates": {"dir": str(REPO / "templates")},
             "paths": {"var_dir": str(tmp_path / "var")},
+            "database": {"url": database_url},
             "smtp": {"host": "127.0.0.1", "port": port, "timeout_s": 1},
             "delivery": {"connections": 1, "retry_backoff_s": 0, "max_attempts": 3, **delivery},
         }
@@ -74,6 +78,7 @@ def test_a_temporary_rcpt_refusal_is_retried_until_accepted(built, configure, re
     assert result.complete
 
 
+@both_databases
 def test_a_message_still_refused_after_max_attempts_is_deferred_then_sent_next_run(
     built, configure
 ):
@@ -147,6 +152,7 @@ def test_a_connection_dropped_mid_data_is_resent_once(built, configure):
     assert result.report.retried == 1
 
 
+@both_databases
 def test_a_lost_reply_after_storing_is_the_one_documented_duplicate(built, configure):
     handler = ScriptedHandler(data={ADA: [DROP_AFTER_STORE]})
     with serving(handler) as port:
@@ -199,6 +205,7 @@ def test_554_at_the_greeting_stops_the_run(built, configure):
         assert server.connections == 1
 
 
+@both_databases
 def test_more_connections_and_a_rate_cap_still_send_each_message_once(built, configure):
     handler = ScriptedHandler()
     with serving(handler) as port:
@@ -212,7 +219,8 @@ def test_more_connections_and_a_rate_cap_still_send_each_message_once(built, con
     assert elapsed >= (EVERYONE - 1) / 20
 
 
-def test_an_unsubscribed_reader_is_skipped_even_mid_issue(built, configure, tmp_path):
+@both_databases
+def test_an_unsubscribed_reader_is_skipped_even_mid_issue(built, configure, tmp_path, database_url):
     from newsletter.app.audience import remove_subscriber  # noqa: PLC0415
 
     handler = ScriptedHandler(rcpt={ADA: ["451 4.3.0 later"] * 3})
@@ -223,4 +231,4 @@ def test_an_unsubscribed_reader_is_skipped_even_mid_issue(built, configure, tmp_
         result = send_issue(config, built, secrets=SECRETS, clock=now_utc)
     assert result.ledger == {"sent": EVERYONE - 1, "skipped": 1}
     assert ADA not in recipients(handler)
-    assert Path(tmp_path / "var" / "newsletter.db").is_file()
+    assert Path(tmp_path / "var" / "newsletter.db").is_file() == (database_url is None)

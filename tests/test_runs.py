@@ -19,6 +19,7 @@ from newsletter.db.schema import ledger as ledger_table
 from newsletter.db.schema import runs as runs_table
 from newsletter.mail.compose import message_id
 from newsletter.models import LedgerStatus
+from tests.conftest import both_databases
 
 from .conftest import now_utc, serving
 from .smtpfaults import ScriptedHandler
@@ -67,10 +68,11 @@ def _claimed_by(engine, run_id) -> int:
         ).scalar_one()
 
 
-def test_a_reused_pid_is_not_the_run_that_held_it(write_config, build_day):
+@both_databases
+def test_a_reused_pid_is_not_the_run_that_held_it(write_config, build_day, database_url):
     """PID 1 in every new container, or a pid the kernel gave again: the process now behind
     the pid started after the run did, so the run is dead and its claims go back."""
-    config = load_config(write_config(subscribers={"file": None}))
+    config = load_config(write_config(subscribers={"file": None}, database={"url": database_url}))
     from newsletter.app.audience import add_subscriber  # noqa: PLC0415
 
     for i in range(4):
@@ -91,10 +93,15 @@ def test_a_reused_pid_is_not_the_run_that_held_it(write_config, build_day):
         alive_pid.wait()
 
 
-def test_a_survivor_takes_over_the_claims_of_a_sender_that_died(write_config, build_day):
+@both_databases
+def test_a_survivor_takes_over_the_claims_of_a_sender_that_died(
+    write_config, build_day, database_url
+):
     handler = ScriptedHandler()
     with serving(handler) as port:
-        config = load_config(write_config(smtp={"host": "127.0.0.1", "port": port}))
+        config = load_config(
+            write_config(smtp={"host": "127.0.0.1", "port": port}, database={"url": database_url})
+        )
         built = build_day("2024-07-16")
         engine, issue_id = _issue(config, built)
         peer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(2)"])

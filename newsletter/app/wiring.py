@@ -1,15 +1,16 @@
 """What every use case shares: the project database.
 
 The database engine is made once per URL and process, so its connection pool is shared and the
-tables are created and checked once, whichever use case (or the scheduler's job store) asks.
+schema is checked once, whichever use case (or the scheduler's job store) asks.
 """
 
 from __future__ import annotations
 
-import functools
+import threading
 from typing import TYPE_CHECKING
 
-from newsletter.db.schema import open_database
+from newsletter.db.migrate import SchemaVersion, schema_state, upgrade
+from newsletter.db.schema import make_engine, open_database
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -17,11 +18,43 @@ if TYPE_CHECKING:
     from newsletter.config import Config
 
 
+_OPENED: dict[str, Engine] = {}
+_LOCK = threading.Lock()
+
+
 def database(config: Config) -> Engine:
     """The project database (subscribers, issues, the send ledger, reviews, scheduler jobs)."""
-    return _engine(config.database_url)
+    url = config.database_url
+    with _LOCK:
+        if url not in _OPENED:
+            _OPENED[url] = open_database(url)
+        return _OPENED[url]
 
 
-@functools.cache
-def _engine(url: str) -> Engine:
-    return open_database(url)
+def close_databases() -> None:
+    """Close every database this process opened (their pools' connections included); the next
+    use opens them again."""
+    with _LOCK:
+        for engine in _OPENED.values():
+            engine.dispose()
+        _OPENED.clear()
+
+
+def upgrade_database(config: Config) -> tuple[str, str | None, str]:
+    """Bring the project database's schema to this version's: (where, revision before, now)."""
+    engine, where = make_engine(config.database_url)
+    try:
+        before, after = upgrade(engine, where)
+    finally:
+        engine.dispose()
+    close_databases()  # an engine opened before the upgrade would refuse the database
+    return where, before, after
+
+
+def database_schema(config: Config) -> tuple[str, SchemaVersion]:
+    """Where the project database's schema stands against this version's, without changing it."""
+    engine, where = make_engine(config.database_url)
+    try:
+        return where, schema_state(engine, where)
+    finally:
+        engine.dispose()

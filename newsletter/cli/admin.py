@@ -32,6 +32,35 @@ def _bind(
         ) from err
 
 
+def cmd_db(args: argparse.Namespace) -> int:
+    from newsletter.app.wiring import database_schema, upgrade_database  # noqa: PLC0415
+
+    config = load(args)
+    if args.action == "upgrade":
+        where, before, after = upgrade_database(config)
+        if before == after:
+            print(f"Database {where}: schema revision {after}, already this version's")
+        else:
+            print(
+                f"Database {where}: schema revision {before or 'none (new or pre-migration)'} -> {after}"
+            )
+        return 0
+    where, state = database_schema(config)
+    if state.current == state.head:
+        print(f"Database {where}: schema revision {state.current}, this version's")
+        return 0
+    if state.empty:
+        print(
+            f"Database {where}: new; the first command that uses it creates revision {state.head}"
+        )
+        return 0
+    print(
+        f"Database {where}: schema revision {state.current or 'none (made before migrations)'}, "
+        f"this version needs {state.head}: run `newsletter db upgrade`"
+    )
+    return 1
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from newsletter.app.site import Site  # noqa: PLC0415
     from newsletter.config import resolve_secrets  # noqa: PLC0415

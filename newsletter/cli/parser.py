@@ -14,6 +14,7 @@ from newsletter import __version__
 from newsletter.cli.admin import (
     cmd_check_config,
     cmd_data,
+    cmd_db,
     cmd_preview,
     cmd_schedule,
     cmd_serve,
@@ -27,7 +28,7 @@ from newsletter.cli.issues import (
     cmd_send,
     cmd_status,
 )
-from newsletter.cli.subscribers import cmd_subscribers
+from newsletter.cli.subscribers import add_subscribers_parser
 
 DEFAULT_CONFIG = Path("config.yaml")
 
@@ -97,73 +98,6 @@ class Parents:
             quiet,
             dated,
         )
-
-
-def _add_subscribers_parser(commands: Commands, common: argparse.ArgumentParser) -> None:
-    subscribers = commands.add_parser(
-        "subscribers",
-        parents=[common],
-        help="add, remove, list, import or export subscribers",
-        description="Manage the subscriber database. Nobody who unsubscribed or bounced is ever "
-        "re-activated, except by a deliberate `add --resubscribe`.",
-    )
-    actions = subscribers.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add = actions.add_parser(
-        "add", parents=[common], help="add one address", description="Add one subscriber."
-    )
-    add.add_argument("email", help="the address")
-    add.add_argument("--name", help="display name")
-    add.add_argument(
-        "--resubscribe",
-        action="store_true",
-        help="make an address that unsubscribed, bounced or complained active again, because "
-        "they asked to come back (recorded with your user name and the time)",
-    )
-    show = actions.add_parser(
-        "show",
-        parents=[common],
-        help="one subscriber's record and status history",
-        description="Print one subscriber's address, name, status, when and from where they "
-        "joined, and every deliberate status change: who made it and when.",
-    )
-    show.add_argument("email", help="the address")
-    remove = actions.add_parser(
-        "remove",
-        parents=[common],
-        help="unsubscribe one address",
-        description="Mark one subscriber unsubscribed.",
-    )
-    remove.add_argument("email", help="the address")
-    listing = actions.add_parser(
-        "list",
-        parents=[common],
-        help="print subscribers",
-        description="Print email, name and status, tab-separated.",
-    )
-    listing.add_argument(
-        "--status",
-        choices=["active", "unsubscribed", "bounced", "complained"],
-        help="only this status",
-    )
-    importing = actions.add_parser(
-        "import",
-        parents=[common],
-        help="import a CSV (email,name[,status])",
-        description="Import a CSV with an email column (and optionally name and status, as export "
-        "writes them). New addresses take their row's status (active by default); a row saying "
-        "unsubscribed, bounced or complained marks an active subscriber so; nobody who left is "
-        "ever re-activated. Each bad row is reported with its line number and the good rows are "
-        "imported; exit code 1 if any row was bad.",
-    )
-    importing.add_argument("file", type=Path, help="CSV file")
-    export = actions.add_parser(
-        "export",
-        parents=[common],
-        help="export to a CSV",
-        description="Write email,name,status for every subscriber.",
-    )
-    export.add_argument("file", type=Path, help="CSV file to write")
-    subscribers.set_defaults(handler=cmd_subscribers)
 
 
 def _add_editor_parsers(
@@ -354,6 +288,31 @@ def _add_admin_parsers(
     )
     status.set_defaults(handler=cmd_data)
 
+    db = commands.add_parser(
+        "db",
+        parents=[common],
+        help="the project database's schema: upgrade it, or show where it stands",
+        description="The project database (database.url) has a versioned schema (Alembic). A new "
+        "database is created by the first command that uses it; one made by an older version "
+        "is refused until `newsletter db upgrade` moves it on (back it up first), and one "
+        "upgraded by a newer version is refused.",
+    )
+    db_actions = db.add_subparsers(dest="action", required=True, metavar="ACTION")
+    db_actions.add_parser(
+        "upgrade",
+        parents=[common],
+        help="apply the migrations the database lacks",
+        description="Apply every migration the database lacks, in one transaction; a database "
+        "made before migrations existed is checked against the first release's tables first.",
+    ).set_defaults(handler=cmd_db)
+    db_actions.add_parser(
+        "status",
+        parents=[common],
+        help="show the database's schema revision and this version's (exit 1 if it is behind)",
+        description="Print the database's schema revision and the one this version needs; exit "
+        "code 1 when `newsletter db upgrade` is needed.",
+    ).set_defaults(handler=cmd_db)
+
     serve = commands.add_parser(
         "serve",
         parents=[common],
@@ -385,6 +344,6 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parents.parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_issue_parsers(commands, parents)
     _add_editor_parsers(commands, parents.common, parents.quiet, parents.dated)
-    _add_subscribers_parser(commands, parents.common)
+    add_subscribers_parser(commands, parents.common)
     _add_admin_parsers(commands, parents.common, parents.quiet)
     return parents.parser

@@ -3,16 +3,20 @@ export the list."""
 
 from __future__ import annotations
 
+import argparse
 import getpass
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from newsletter.cli.common import load, now_utc
 
 if TYPE_CHECKING:
-    import argparse
+    from typing import TypeAlias
 
     from newsletter.config import Config
+
+    Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def _actor() -> str:
@@ -109,3 +113,76 @@ ACTIONS = {
 
 def cmd_subscribers(args: argparse.Namespace) -> int:
     return ACTIONS[args.action](args, load(args))
+
+
+def add_subscribers_parser(commands: Commands, common: argparse.ArgumentParser) -> None:
+    """`newsletter subscribers` and its actions, for the parser's table."""
+    subscribers = commands.add_parser(
+        "subscribers",
+        parents=[common],
+        help="add, remove, list, import or export subscribers",
+        description="Manage the subscriber database. Nobody who unsubscribed or bounced is ever "
+        "re-activated, except by a deliberate `add --resubscribe`.",
+    )
+    actions = subscribers.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser(
+        "add", parents=[common], help="add one address", description="Add one subscriber."
+    )
+    add.add_argument("email", help="the address")
+    add.add_argument("--name", help="display name")
+    add.add_argument(
+        "--resubscribe",
+        action="store_true",
+        help="make an address that unsubscribed, bounced or complained active again, because "
+        "they asked to come back (recorded with your user name and the time)",
+    )
+    show = actions.add_parser(
+        "show",
+        parents=[common],
+        help="one subscriber's record and status history",
+        description="Print one subscriber's address, name, status, when and from where they "
+        "joined, and every deliberate status change: who made it and when.",
+    )
+    show.add_argument("email", help="the address")
+    remove = actions.add_parser(
+        "remove",
+        parents=[common],
+        help="unsubscribe one address",
+        description="Mark one subscriber unsubscribed.",
+    )
+    remove.add_argument("email", help="the address")
+    listing = actions.add_parser(
+        "list",
+        parents=[common],
+        help="print subscribers",
+        description="Print email, name and status, tab-separated.",
+    )
+    listing.add_argument(
+        "--status",
+        choices=["active", "unsubscribed", "bounced", "complained"],
+        help="only this status",
+    )
+    _add_file_actions(actions, common)
+    subscribers.set_defaults(handler=cmd_subscribers)
+
+
+def _add_file_actions(actions: Commands, common: argparse.ArgumentParser) -> None:
+    """`subscribers import` and `subscribers export`."""
+    importing = actions.add_parser(
+        "import",
+        parents=[common],
+        help="import a CSV (email,name[,status])",
+        description="Import a CSV with an email column (and optionally name and status, as export "
+        "writes them). New addresses take their row's status (active by default); a row saying "
+        "unsubscribed, bounced or complained marks an active subscriber so; nobody who left is "
+        "ever re-activated. Each bad row is reported with its line number and the good rows are "
+        "imported; exit code 1 if any row was bad.",
+    )
+    importing.add_argument("file", type=Path, help="CSV file")
+    export = actions.add_parser(
+        "export",
+        parents=[common],
+        help="export to a CSV",
+        description="Write email,name,status for every subscriber.",
+    )
+    export.add_argument("file", type=Path, help="CSV file to write")

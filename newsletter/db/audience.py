@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from newsletter.db.schema import reader, subscriber_events, subscribers
+from newsletter.db.schema import insert_or_skip, reader, subscriber_events, subscribers
 from newsletter.models import Subscriber, SubscriberStatus, address_key
 
 
@@ -92,8 +92,8 @@ def import_subscribers(
                 )
             if "status" in changes:
                 _note_event(conn, found.id, subscriber.status, f"import of {source}", now)
-        if new_rows:
-            conn.execute(subscribers.insert(), list(new_rows.values()))
+        if new_rows:  # an address another process imported meanwhile is skipped
+            conn.execute(insert_or_skip(conn, subscribers, ["email_key"]), list(new_rows.values()))
     return report
 
 
@@ -102,7 +102,7 @@ def _note_event(
 ) -> None:
     conn.execute(
         subscriber_events.insert().values(
-            subscriber_id=subscriber_id, at=now, status=status, by=by[:200]
+            subscriber_id=subscriber_id, at=now, status=status, changed_by=by[:200]
         )
     )
 
@@ -152,7 +152,9 @@ def subscriber_history(engine: Engine, email: str) -> SubscriberRecord | None:
         if row is None:
             return None
         events = conn.execute(
-            sa.select(subscriber_events.c.at, subscriber_events.c.status, subscriber_events.c.by)
+            sa.select(
+                subscriber_events.c.at, subscriber_events.c.status, subscriber_events.c.changed_by
+            )
             .where(subscriber_events.c.subscriber_id == row.id)
             .order_by(subscriber_events.c.id)
         ).all()
@@ -162,7 +164,7 @@ def subscriber_history(engine: Engine, email: str) -> SubscriberRecord | None:
         SubscriberStatus(row.status),
         row.source,
         row.created_at,
-        tuple((event.at, SubscriberStatus(event.status), event.by) for event in events),
+        tuple((event.at, SubscriberStatus(event.status), event.changed_by) for event in events),
     )
 
 

@@ -14,7 +14,14 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from newsletter.db.schema import corrections, issues, ledger, new_id, reader, subscribers
+from newsletter.db.schema import (
+    corrections,
+    insert_or_skip,
+    issues,
+    ledger,
+    reader,
+    subscribers,
+)
 from newsletter.errors import IssueChangedError
 from newsletter.models import (
     UNFINISHED,
@@ -41,15 +48,12 @@ def record_issue(
     """The issue's id; the first send freezes its content. A changed build is refused once
     readers have the issue, unless `corrected`: then it becomes the content the rest get."""
     with engine.begin() as conn:
-        row = conn.execute(sa.select(issues).where(issues.c.as_of == as_of)).first()
-        if row is None:
-            return new_id(
-                conn.execute(
-                    issues.insert().values(
-                        as_of=as_of, subject=subject, content_sha256=content_sha256, created_at=now
-                    )
-                )
+        conn.execute(  # a sender racing this one may have just added it
+            insert_or_skip(conn, issues, ["as_of"]).values(
+                as_of=as_of, subject=subject, content_sha256=content_sha256, created_at=now
             )
+        )
+        row = conn.execute(sa.select(issues).where(issues.c.as_of == as_of)).one()
         if row.content_sha256 == content_sha256:
             return int(row.id)
         sent = conn.execute(
@@ -112,13 +116,11 @@ def note_send_intent(engine: Engine, as_of: date, now: datetime) -> None:
     """Remember that a send of the issue for `as_of` began, before it is built: a send killed
     during its build is then still found by `send --resume`."""
     with engine.begin() as conn:
-        found = conn.execute(sa.select(issues.c.id).where(issues.c.as_of == as_of)).first()
-        if found is None:
-            conn.execute(
-                issues.insert().values(
-                    as_of=as_of, subject="", content_sha256=INTENT, created_at=now
-                )
+        conn.execute(
+            insert_or_skip(conn, issues, ["as_of"]).values(
+                as_of=as_of, subject="", content_sha256=INTENT, created_at=now
             )
+        )
 
 
 def latest_unfinished_issue(engine: Engine) -> date | None:
@@ -202,8 +204,8 @@ def enqueue_audience(
             ).all()
             if not chunk:
                 return added
-            conn.execute(
-                ledger.insert(),
+            conn.execute(  # rows a racing sender enqueued first are skipped
+                insert_or_skip(conn, ledger, ["issue_id", "subscriber_id"]),
                 [
                     {
                         "issue_id": issue_id,

@@ -9,7 +9,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from newsletter.db.schema import reader, reviews
+from newsletter.db.schema import reader, reviews, upsert
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,11 +22,7 @@ class Review:
 
 def _set_review(engine: Engine, as_of: date, **values: object) -> None:
     with engine.begin() as conn:
-        found = conn.execute(sa.select(reviews.c.as_of).where(reviews.c.as_of == as_of)).first()
-        if found is None:
-            conn.execute(reviews.insert().values(as_of=as_of, **values))
-        else:
-            conn.execute(reviews.update().where(reviews.c.as_of == as_of).values(**values))
+        conn.execute(upsert(conn, reviews, ["as_of"], {"as_of": as_of, **values}))
 
 
 def approve(engine: Engine, as_of: date, content_sha256: str, now: datetime) -> None:

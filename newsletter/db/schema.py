@@ -1,21 +1,25 @@
 """The project database's tables (SQLAlchemy Core) and how to open it.
 
 SQLite under var/ by default; a PostgreSQL URL works unchanged (only portable SQL is used, and
-claims lock rows with FOR UPDATE SKIP LOCKED where the database has it). On SQLite every write
+claims lock rows with FOR UPDATE SKIP LOCKED where the database has it). The schema is
+versioned with Alembic (db/migrate.py, db/migrations/). On SQLite every write
 transaction starts with BEGIN IMMEDIATE, so two senders never interleave a claim, and the
 journal is WAL with synchronous=NORMAL: a committed row survives a killed process.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from newsletter.db.migrate import ensure_current
 from newsletter.errors import DatabaseError
 
 READ_ONLY = "newsletter_read_only"
@@ -42,7 +46,7 @@ subscriber_events = sa.Table(
     sa.Column("subscriber_id", sa.ForeignKey("subscribers.id"), nullable=False),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("by", sa.String(200), nullable=False),
+    sa.Column("changed_by", sa.String(200), nullable=False),
     sa.Index("ix_subscriber_events_subscriber", "subscriber_id"),
 )
 """Deliberate status changes of a subscriber: who made them (a person at the CLI, a reader's
@@ -125,6 +129,32 @@ estimate_snapshots = sa.Table(
 )
 
 
+def _dialect_insert(conn: Connection, table: sa.Table) -> Any:
+    name = conn.dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table)
+    if name == "sqlite":
+        return sqlite.insert(table)
+    raise DatabaseError(f"database dialect {name} is not supported: use SQLite or PostgreSQL")
+
+
+def insert_or_skip(conn: Connection, table: sa.Table, keys: Sequence[str]) -> sa.Insert:
+    """An INSERT that skips rows whose `keys` exist already (another process just wrote them),
+    instead of failing: INSERT ... ON CONFLICT DO NOTHING."""
+    return cast(
+        "sa.Insert", _dialect_insert(conn, table).on_conflict_do_nothing(index_elements=keys)
+    )
+
+
+def upsert(
+    conn: Connection, table: sa.Table, keys: Sequence[str], values: dict[str, Any]
+) -> sa.Insert:
+    """INSERT `values`, or where a row with the same `keys` exists update it with them."""
+    statement = _dialect_insert(conn, table).values(**values)
+    changes = {name: value for name, value in values.items() if name not in keys}
+    return cast("sa.Insert", statement.on_conflict_do_update(index_elements=keys, set_=changes))
+
+
 def new_id(result: sa.CursorResult[Any]) -> int:
     key = result.inserted_primary_key
     if key is None:
@@ -155,38 +185,43 @@ def reader(engine: Engine) -> Connection:
     return engine.connect().execution_options(**{READ_ONLY: True})
 
 
-def _check_columns(engine: Engine) -> None:
-    """Refuse a database whose tables lack columns this version writes (no migrations yet)."""
-    inspector = sa.inspect(engine)
-    for table in metadata.sorted_tables:
-        present = {column["name"] for column in inspector.get_columns(table.name)}
-        missing = [column.name for column in table.columns if column.name not in present]
-        if missing:
-            raise DatabaseError(
-                f"database table {table.name} lacks column(s) {', '.join(missing)}: it was made by "
-                "an older version and there are no migrations yet. Keep the file (it records who "
-                "unsubscribed and what was sent) and use the version that made it; to start "
-                "afresh, `newsletter subscribers export` first, move the file aside, import the "
-                "export, and remove the addresses that had left (an import makes everyone active)"
-            )
-
-
-def open_database(url: str) -> Engine:
-    """An engine for `url` with the tables created; SQLite files get their folder made."""
+def make_engine(url: str) -> tuple[Engine, str]:
+    """An engine for `url` (SQLite files get their folder made), and the URL to name in
+    messages, its password masked. Its schema is not checked: `open_database` does that."""
+    parsed = sa.engine.make_url(url)
+    if parsed.drivername == "postgresql":  # the driver the postgres extra installs: psycopg 3
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    where = parsed.render_as_string()
     try:
-        engine = sa.create_engine(url)
+        engine = sa.create_engine(parsed)
         if engine.dialect.name == "sqlite":
             database = engine.url.database
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             event.listen(engine, "connect", _sqlite_pragmas)
             event.listen(engine, "begin", _sqlite_begin)
-        metadata.create_all(engine)
-        _check_columns(engine)
-    except (sa.exc.SQLAlchemyError, OSError) as err:
+    except ModuleNotFoundError as err:
         raise DatabaseError(
-            f"cannot open database {sa.engine.make_url(url).render_as_string()}: {err}"
+            f"database {where} needs the Python driver {err.name}, which is not installed: "
+            'pip install -e ".[postgres]" (psycopg 3) for PostgreSQL'
         ) from err
+    except (sa.exc.SQLAlchemyError, OSError) as err:
+        raise DatabaseError(f"cannot open database {where}: {err}") from err
+    return engine, where
+
+
+def open_database(url: str) -> Engine:
+    """An engine for `url` whose schema is the code's: a new database is created, an older or
+    newer one is refused with one line (`newsletter db upgrade` moves an older one on)."""
+    engine, where = make_engine(url)
+    try:
+        ensure_current(engine, where)
+    except (sa.exc.SQLAlchemyError, OSError) as err:
+        engine.dispose()
+        raise DatabaseError(f"cannot open database {where}: {err}") from err
+    except DatabaseError:
+        engine.dispose()
+        raise
     return engine
 
 
