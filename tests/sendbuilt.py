@@ -22,6 +22,8 @@ def main(config_path: str, built_path: str) -> int:
         secrets=resolve_secrets(config, os.environ),
         clock=lambda: datetime.now(UTC),
     )
+    if not result.complete:
+        sys.stderr.write(f"incomplete: ledger {dict(result.ledger)}; {result.report}\n")
     return 0 if result.complete else 1
 
 

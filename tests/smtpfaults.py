@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 from contextlib import closing
 from dataclasses import dataclass, field
+from email import policy
+from email.parser import BytesHeaderParser
 from typing import Any
 
 ACCEPT = "accept"
@@ -102,3 +104,23 @@ class GreetingServer:
         self._socket.close()
         self._thread.join(timeout=5)
         assert not self._thread.is_alive(), "the greeting server did not stop"
+
+
+class CountingHandler:
+    """Stores nothing, and counts each message it accepts by Message-ID."""
+
+    def __init__(self) -> None:
+        self.ids: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):
+        head = envelope.original_content.split(b"\r\n\r\n", 1)[0]
+        message = BytesHeaderParser(policy=policy.default).parsebytes(head)
+        with self.lock:
+            self.ids[str(message["Message-ID"])] += 1
+        return "250 OK"
+
+    @property
+    def stored(self) -> int:
+        with self.lock:
+            return sum(self.ids.values())

@@ -10,18 +10,14 @@ flight when the sender was killed: the documented lost-reply case, with the same
 from __future__ import annotations
 
 import csv
-import email
 import os
 import pickle
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections import Counter
 from contextlib import ExitStack
 from datetime import date
-from email import policy
 
 import pytest
 import yaml
@@ -29,27 +25,11 @@ import yaml
 from newsletter.config import load_config
 
 from .conftest import REPO, newsletter_command, serving
+from .smtpfaults import CountingHandler
 
 SUBSCRIBERS = 400
 CONNECTIONS = 2
 KILL_AT = (60, 160, 270)
-
-
-class CountingHandler:
-    def __init__(self) -> None:
-        self.ids: Counter[str] = Counter()
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server, session, envelope):
-        message = email.message_from_bytes(envelope.original_content, policy=policy.default)
-        with self.lock:
-            self.ids[str(message["Message-ID"])] += 1
-        return "250 OK"
-
-    @property
-    def stored(self) -> int:
-        with self.lock:
-            return sum(self.ids.values())
 
 
 @pytest.mark.slow
@@ -69,6 +49,7 @@ def test_sigkill_at_any_moment_then_resume_sends_everyone_once(tmp_path, prepare
                 "templates": {"dir": str(REPO / "templates")},
                 "subscribers": {"file": str(subscribers)},
                 "paths": {"var_dir": str(tmp_path / "var")},
+                "newsletter": {"images": "hosted"},  # small messages: the ledger is the test
                 "smtp": {"host": "127.0.0.1", "port": port, "timeout_s": 5},
                 "delivery": {"connections": CONNECTIONS, "rate_per_s": 400, "retry_backoff_s": 0},
             }

@@ -117,3 +117,17 @@ def test_a_survivor_takes_over_the_claims_of_a_sender_that_died(
         set(env.rcpt_tos[0] for env in handler.stored)
     )
     assert len(handler.stored) == 5
+
+
+@both_databases
+def test_take_over_counts_what_a_peer_just_released_as_claimable(
+    write_config, build_day, database_url
+):
+    """A sender that finds nothing to claim, while a peer releases a dead run's claims, must
+    see them: it stops only when nothing is claimable and no live peer holds anything."""
+    config = load_config(write_config(database={"url": database_url}))
+    engine, issue_id = _issue(config, build_day("2024-07-16"))
+    me = runs.start_run(engine, issue_id, now_utc())
+    assert runs.take_over(engine, issue_id, me, now_utc()) == (5, 0)  # released by nobody
+    ledger.claim(engine, issue_id, me, 5, now_utc())
+    assert runs.take_over(engine, issue_id, me, now_utc()) == (0, 0)  # all mine now

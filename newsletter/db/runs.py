@@ -115,7 +115,9 @@ def finish_run(engine: Engine, run_id: int, now: datetime) -> None:
 
 
 def take_over(engine: Engine, issue_id: int, run_id: int, now: datetime) -> tuple[int, int]:
-    """Release this issue's claims held by dead runs; (released, still held by live runs)."""
+    """Release this issue's claims held by dead runs; (messages claimable now, still held by
+    live runs). Claimable counts what a peer released a moment ago too, so a sender never
+    stops while work it could do waits."""
     host = socket.gethostname()
     with engine.begin() as conn:
         holders = conn.execute(
@@ -143,4 +145,11 @@ def take_over(engine: Engine, issue_id: int, run_id: int, now: datetime) -> tupl
                 ledger.c.claimed_by != run_id,
             )
         ).scalar_one()
-    return int(released), int(held)
+        claimable = conn.execute(
+            sa.select(sa.func.count()).where(
+                ledger.c.issue_id == issue_id,
+                ledger.c.status == LedgerStatus.PENDING,
+                sa.or_(ledger.c.next_attempt_at.is_(None), ledger.c.next_attempt_at <= now),
+            )
+        ).scalar_one()
+    return max(int(released), int(claimable)), int(held)

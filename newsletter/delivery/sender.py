@@ -73,7 +73,7 @@ class Ledger(Protocol):
         """Undo this run's refusals of these messages: pending again, nobody marked."""
 
     def take_over(self) -> tuple[int, int]:
-        """Release claims of dead peers; (released, still held by live peers)."""
+        """Release claims of dead peers; (messages claimable now, still held by live peers)."""
 
 
 class Sender:
@@ -345,8 +345,8 @@ class Sender:
         some (they may come back; all such pauses of a run add up to at most max_wait_s)."""
         if self._wait_for_retry(ledger):
             return True
-        released, held = ledger.take_over()
-        if released:
+        claimable, held = ledger.take_over()
+        if claimable:
             return True
         if not held or self._peer_waited >= self.policy.max_wait_s:
             return False

@@ -1,0 +1,103 @@
+"""Three sender processes started at the same moment on one issue of 2,000 readers share the
+ledger: on PostgreSQL with and without one of them SIGKILLed mid-send, and on SQLite with one
+killed. They
+import the same list and enqueue the same audience at once (idempotent inserts, no sender
+dies of a race), split the claims, take over the claims of the killed one, wait for live
+peers, and each survivor exits 0 once the issue is delivered by someone. A final send then
+finds nothing lost; a message stored twice is only one that was in flight on a connection of
+the killed sender (the documented lost-reply case, with the same Message-ID)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+
+import pytest
+import yaml
+
+from newsletter.config import load_config
+from tests.conftest import REPO, serving
+from tests.smtpfaults import CountingHandler
+
+READERS = 2000
+SENDERS = 3
+CONNECTIONS = 2
+KILL_AFTER = 600
+"""Messages the server has stored when one sender is killed."""
+
+
+def _config(tmp_path, port, database_url):
+    subscribers = tmp_path / "subscribers.csv"
+    with subscribers.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["email", "name"])
+        writer.writerows([f"reader{i:05d}@example.com", f"Reader {i}"] for i in range(READERS))
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "templates": {"dir": str(REPO / "templates")},
+                "subscribers": {"file": str(subscribers)},
+                "paths": {"var_dir": str(tmp_path / "var")},
+                "database": {"url": database_url},
+                "newsletter": {"images": "hosted"},  # small messages: the ledger is the test
+                "smtp": {"host": "127.0.0.1", "port": port, "timeout_s": 10},
+                "delivery": {
+                    "connections": CONNECTIONS,
+                    "rate_per_s": 10_000,
+                    "retry_backoff_s": 0,
+                    "max_wait_s": 120,
+                },
+            }
+        )
+    )
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("database_url", "kill"),
+    [("postgresql", False), ("postgresql", True), ("sqlite", True)],
+    ids=["postgresql-all-live", "postgresql-one-killed", "sqlite-one-killed"],
+    indirect=["database_url"],
+)
+def test_three_senders_share_one_issue_and_lose_nothing(tmp_path, prepare, database_url, kill):
+    handler = CountingHandler()
+    with serving(handler) as port:
+        config = _config(tmp_path, port, database_url)
+        built = tmp_path / "built.pickle"
+        built.write_bytes(pickle.dumps(prepare(load_config(config), date(2024, 7, 16)).built))
+        command = [sys.executable, "-m", "tests.sendbuilt", str(config), str(built)]
+        env = {**os.environ, "NEWSLETTER_UNSUBSCRIBE_SECRET": "concurrency-test-secret"}
+        senders = [
+            subprocess.Popen(
+                command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+            for _ in range(SENDERS)
+        ]
+        if kill:
+            deadline = time.monotonic() + 120
+            while handler.stored < KILL_AFTER and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert senders[0].poll() is None, "the sender to kill ended before it was killed"
+            senders[0].send_signal(signal.SIGKILL)
+        results = [sender.communicate(timeout=300) for sender in senders]
+        final = subprocess.run(
+            command, env=env, cwd=REPO, capture_output=True, timeout=300, check=False
+        )
+    survivors = senders[1:] if kill else senders
+    for sender, (_, err) in zip(senders, results, strict=True):
+        if sender in survivors:
+            assert sender.returncode == 0, err.decode()
+    if kill:
+        assert senders[0].returncode == -signal.SIGKILL
+    assert final.returncode == 0, final.stderr.decode()
+    assert len(handler.ids) == READERS  # everyone, each by their own fixed Message-ID
+    duplicates = sum(count - 1 for count in handler.ids.values())
+    assert duplicates <= (CONNECTIONS if kill else 0), handler.ids.most_common(3)
