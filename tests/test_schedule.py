@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -16,10 +15,12 @@ from email import message_from_bytes
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 import time_machine
 
 from newsletter.app.review import approve_issue
 from newsletter.app.weekly import RunOutcome
+from newsletter.app.wiring import database
 from newsletter.cli import main, scheduled_job
 from newsletter.config import load_config, resolve_secrets
 from newsletter.db.reviews import review
@@ -36,7 +37,7 @@ from newsletter.schedule import (
     single_instance,
     upcoming,
 )
-from tests.conftest import RecordingHandler, now_utc, serving
+from tests.conftest import RecordingHandler, both_databases, now_utc, serving
 
 NY = ZoneInfo("America/New_York")
 SECRET = {"NEWSLETTER_UNSUBSCRIBE_SECRET": "schedule-test-secret"}
@@ -177,9 +178,9 @@ def test_an_unapproved_issue_goes_to_the_editor_once_and_waits(write_config, tmp
 
 
 def _job_rows(config) -> list[tuple[str, float]]:
-    path = config.database_url.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as db:
-        return db.execute(f"SELECT id, next_run_time FROM {JOB_TABLE}").fetchall()
+    with database(config).connect() as conn:
+        rows = conn.execute(sa.text(f"SELECT id, next_run_time FROM {JOB_TABLE}")).all()
+    return [tuple(row) for row in rows]
 
 
 def _install(config) -> datetime | None:
@@ -191,8 +192,10 @@ def _install(config) -> datetime | None:
         scheduler.shutdown(wait=False)
 
 
-def test_a_restart_keeps_one_job_and_a_run_missed_while_off(write_config, tmp_path):
-    config = load_config(write_config())
+@both_databases
+def test_a_restart_keeps_one_job_and_a_run_missed_while_off(write_config, tmp_path, database_url):
+    """The scheduler's job store is the project database, SQLite or PostgreSQL."""
+    config = load_config(write_config(database={"url": database_url}))
     with time_machine.travel(utc(2024, 7, 17, 15, 0), tick=False):
         first = _install(config)
     assert first == utc(2024, 7, 19, 21, 30)
@@ -202,7 +205,9 @@ def test_a_restart_keeps_one_job_and_a_run_missed_while_off(write_config, tmp_pa
     assert again == first
     assert [row[0] for row in _job_rows(config)] == [JOB_ID]
     # A changed schedule replaces the job (same id) with the new trigger's next time.
-    changed = load_config(write_config(schedule={"day_of_week": "thu"}))
+    changed = load_config(
+        write_config(schedule={"day_of_week": "thu"}, database={"url": database_url})
+    )
     with time_machine.travel(utc(2024, 7, 20, 14, 0), tick=False):
         assert _install(changed) == utc(2024, 7, 25, 21, 30)
     assert [row[0] for row in _job_rows(config)] == [JOB_ID]
