@@ -15,8 +15,6 @@ the senders share them.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import multiprocessing
 import os
 import pickle
 import subprocess
@@ -31,7 +29,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.send import AS_OF, _run_sink, _subscribers  # noqa: E402
+from benchmarks.send import AS_OF, _subscribers, discarding_sink  # noqa: E402
 from tests.postgres import binaries, new_database, server  # noqa: E402
 
 
@@ -86,30 +84,21 @@ def main() -> None:
     from newsletter.app.build import build_issue  # noqa: PLC0415
     from newsletter.config import load_config  # noqa: PLC0415
 
-    ports: multiprocessing.Queue[int] = multiprocessing.Queue()
-    sink = multiprocessing.Process(target=_run_sink, args=(ports,), daemon=True)
-    sink.start()
-    port = ports.get(timeout=30)
-    try:
-        with tempfile.TemporaryDirectory() as tmp, server() as maintenance:
-            root = Path(tmp)
-            listing = _subscribers(root, args.subscribers)
-            config = _config(root, port, new_database(maintenance), connections=4)
-            built = root / "built.pickle"
-            built.write_bytes(pickle.dumps(build_issue(load_config(config), AS_OF)))
-            for senders in args.senders:
-                for _ in range(args.repeat):
-                    rate = _trial(maintenance, port, listing, built, senders)
-                    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-                    print(
-                        f"{senders} sender(s) x 4 connections, {args.subscribers} subscribers, "
-                        f"PostgreSQL ledger: {rate:.0f} messages/s (load {load})",
-                        flush=True,
-                    )
-    finally:
-        sink.kill()
-        with contextlib.suppress(Exception):
-            sink.join(timeout=5)
+    with discarding_sink() as port, tempfile.TemporaryDirectory() as tmp, server() as maintenance:
+        root = Path(tmp)
+        listing = _subscribers(root, args.subscribers)
+        config = _config(root, port, new_database(maintenance), connections=4)
+        built = root / "built.pickle"
+        built.write_bytes(pickle.dumps(build_issue(load_config(config), AS_OF)))
+        for senders in args.senders:
+            for _ in range(args.repeat):
+                rate = _trial(maintenance, port, listing, built, senders)
+                load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+                print(
+                    f"{senders} sender(s) x 4 connections, {args.subscribers} subscribers, "
+                    f"PostgreSQL ledger: {rate:.0f} messages/s (load {load})",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -61,6 +62,20 @@ def _run_sink(port_queue: multiprocessing.Queue[int]) -> None:
         await server.serve_forever()
 
     asyncio.run(main())
+
+
+@contextlib.contextmanager
+def discarding_sink() -> Iterator[int]:
+    """The discarding SMTP sink in its own process; yields its port."""
+    ports: multiprocessing.Queue[int] = multiprocessing.Queue()
+    sink = multiprocessing.Process(target=_run_sink, args=(ports,), daemon=True)
+    sink.start()
+    try:
+        yield ports.get(timeout=30)
+    finally:
+        sink.kill()
+        with contextlib.suppress(Exception):
+            sink.join(timeout=5)
 
 
 def _config(root: Path, port: int, subscribers: Path) -> Path:
@@ -173,49 +188,38 @@ def main() -> None:
     parser.add_argument("--naive-sample", type=int, default=200)
     parser.add_argument("--memory-subscribers", type=int, default=100_000)
     args = parser.parse_args()
-    ports: multiprocessing.Queue[int] = multiprocessing.Queue()
-    sink = multiprocessing.Process(target=_run_sink, args=(ports,), daemon=True)
-    sink.start()
-    port = ports.get(timeout=30)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            root = Path(tmp)
-            fast_root = root / "fast"
-            fast_root.mkdir()
-            sent, seconds = measure_fast(
-                _config(fast_root, port, _subscribers(root, args.subscribers))
-            )
-            fast_rate = sent / seconds
-            naive_root = root / "naive"
-            naive_root.mkdir()
-            naive = measure_naive(
-                _config(naive_root, port, _subscribers(root, 1)), port, args.naive_sample
-            )
-            print(
-                f"product sender: {sent} messages in {seconds:.1f} s = {fast_rate:.0f} messages/s "
-                f"(4 connections, SQLite ledger)"
-            )
-            print(
-                f"naive sender:   {1 / naive:.1f} messages/s ({naive * 1000:.1f} ms per message, "
-                f"sample of {args.naive_sample})"
-            )
-            print(f"ratio:          {fast_rate * naive:.0f}x")
-            print(
-                f"this process:   peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
-            )
-            memory_root = root / "memory"
-            memory_root.mkdir()
-            count, big_seconds, rss = peak_rss_mb(
-                _config(memory_root, port, _subscribers(root, args.memory_subscribers))
-            )
-            print(
-                f"{count} subscribers in a fresh process: {big_seconds:.1f} s, "
-                f"{count / big_seconds:.0f} messages/s, peak RSS {rss:.0f} MB"
-            )
-    finally:
-        sink.kill()
-        with contextlib.suppress(Exception):
-            sink.join(timeout=5)
+    with discarding_sink() as port, tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        fast_root = root / "fast"
+        fast_root.mkdir()
+        sent, seconds = measure_fast(_config(fast_root, port, _subscribers(root, args.subscribers)))
+        fast_rate = sent / seconds
+        naive_root = root / "naive"
+        naive_root.mkdir()
+        naive = measure_naive(
+            _config(naive_root, port, _subscribers(root, 1)), port, args.naive_sample
+        )
+        print(
+            f"product sender: {sent} messages in {seconds:.1f} s = {fast_rate:.0f} messages/s "
+            f"(4 connections, SQLite ledger)"
+        )
+        print(
+            f"naive sender:   {1 / naive:.1f} messages/s ({naive * 1000:.1f} ms per message, "
+            f"sample of {args.naive_sample})"
+        )
+        print(f"ratio:          {fast_rate * naive:.0f}x")
+        print(
+            f"this process:   peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+        )
+        memory_root = root / "memory"
+        memory_root.mkdir()
+        count, big_seconds, rss = peak_rss_mb(
+            _config(memory_root, port, _subscribers(root, args.memory_subscribers))
+        )
+        print(
+            f"{count} subscribers in a fresh process: {big_seconds:.1f} s, "
+            f"{count / big_seconds:.0f} messages/s, peak RSS {rss:.0f} MB"
+        )
 
 
 if __name__ == "__main__":
