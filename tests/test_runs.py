@@ -131,3 +131,29 @@ def test_take_over_counts_what_a_peer_just_released_as_claimable(
     assert runs.take_over(engine, issue_id, me, now_utc()) == (5, 0)  # released by nobody
     ledger.claim(engine, issue_id, me, 5, now_utc())
     assert runs.take_over(engine, issue_id, me, now_utc()) == (0, 0)  # all mine now
+
+
+def test_a_send_that_stops_waiting_on_a_live_peer_says_nothing_is_lost(
+    fast_cli, write_config, build_day, smtp_server, capsys, monkeypatch
+):
+    from newsletter.cli import main  # noqa: PLC0415
+
+    monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "runs-test-secret")
+    path = write_config(
+        smtp={"host": smtp_server.host, "port": smtp_server.port}, delivery={"max_wait_s": 0}
+    )
+    config = load_config(path)
+    engine, issue_id = _issue(config, build_day("2024-07-16"))
+    peer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        time.sleep(0.2)
+        _peer(engine, issue_id, peer.pid, datetime.now(UTC), 2)
+        code = main(["send", "--config", str(path), "--as-of", "2024-07-16", "--quiet"])
+    finally:
+        peer.kill()
+        peer.wait()
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "Ledger:  2 claimed, 3 sent" in captured.out
+    assert "Another sender is still working: it holds 2 message(s) of this issue" in captured.err
+    assert "Nothing is lost" in captured.err

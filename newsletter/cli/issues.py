@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from newsletter.cli.common import load, now_utc, parse_as_of, progress_bar, refresh_progress
 from newsletter.errors import AsOfError
+from newsletter.models import LedgerStatus
 
 if TYPE_CHECKING:
     import argparse
@@ -162,8 +163,16 @@ def _print_summary(result: SendResult, *, verbose: bool) -> None:
             print(f"  Not delivered: {count} message(s), {reason}", file=sys.stderr)
     for error in result.row_errors:
         print(f"  Skipped row: {error}", file=sys.stderr)
+    held = result.ledger.get(LedgerStatus.CLAIMED, 0)  # this run released its own claims
     if report.paused:
         print(f"  Paused:  {report.paused}", file=sys.stderr)
+    elif held:
+        print(
+            f"  Another sender is still working: it holds {held} message(s) of this issue. "
+            "Nothing is lost: it sends them, or if it dies the same command run again takes "
+            "them over.",
+            file=sys.stderr,
+        )
     elif not result.complete:
         print(
             "  Some messages are still undelivered; run the same command again to retry them.",
