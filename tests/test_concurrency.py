@@ -1,6 +1,6 @@
-"""Three sender processes started at the same moment on one issue of 2,000 readers share the
-ledger: on PostgreSQL with and without one of them SIGKILLed mid-send, and on SQLite with one
-killed. They
+"""Three sender processes started at the same moment on one issue share the ledger: 2,000
+readers on PostgreSQL, with and without one of them SIGKILLed mid-send, and 600 on SQLite with
+one killed. They
 import the same list and enqueue the same audience at once (idempotent inserts, no sender
 dies of a race), split the claims, take over the claims of the killed one, wait for live
 peers, and each survivor exits 0 once the issue is delivered by someone. A final send then
@@ -25,19 +25,19 @@ from newsletter.config import load_config
 from tests.conftest import REPO, serving
 from tests.smtpfaults import CountingHandler
 
-READERS = 2000
+READERS = {"postgresql": 2000, "sqlite": 600}
+"""The issue's list: 2,000 on PostgreSQL (the scale-out case); SQLite, where BEGIN IMMEDIATE
+serialises every claim anyway, shows the same races and take-over on fewer."""
 SENDERS = 3
 CONNECTIONS = 2
-KILL_AFTER = 600
-"""Messages the server has stored when one sender is killed."""
 
 
-def _config(tmp_path, port, database_url):
+def _config(tmp_path, port, database_url, readers):
     subscribers = tmp_path / "subscribers.csv"
     with subscribers.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["email", "name"])
-        writer.writerows([f"reader{i:05d}@example.com", f"Reader {i}"] for i in range(READERS))
+        writer.writerows([f"reader{i:05d}@example.com", f"Reader {i}"] for i in range(readers))
     path = tmp_path / "config.yaml"
     path.write_text(
         yaml.safe_dump(
@@ -68,9 +68,10 @@ def _config(tmp_path, port, database_url):
     indirect=["database_url"],
 )
 def test_three_senders_share_one_issue_and_lose_nothing(tmp_path, prepare, database_url, kill):
+    readers = READERS["sqlite" if database_url is None else "postgresql"]
     handler = CountingHandler()
     with serving(handler) as port:
-        config = _config(tmp_path, port, database_url)
+        config = _config(tmp_path, port, database_url, readers)
         built = tmp_path / "built.pickle"
         built.write_bytes(pickle.dumps(prepare(load_config(config), date(2024, 7, 16)).built))
         command = [sys.executable, "-m", "tests.sendbuilt", str(config), str(built)]
@@ -83,7 +84,7 @@ def test_three_senders_share_one_issue_and_lose_nothing(tmp_path, prepare, datab
         ]
         if kill:
             deadline = time.monotonic() + 120
-            while handler.stored < KILL_AFTER and time.monotonic() < deadline:
+            while handler.stored < readers // 3 and time.monotonic() < deadline:
                 time.sleep(0.005)
             assert senders[0].poll() is None, "the sender to kill ended before it was killed"
             senders[0].send_signal(signal.SIGKILL)
@@ -98,6 +99,6 @@ def test_three_senders_share_one_issue_and_lose_nothing(tmp_path, prepare, datab
     if kill:
         assert senders[0].returncode == -signal.SIGKILL
     assert final.returncode == 0, final.stderr.decode()
-    assert len(handler.ids) == READERS  # everyone, each by their own fixed Message-ID
+    assert len(handler.ids) == readers  # everyone, each by their own fixed Message-ID
     duplicates = sum(count - 1 for count in handler.ids.values())
     assert duplicates <= (CONNECTIONS if kill else 0), handler.ids.most_common(3)
