@@ -1,8 +1,7 @@
 """Three sender processes started at the same moment on one issue share the ledger: 2,000
 readers on PostgreSQL, with and without one of them SIGKILLed mid-send, and 600 on SQLite with
-one killed. They
-import the same list and enqueue the same audience at once (idempotent inserts, no sender
-dies of a race), split the claims, take over the claims of the killed one, wait for live
+one killed. They import the same list and enqueue the same audience at once (idempotent
+inserts, no sender dies of a race), split the claims, take over the claims of the killed one, wait for live
 peers, and each survivor exits 0 once the issue is delivered by someone. A final send then
 finds nothing lost; a message stored twice is only one that was in flight on a connection of
 the killed sender (the documented lost-reply case, with the same Message-ID)."""
