@@ -168,7 +168,7 @@ def test_default_run_delivers_to_the_builtin_capture_server(
     assert "built-in capture server" in out
 
 
-def test_smtp_server_that_is_down_gives_one_clear_line(write_config, capsys, monkeypatch):
+def test_smtp_server_that_is_down_gives_one_clear_line(fast_cli, write_config, capsys, monkeypatch):
     from newsletter.delivery.capture import free_loopback_port  # noqa: PLC0415
 
     monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "test-secret-test-secret")
