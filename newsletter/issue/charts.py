@@ -17,9 +17,9 @@ mpl.use("Agg")
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import pandas as pd
-from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 from PIL import Image
 
+from newsletter.issue.chartaxes import MINUS, axis_numbers, fit_labels
 from newsletter.models import Chart, display_name
 
 if TYPE_CHECKING:
@@ -40,7 +40,6 @@ WEEK_SHADE = "#fbe3cc"
 SHORT_AVERAGE = 50
 LONG_AVERAGE = 200
 SPREAD_SESSIONS = 5
-MINUS = "\u2212"
 PALETTE_COLOURS = 64
 
 _STYLE: dict[Any, Any] = {
@@ -143,7 +142,7 @@ def render_ratio_chart(prices: Prices, stats: WeekStats, sessions: int) -> Chart
         )
         _ratio_lines(ax, ratio, averages, f"{strength.long}/{strength.short}")
         ax.plot(ratio.index[-1], ratio.iloc[-1], "o", color=UP, ms=5)
-        ax.legend(loc="upper left", frameon=False, fontsize=9, ncols=3)
+        fig.legend(loc="outside lower center", frameon=False, fontsize=9, ncols=3)
         _title(
             fig,
             f"{display_name(strength.long)} vs {display_name(strength.short)} "
@@ -158,7 +157,7 @@ def render_ratio_chart(prices: Prices, stats: WeekStats, sessions: int) -> Chart
             color=INK,
             fontweight="bold",
         )
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3f}"))
+        axis_numbers(ax.yaxis, signed=False, decimals=2)
         # matplotlib.dates ships without annotations for these two constructors.
         ax.xaxis.set_major_locator(mdates.MonthLocator(bymonth=(1, 4, 7, 10)))  # type: ignore[no-untyped-call]
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%b %Y"))  # type: ignore[no-untyped-call]
@@ -186,9 +185,8 @@ def render_week_returns_chart(stats: WeekStats) -> Chart:
         bars = ax.barh(labels, values, color=colours, height=0.62)
         ax.axvline(0, color=MUTED, lw=0.8)
         ax.grid(axis="y", visible=False)
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
-        ax.xaxis.set_major_formatter(PercentFormatter(decimals=None))
-        ax.bar_label(
+        axis_numbers(ax.xaxis, "%")
+        texts = ax.bar_label(
             bars,
             labels=[_signed_pct(v / 100, 2) for v in values],
             padding=4,
@@ -197,7 +195,8 @@ def render_week_returns_chart(stats: WeekStats) -> Chart:
         )
         span = (max(0.0, *values) - min(0.0, *values)) or 1.0
         low, high = min(0.0, *values), max(0.0, *values)
-        ax.set_xlim(low - (0.45 * span if low < 0 else 0.05 * span), high + 0.3 * span)
+        ax.set_xlim(low - 0.05 * span, high + 0.05 * span)
+        fit_labels(fig, ax, list(texts))
         _title(fig, f"Total return, week to {stats.as_of:%a} {stats.as_of.day} {stats.as_of:%b %Y}")
         width, height = (int(d * DPI) for d in fig.get_size_inches())
         png = _to_png(fig)
@@ -232,9 +231,7 @@ def render_spread_distribution_chart(prices: Prices, stats: WeekStats) -> Chart:
         )
         ax.set_yticks([])
         ax.spines["left"].set_visible(False)
-        ax.xaxis.set_major_formatter(
-            FuncFormatter(lambda v, _: "0" if round(v) == 0 else f"{v:+.0f} pp".replace("-", MINUS))
-        )
+        axis_numbers(ax.xaxis, " pp")
         ax.grid(axis="y", visible=False)
         _title(
             fig,
@@ -261,21 +258,26 @@ def render_megacap_chart(stats: WeekStats) -> Chart | None:
     values = [m.contribution * 100 for m in members]
     with plt.rc_context(_STYLE):
         fig, ax = plt.subplots(figsize=(WIDTH_IN, 0.34 * len(members) + 1.1), layout="constrained")
-        bars = ax.barh(labels, values, color=[UP if v >= 0 else DOWN for v in values], height=0.6)
+        ax.barh(labels, values, color=[UP if v >= 0 else DOWN for v in values], height=0.6)
         ax.axvline(0, color=MUTED, lw=0.8)
         ax.grid(axis="y", visible=False)
-        ax.bar_label(
-            bars,
-            labels=[
-                f"{v:+.2f} pp  (week {_signed_pct(m.week)})".replace("-", MINUS)
-                for v, m in zip(values, members, strict=True)
-            ],
-            padding=4,
-            color=INK,
-        )
+        # Every value label right of its bar, or of zero for a negative bar: to the left it
+        # would run over the names.
+        texts = [
+            ax.annotate(
+                f"{v:+.2f} pp  (week {_signed_pct(m.week)})".replace("-", MINUS),
+                xy=(max(v, 0.0), i),
+                xytext=(4, 0),
+                textcoords="offset points",
+                va="center",
+                color=INK,
+            )
+            for i, (v, m) in enumerate(zip(values, members, strict=True))
+        ]
         span = (max(0.0, *values) - min(0.0, *values)) or 1.0
-        ax.set_xlim(min(0.0, *values) - 0.05 * span, max(0.0, *values) + 0.75 * span)
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f} pp".replace("-", MINUS)))
+        ax.set_xlim(min(0.0, *values) - 0.05 * span, max(0.0, *values) + 0.05 * span)
+        axis_numbers(ax.xaxis, " pp")
+        fit_labels(fig, ax, texts)
         _title(
             fig,
             f"Contribution to the {display_name(conc.index)}'s {_signed_pct(conc.index_ytd)} this year",
@@ -333,7 +335,7 @@ def render_ytd_chart(prices: Prices, stats: WeekStats) -> Chart | None:
                 fontsize=9,
             )
         ax.axhline(0, color=MUTED, lw=0.8)
-        ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
+        axis_numbers(ax.yaxis, "%")
         ax.xaxis.set_major_locator(mdates.MonthLocator())  # type: ignore[no-untyped-call]
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%b"))  # type: ignore[no-untyped-call]
         ax.margins(x=0.02)
