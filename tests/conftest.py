@@ -170,7 +170,9 @@ def postgres_server() -> Iterator[str | None]:
         yield url
 
 
-both_databases = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+ON_POSTGRESQL = pytest.param("postgresql", marks=pytest.mark.xdist_group("postgresql"))
+"""The PostgreSQL variant of a test: every one runs in the same worker, so one server starts."""
+both_databases = pytest.mark.parametrize("database_url", ["sqlite", ON_POSTGRESQL], indirect=True)
 """Run a test of the store, the ledger or concurrency on SQLite and on PostgreSQL."""
 
 

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from newsletter.config import load_config
-from tests.conftest import REPO, serving
+from tests.conftest import ON_POSTGRESQL, REPO, serving
 from tests.smtpfaults import CountingHandler
 
 READERS = {"postgresql": 2000, "sqlite": 600}
@@ -63,7 +63,7 @@ def _config(tmp_path, port, database_url, readers):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("database_url", "kill"),
-    [("postgresql", True), ("sqlite", False)],
+    [pytest.param(*ON_POSTGRESQL.values, True, marks=ON_POSTGRESQL.marks), ("sqlite", False)],
     ids=["postgresql-one-killed", "sqlite-all-live"],
     indirect=["database_url"],
 )
