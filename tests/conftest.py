@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import functools
 import gzip
+import hashlib
+import os
+import pickle
 import sys
 import threading
 import urllib.error
@@ -28,6 +32,7 @@ from newsletter.app.built import BuiltIssue
 from newsletter.app.data import Market, load_market
 from newsletter.config import Config, load_config
 from newsletter.delivery.capture import free_loopback_port
+from newsletter.models import Chart
 from tests import postgres
 
 REPO = Path(__file__).resolve().parent.parent
@@ -200,10 +205,37 @@ def market() -> Market:
     return load_market(load_config(REPO / "config.yaml"))
 
 
+class SharedChartCache(ChartCache):
+    """A ChartCache whose charts all test workers share through a folder: each set of numbers
+    is drawn once per test session, not once per worker (the charts are deterministic: the
+    same numbers give the same bytes, which tests/test_email.py checks)."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(size=64)
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def charts(self, key: str, draw: Callable[[], tuple[Chart, ...]]) -> tuple[Chart, ...]:
+        path = self.folder / f"{hashlib.sha256(key.encode()).hexdigest()}.pickle"
+        with contextlib.suppress(FileNotFoundError):
+            kept: tuple[Chart, ...] = pickle.loads(path.read_bytes())
+            return super().charts(key, lambda: kept)
+
+        def draw_and_share() -> tuple[Chart, ...]:
+            drawn = draw()
+            partial = path.with_suffix(f".{os.getpid()}.part")
+            partial.write_bytes(pickle.dumps(drawn))
+            partial.replace(path)  # atomic: a worker reads the whole file or none
+            return drawn
+
+        return super().charts(key, draw_and_share)
+
+
 @pytest.fixture(scope="session")
-def charts() -> ChartCache:
-    """Charts drawn once per test session for each set of numbers."""
-    return ChartCache(size=64)
+def charts(tmp_path_factory: pytest.TempPathFactory) -> ChartCache:
+    """Charts drawn once per test session for each set of numbers, shared by the workers
+    (their temporary folders share a parent)."""
+    return SharedChartCache(tmp_path_factory.getbasetemp().parent / "shared-charts")
 
 
 @pytest.fixture(scope="session")

@@ -138,18 +138,23 @@ def take_over(engine: Engine, issue_id: int, run_id: int, now: datetime) -> tupl
                 .where(ledger.c.claimed_by.in_(dead), ledger.c.status == LedgerStatus.CLAIMED)
                 .values(status=LedgerStatus.PENDING, claimed_by=None, updated_at=now)
             ).rowcount
-        held = conn.execute(
-            sa.select(sa.func.count()).where(
-                ledger.c.issue_id == issue_id,
-                ledger.c.status == LedgerStatus.CLAIMED,
-                ledger.c.claimed_by != run_id,
-            )
-        ).scalar_one()
-        claimable = conn.execute(
-            sa.select(sa.func.count()).where(
-                ledger.c.issue_id == issue_id,
-                ledger.c.status == LedgerStatus.PENDING,
-                sa.or_(ledger.c.next_attempt_at.is_(None), ledger.c.next_attempt_at <= now),
-            )
-        ).scalar_one()
-    return max(int(released), int(claimable)), int(held)
+        # Both counts in one statement, so one snapshot: under PostgreSQL's READ COMMITTED two
+        # statements could miss a message a peer claimed between them (pending in neither).
+        held, claimable = conn.execute(
+            sa.select(
+                _count_where(
+                    sa.and_(ledger.c.status == LedgerStatus.CLAIMED, ledger.c.claimed_by != run_id)
+                ),
+                _count_where(
+                    sa.and_(
+                        ledger.c.status == LedgerStatus.PENDING,
+                        sa.or_(ledger.c.next_attempt_at.is_(None), ledger.c.next_attempt_at <= now),
+                    )
+                ),
+            ).where(ledger.c.issue_id == issue_id)
+        ).one()
+    return max(int(released), int(claimable or 0)), int(held or 0)
+
+
+def _count_where(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+    return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
