@@ -7,6 +7,7 @@ Numbers are formatted by the filters registered here, in one place.
 
 from __future__ import annotations
 
+import functools
 import html as html_lib
 from datetime import date
 from html.parser import HTMLParser
@@ -68,11 +69,18 @@ def long_date(day: date) -> str:
 
 
 def make_environment(template_dir: Path) -> jinja2.Environment:
-    """The Jinja environment over `template_dir`, with the digest's filters."""
+    """The Jinja environment over `template_dir`, with the digest's filters: made once per
+    folder and kept, so each template is compiled once (Jinja checks a template file's
+    modification time whenever it is used, so an edited one is compiled again)."""
     if not template_dir.is_dir():
         raise RenderError(
             f"template folder {template_dir} not found (set templates.dir in config.yaml)"
         )
+    return _environment(template_dir.resolve())
+
+
+@functools.lru_cache(maxsize=16)
+def _environment(template_dir: Path) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(template_dir),
         autoescape=jinja2.select_autoescape(
