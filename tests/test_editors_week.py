@@ -48,6 +48,7 @@ def test_the_quickstart_then_the_editors_week_reach_a_real_send(project, capsys)
         "As of 2025-09-26: the last session at which IWM, SPY and ^GSPC have closes"
     )
     assert "Next steps:" in out and "newsletter serve" in out
+    assert "`newsletter draft --as-of 2025-09-19`" in out  # the week the README's block takes
     first = _outbox(project)
     assert len(first) == 5
     commands = readme_commands()

@@ -200,9 +200,22 @@ def _next_steps(config: Config, built: BuiltIssue) -> None:
         f"  Read it:     open {built.folder / 'preview.html'}{outbox}\n"
         f"  Web & links: `newsletter serve`, then http://{config.web.host}:{config.web.port}/ "
         "(the archive and feed; a message's unsubscribe link works there)\n"
-        "  Next issue:  `newsletter draft --as-of YYYY-MM-DD`, `newsletter preview`, "
-        "`newsletter send --test you@example.com`, `newsletter approve` (README: The editor's week)\n"
+        f"  Next issue:  {_next_issue(config, built)} (README: The editor's week)\n"
         f"  Where it stands: `newsletter status` (this one: `newsletter status --as-of {as_of}`)"
+    )
+
+
+def _next_issue(config: Config, built: BuiltIssue) -> str:
+    """How to start the next issue: with bundled data, which ends here, the week before."""
+    if config.market.is_live:
+        return (
+            "next week, `newsletter draft`, `newsletter preview`, `newsletter send --test "
+            "you@example.com`, `newsletter approve`; `newsletter schedule` sends it"
+        )
+    day = built.stats.prev_close.isoformat()
+    return (
+        f"`newsletter draft --as-of {day}`, then `preview`, `send --test you@example.com`, "
+        f"`approve` and `send`, each with `--as-of {day}` (the bundled data ends here)"
     )
 
 
