@@ -241,8 +241,11 @@ def issue_statuses(config: Config, now: datetime) -> list[IssueStatus]:
 
 
 def issue_status(config: Config, as_of: date, now: datetime) -> IssueStatus:
-    """The state of the issue for `as_of` (drafted, with no notes, when nothing is known)."""
-    for status in issue_statuses(config, now):
-        if status.as_of == as_of:
-            return status
-    return IssueStatus(IssueRecord(as_of), None, None)
+    """The state of the issue for `as_of` (not started, when nothing is known of it)."""
+    notes = config.paths.notes_dir / as_of.isoformat() / NOTES_FILE
+    records = issue_records(database(config), {as_of}, now, only=as_of)
+    return IssueStatus(
+        records[as_of],
+        notes if notes.is_file() else None,
+        _built_at(config.issues_dir / as_of.isoformat()),
+    )

@@ -131,13 +131,12 @@ def take_over(engine: Engine, issue_id: int, run_id: int, now: datetime) -> tupl
             .distinct()
         ).all()
         dead = [run.id for run in holders if run.finished_at or not alive(run, host, now)]
-        released = 0
         if dead:
-            released = conn.execute(
+            conn.execute(
                 ledger.update()
                 .where(ledger.c.claimed_by.in_(dead), ledger.c.status == LedgerStatus.CLAIMED)
                 .values(status=LedgerStatus.PENDING, claimed_by=None, updated_at=now)
-            ).rowcount
+            )
         # Both counts in one statement, so one snapshot: under PostgreSQL's READ COMMITTED two
         # statements could miss a message a peer claimed between them (pending in neither).
         held, claimable = conn.execute(
@@ -153,7 +152,7 @@ def take_over(engine: Engine, issue_id: int, run_id: int, now: datetime) -> tupl
                 ),
             ).where(ledger.c.issue_id == issue_id)
         ).one()
-    return max(int(released), int(claimable or 0)), int(held or 0)
+    return int(claimable), int(held)  # released claims are pending now: among the claimable
 
 
 def _count_where(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
