@@ -283,6 +283,21 @@ def address_key(address: str) -> str:
     return address.lower()
 
 
+SHORT_NAMES = {
+    "XLC": "Communication",
+    "XLY": "Discretionary",
+    "XLP": "Staples",
+    "XLRE": "Real estate",
+    "XLV": "Health care",
+}
+"""Names that fit beside a bar on a phone; every other name is short already."""
+
+
+def short_name(ticker: str) -> str:
+    """A name for a chart's narrow label column: `display_name` unless that is too long."""
+    return SHORT_NAMES.get(ticker, display_name(ticker))
+
+
 def display_name(ticker: str) -> str:
     """A reader-facing name for a ticker or share-class group; the ticker itself if unknown."""
     return TICKER_NAMES.get(ticker, ticker)

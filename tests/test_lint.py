@@ -9,7 +9,8 @@ import pytest
 
 from newsletter.cli import main
 from newsletter.config import NewsletterSection
-from newsletter.issue.render import note_text, render_note
+from newsletter.issue.plaintext import markdown_text
+from newsletter.issue.render import render_note
 from newsletter.mail.compose import MessageFactory
 from newsletter.mail.lint import lint_message
 from newsletter.models import Subscriber
@@ -79,9 +80,10 @@ def test_scripts_and_handlers_never_reach_a_subscriber():
     for bad in ("<script", "onerror", "onclick", 'href="javascript', "<img"):
         assert bad not in html
     assert '<a href="https://example.com/a" rel="noopener noreferrer">ok</a>' in html
-    text = note_text(markdown)
+    text = markdown_text(markdown)
     assert "<script" not in text and "onerror" not in text
-    assert "Hello **readers**." in text
+    assert "Hello readers." in text
+    assert "ok (https://example.com/a)" in text and "alert(1)" not in text
 
 
 def test_send_refuses_an_issue_with_lint_errors(

@@ -10,6 +10,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from newsletter.issue.numbers import signed_pp
 from newsletter.mail.lint import Finding, Severity
 from newsletter.models import display_name
 
@@ -53,8 +54,6 @@ class BuiltIssue:
 
     def summary(self) -> list[str]:
         """A few lines that say which issue this is and what it leads with."""
-        from newsletter.issue.render import signed_pp  # noqa: PLC0415 (jinja2 only when asked)
-
         spread = self.stats.spread_5d
         return [
             f"Issue {self.stats.as_of.isoformat()} (week since the close of "

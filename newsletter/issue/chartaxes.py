@@ -47,6 +47,40 @@ def axis_numbers(axis: Any, unit: str = "", *, signed: bool = True, decimals: in
     axis.set_major_formatter(_TickNumbers(unit, signed=signed, decimals=decimals))
 
 
+def _crowded(fig: Figure, axis: Any, gap_px: float) -> bool:
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    low, high = sorted(axis.get_view_interval())
+    boxes = sorted(
+        (
+            tick.label1.get_window_extent(renderer)
+            for tick in axis.get_major_ticks()
+            if low <= tick.get_loc() <= high and tick.label1.get_text()
+        ),
+        key=lambda box: box.x0,
+    )
+    horizontal = axis.axis_name == "x"
+    return any(
+        (b.x0 - a.x1 if horizontal else abs(b.y0 - a.y0) - a.height) < gap_px
+        for a, b in itertools.pairwise(boxes)
+    )
+
+
+def thin_numbers(fig: Figure, gap_px: float = 12.0) -> None:
+    """Fewer ticks on every numeric axis whose labels would touch: a phone-width chart has
+    room for four or five labels like "+0.5 pp", not six."""
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            locator = axis.get_major_locator()
+            if not isinstance(axis.get_major_formatter(), _TickNumbers):
+                continue
+            bins = 6
+            fig.canvas.draw()
+            while bins > 2 and _crowded(fig, axis, gap_px):
+                bins -= 1
+                locator.set_params(nbins=bins)
+                fig.canvas.draw()
+
+
 def fit_labels(
     fig: Figure, ax: Any, labels: list[Any], rounds: int = 4, margin_px: float = 10.0
 ) -> None:

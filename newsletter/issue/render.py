@@ -8,8 +8,6 @@ Numbers are formatted by the filters registered here, in one place.
 from __future__ import annotations
 
 import functools
-import html as html_lib
-from datetime import date
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -21,6 +19,15 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from newsletter.errors import RenderError
+from newsletter.issue.numbers import (
+    long_date,
+    plain_pct,
+    signed_bp,
+    signed_pct,
+    signed_pp,
+    thousands,
+)
+from newsletter.issue.plaintext import markdown_text, wrap_lines
 from newsletter.models import UNSUBSCRIBE_MARKER, RenderedIssue, display_name
 
 if TYPE_CHECKING:
@@ -32,40 +39,6 @@ TEXT_TEMPLATE = "issue.txt.j2"
 ImageMode = Literal["cid", "hosted", "file"]
 """How the HTML finds its charts: inline parts (cid:), https URLs beside the archived issue, or
 sibling files (the local preview)."""
-
-
-NOT_AVAILABLE = "n/a"
-MINUS = "\u2212"
-
-
-def signed_pct(value: float | None, digits: int = 2) -> str:
-    """0.0163 -> '+1.63%'; None -> 'n/a'; the minus sign is a true minus for legibility."""
-    return NOT_AVAILABLE if value is None else f"{value * 100:+.{digits}f}%".replace("-", MINUS)
-
-
-def plain_pct(value: float | None, digits: int = 1) -> str:
-    """0.253 -> '25.3%'."""
-    return NOT_AVAILABLE if value is None else f"{value * 100:.{digits}f}%".replace("-", MINUS)
-
-
-def signed_pp(value: float | None, digits: int = 2) -> str:
-    """A difference of two returns in percentage points: 0.0989 -> '+9.89 pp'."""
-    return NOT_AVAILABLE if value is None else f"{value * 100:+.{digits}f} pp".replace("-", MINUS)
-
-
-def signed_bp(value: float | None) -> str:
-    """A change already in basis points: -12.3 -> '-12 bp' (with a true minus sign)."""
-    return NOT_AVAILABLE if value is None else f"{value:+.0f} bp".replace("-", MINUS)
-
-
-def thousands(value: int) -> str:
-    """6066 -> '6,066'."""
-    return f"{value:,}"
-
-
-def long_date(day: date) -> str:
-    """date(2024, 7, 16) -> 'Tue 16 Jul 2024'."""
-    return f"{day:%a} {day.day} {day:%b %Y}"
 
 
 def make_environment(template_dir: Path) -> jinja2.Environment:
@@ -101,7 +74,7 @@ def _environment(template_dir: Path) -> jinja2.Environment:
         month=lambda day: f"{day:%B %Y}",
         long_date=long_date,
         thousands=thousands,
-        note_text=note_text,
+        note_text=markdown_text,
         name=display_name,
     )
     return env
@@ -190,11 +163,6 @@ def dropped_from_note(markdown: str) -> list[str]:
     return dropped
 
 
-def note_text(markdown: str) -> str:
-    """The editor's Markdown for the text/plain part, with any HTML tags (and scripts) removed."""
-    return html_lib.unescape(nh3.clean(markdown, tags=set())).strip()
-
-
 def render_html(
     issue: Issue,
     env: jinja2.Environment,
@@ -227,13 +195,15 @@ def render_html(
 def render_issue(issue: Issue, env: jinja2.Environment, images: ImageMode = "cid") -> RenderedIssue:
     """The issue as it is mailed: the HTML (charts as inline cid: parts, or linked from the
     issue's archived page when `images` is "hosted"), and the text part."""
-    text = render_page(
-        env,
-        TEXT_TEMPLATE,
-        issue=issue,
-        stats=issue.stats,
-        charts={chart.name: chart for chart in issue.charts},
-        unsubscribe_url=UNSUBSCRIBE_MARKER,
+    text = wrap_lines(
+        render_page(
+            env,
+            TEXT_TEMPLATE,
+            issue=issue,
+            stats=issue.stats,
+            charts={chart.name: chart for chart in issue.charts},
+            unsubscribe_url=UNSUBSCRIBE_MARKER,
+        )
     )
     return RenderedIssue(
         as_of=issue.stats.as_of,
