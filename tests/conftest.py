@@ -234,8 +234,12 @@ class SharedChartCache(ChartCache):
 @pytest.fixture(scope="session")
 def charts(tmp_path_factory: pytest.TempPathFactory) -> ChartCache:
     """Charts drawn once per test session for each set of numbers, shared by the workers
-    (their temporary folders share a parent)."""
-    return SharedChartCache(tmp_path_factory.getbasetemp().parent / "shared-charts")
+    (their temporary folders share a parent, which is this session's own; without workers
+    the parent holds every session's folders, so the session's own folder is used: charts
+    drawn by an older version of the code must never be reused)."""
+    base = tmp_path_factory.getbasetemp()
+    session = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    return SharedChartCache(session / "shared-charts")
 
 
 @pytest.fixture(scope="session")

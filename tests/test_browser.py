@@ -32,13 +32,19 @@ FLAGS = [
 ]
 HARNESS = """<!DOCTYPE html>
 <html><body style="margin:0;background:#ffffff">
-<iframe id="email" src="preview.html" style="width:{width}px;height:{height}px;border:0;display:block"></iframe>
+<iframe id="email" src="{page}" style="width:{width}px;height:{height}px;border:0;display:block"></iframe>
 <script>
 document.getElementById("email").addEventListener("load", () => {{
   const frame = document.getElementById("email");
   const doc = frame.contentDocument;
-  const images = [...doc.images].map(img => ({{src: img.getAttribute("src"), ok: img.complete && img.naturalWidth > 0}}));
-  const result = {{images, scrollWidth: doc.documentElement.scrollWidth, viewport: frame.contentWindow.innerWidth}};
+  const images = [...doc.images].map(img => {{
+    const box = img.getBoundingClientRect();
+    return {{src: img.getAttribute("src"), ok: img.complete && img.naturalWidth > 0, left: box.left, right: box.right, width: box.width}};
+  }});
+  const sizes = [...doc.body.querySelectorAll("*")]
+    .filter(el => el.offsetParent !== null && [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim()))
+    .map(el => parseFloat(frame.contentWindow.getComputedStyle(el).fontSize));
+  const result = {{images, smallestText: Math.min(...sizes), scrollWidth: doc.documentElement.scrollWidth, viewport: frame.contentWindow.innerWidth}};
   const out = document.createElement("pre");
   out.id = "browser-check";
   out.textContent = JSON.stringify(result);
@@ -70,26 +76,70 @@ def chromium(*args: str) -> str:
     return result.stdout
 
 
+def _check_in_browser(folder, page: str, width: int, shot_name: str, *flags: str) -> dict:
+    """Load `page` of `folder` at `width` CSS px; the check script's result, with a screenshot
+    saved as screenshots/<shot_name>.png for a person to look at."""
+    harness = folder / f"browser-check-{shot_name}.html"
+    harness.write_text(HARNESS.format(width=width, height=HEIGHT, page=page))
+    try:
+        size = f"--window-size={max(width, 600)},{HEIGHT}"
+        dom = chromium(size, *flags, "--dump-dom", harness.as_uri())
+        shots = folder / "screenshots"
+        shots.mkdir(exist_ok=True)
+        shot = shots / f"{shot_name}.png"
+        chromium(size, *flags, f"--screenshot={shot}", harness.as_uri())
+    finally:
+        harness.unlink()
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    found = re.search(r'<pre id="browser-check">(.*?)</pre>', dom, re.S)
+    assert found, "the check script did not run"
+    return json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+
+
+def _assert_fits(result: dict, width: int, images: int) -> None:
+    assert result["viewport"] == width
+    assert len(result["images"]) == images
+    assert [image["src"] for image in result["images"] if not image["ok"]] == []
+    assert result["scrollWidth"] <= width, result
+    for image in result["images"]:  # inside the column, its padding clear on both sides
+        assert image["left"] >= 8 and image["right"] <= width - 8, image
+    assert result["smallestText"] >= 12, result
+
+
 @pytest.mark.parametrize("width", [600, 375])
 def test_preview_renders_with_every_image_and_no_sideways_scroll(build_day, width):
     folder = build_day("2024-07-17").folder
-    harness = folder / f"browser-check-{width}.html"
-    harness.write_text(HARNESS.format(width=width, height=HEIGHT))
+    result = _check_in_browser(folder, "preview.html", width, f"preview-{width}")
+    _assert_fits(result, width, images=5)
+    if width == 375:
+        assert all(image["width"] <= 343 + 0.5 for image in result["images"]), result
+
+
+@pytest.mark.parametrize(
+    ("flag", "name"),
+    [
+        ("--force-dark-mode", "dark-scheme"),
+        ("--blink-settings=forceDarkModeEnabled=true", "dark-forced"),
+    ],
+)
+def test_dark_mode_keeps_the_layout(build_day, flag, name):
+    """A client that asks for dark (the page's own dark colours) and one that forces it
+    (Chromium's automatic darkening, as Gmail's apps do): the same fit at 375 px."""
+    folder = build_day("2025-02-20").folder
+    _assert_fits(
+        _check_in_browser(folder, "preview.html", 375, f"preview-375-{name}", flag), 375, 5
+    )
+
+
+def test_a_client_that_drops_the_style_block_still_fits_a_phone(build_day):
+    """Some clients strip <style>: the inlined styles alone must keep the column fluid."""
+    folder = build_day("2024-07-17").folder
+    page = (folder / "preview.html").read_text()
+    bare = re.sub(r"<style>.*?</style>", "", page, flags=re.S)
+    assert "<style>" not in bare and "@media" not in bare
+    (folder / "preview-unstyled.html").write_text(bare)
     try:
-        dom = chromium(f"--window-size={max(width, 600)},{HEIGHT}", "--dump-dom", harness.as_uri())
-        shots = folder / "screenshots"
-        shots.mkdir(exist_ok=True)
-        shot = shots / f"preview-{width}.png"
-        chromium(
-            f"--window-size={max(width, 600)},{HEIGHT}", f"--screenshot={shot}", harness.as_uri()
-        )
+        result = _check_in_browser(folder, "preview-unstyled.html", 375, "preview-375-unstyled")
     finally:
-        harness.unlink()
-    found = re.search(r'<pre id="browser-check">(.*?)</pre>', dom, re.S)
-    assert found, "the check script did not run"
-    result = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
-    assert result["viewport"] == width
-    assert len(result["images"]) == 5
-    assert [image["src"] for image in result["images"] if not image["ok"]] == []
-    assert result["scrollWidth"] <= width, result
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        (folder / "preview-unstyled.html").unlink()
+    _assert_fits(result, 375, images=5)

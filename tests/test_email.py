@@ -39,30 +39,41 @@ def png_size(data: bytes) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-def test_charts_are_opaque_retina_pngs_with_alt_text(built):
+def test_charts_are_small_opaque_phone_pngs_with_alt_text(built):
     charts = {chart.name: chart for chart in built.rendered.images}
-    assert set(charts) == {
-        "week_returns",
-        "ytd",
-        "spread_distribution",
-        "relative_strength",
-        "megacaps",
-    }
+    assert set(charts) == {"ytd", "spread_distribution", "relative_strength", "megacaps", "sectors"}
     for chart in charts.values():
         width, height = png_size(chart.png)
         assert (width, height) == (chart.width_px, chart.height_px)
-        assert width == 1200
+        assert width == 686, "twice the 343 CSS px a phone shows"
         assert b"tEXt" not in chart.png, "no metadata chunks (deterministic bytes)"
-        assert len(chart.png) < 60_000
-    assert "Russell 2000 +5.38%" in charts["week_returns"].alt_text
-    assert "gained 4.5% against the S&P 500 this week" in charts["relative_strength"].alt_text
-    assert "this week's +9.9 points is the largest" in charts["spread_distribution"].alt_text
-    assert "together 56% of it, Nvidia alone 25%" in charts["megacaps"].alt_text
-    assert "QQQ leads at +21.6%" in charts["ytd"].alt_text
+        assert len(chart.png) < 30_000
+    assert sum(len(chart.png) for chart in charts.values()) < 100_000
+    assert (
+        "Russell 2000 gained 4.47% on the S&P 500 this week" in charts["relative_strength"].alt_text
+    )
+    assert "by 9.89 pp in five sessions" in charts["spread_distribution"].alt_text
+    assert "this week's is the largest" in charts["spread_distribution"].alt_text
+    assert "6 mega caps made 56.2% of the S&P 500's" in charts["megacaps"].alt_text
+    assert "Nvidia alone 25.3%" in charts["megacaps"].alt_text
+    assert "Nasdaq-100 leads the year at +21.6%" in charts["ytd"].alt_text
     for chart in charts.values():
         with Image.open(io.BytesIO(chart.png)) as image:
             assert image.mode == "P"  # a palette PNG...
             assert "transparency" not in image.info  # ...with an opaque background (dark mode)
+
+
+def test_the_sector_chart_says_how_many_sectors_beat_the_benchmark(built):
+    """Its alt text ranks every sector, best first, and its count of sectors above the
+    S&P 500's week is the count of that ranking's values above it."""
+    alt = next(c.alt_text for c in built.rendered.images if c.name == "sectors")
+    found = re.match(r"(\d+) of 11 sectors beat the S&P 500's ([+\u2212][\d.]+)% this week", alt)
+    assert found, alt
+    benchmark = float(found.group(2).replace("\u2212", "-"))
+    ranking = alt.split("best first: ", 1)[1].rstrip(".").split(", ")
+    values = [float(item.rsplit(" ", 1)[1].rstrip("%").replace("\u2212", "-")) for item in ranking]
+    assert len(values) == 11 and values == sorted(values, reverse=True)
+    assert int(found.group(1)) == sum(value > benchmark for value in values)
 
 
 def test_charts_are_deterministic(built, tmp_path):
@@ -245,3 +256,27 @@ def test_bad_subscriber_rows_are_named_and_the_good_ones_kept(tmp_path):
         f"{path}: line 3: 'not-an-address' is not a valid email address"
     )
     assert read.errors[1] == f"{path}: line 5: the name contains control characters"
+
+
+def _part_bytes(raw: bytes) -> dict[str, int]:
+    """Bytes of each MIME leaf as sent (its encoded body), by content type (PNGs summed)."""
+    sizes: dict[str, int] = {}
+    for part in parse(raw).walk():
+        if part.is_multipart():
+            continue
+        kind = part.get_content_type()
+        sizes[kind] = sizes.get(kind, 0) + len(part.get_payload().encode())
+    return sizes
+
+
+@pytest.mark.parametrize("week", ["2024-07-17", "2025-02-20", "2008-10-10"])
+def test_a_message_with_its_charts_inline_fits_200_kb(build_day, week):
+    """Gmail clips an HTML part over 102 KB; a message over 200 KB is slow on a phone."""
+    rendered = build_day(week).rendered
+    raw = MessageFactory(rendered, INFO, NOW).build(
+        Subscriber("zoe@example.com", "Zoë"), "<id-1@example.com>", "tok.sig"
+    )
+    sizes = _part_bytes(raw)
+    assert len(raw) <= 200_000, sizes
+    assert sizes["text/html"] <= 60_000, sizes
+    assert sizes["image/png"] <= 4 / 3 * 100_000 * 1.02, sizes

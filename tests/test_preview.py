@@ -48,7 +48,7 @@ def test_the_page_shows_the_draft_with_its_size_headers_and_lint(preview):
     assert "List-Unsubscribe-Post" in page
     assert "No findings." in page
     assert 'src="/draft/preview.html?v=1"' in page
-    assert "SCOREBOARD (total return" in page  # the text part
+    assert "SCOREBOARD\nTotal return to the close of" in page  # the text part
     assert "Not approved. Run <code>newsletter approve --as-of 2024-07-19</code>" in page
 
 
@@ -120,5 +120,5 @@ def test_the_chart_cache_redraws_only_when_the_numbers_change(write_config, mark
         assert again.files[name] is first.files[name]  # not redrawn
         assert first.files[name] == fresh.files[name]  # what a fresh build draws
     july_12 = build_issue(config, None, market=market.at(date(2024, 7, 12)), chart_cache=cache)
-    assert july_12.files["week_returns.png"] != first.files["week_returns.png"]
+    assert july_12.files["sectors.png"] != first.files["sectors.png"]
     assert len(cache) == 1

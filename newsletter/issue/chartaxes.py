@@ -71,7 +71,9 @@ def thin_numbers(fig: Figure, gap_px: float = 12.0) -> None:
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
             locator = axis.get_major_locator()
-            if not isinstance(axis.get_major_formatter(), _TickNumbers):
+            if not isinstance(axis.get_major_formatter(), _TickNumbers) or not isinstance(
+                locator, MaxNLocator
+            ):
                 continue
             bins = 6
             fig.canvas.draw()

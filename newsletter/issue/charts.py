@@ -203,10 +203,11 @@ def render_spread_distribution_chart(prices: Prices, stats: WeekStats) -> Chart:
         axis_numbers(ax.xaxis, " pp")
         ax.grid(axis="y", visible=False)
         cs.title(fig, _spread_takeaway(stats), _spread_detail(stats))
+    where = "the largest" if spread.rank == 1 else f"rank {thousands(spread.rank)}"
     alt = (
-        f"{_spread_takeaway(stats)}. Histogram of every five-session {spread.long} minus "
-        f"{spread.short} return spread since {spread.history_start.year}, this week marked: "
-        f"{_spread_detail(stats)[0].lower()}{_spread_detail(stats)[1:]}."
+        f"{_spread_takeaway(stats)}. Histogram of the {thousands(spread.of)} five-session "
+        f"{spread.long} minus {spread.short} return spreads since {spread.history_start.year}: "
+        f"this week's is {where}."
     )
     return _chart("spread_distribution", fig, alt)
 
@@ -268,7 +269,8 @@ YTD_LINES = ("SPY", "RSP", "QQQ", "IWM")
 def _month_ticks(first: pd.Timestamp, last: pd.Timestamp) -> list[Any]:
     """Month starts from `first` to `last`: every quarter's, or every month's early in a year."""
     frequency = "QS-JAN" if (last - first).days > 120 else "MS"
-    return [mdates.date2num(day) for day in pd.date_range(first.normalize(), last, freq=frequency)]
+    days = pd.date_range(first.normalize(), last, freq=frequency)
+    return [mdates.date2num(day) for day in days]  # type: ignore[no-untyped-call]
 
 
 def _ytd_takeaway(final: pd.Series) -> str:

@@ -21,21 +21,27 @@ _ACTIVE_OPEN = re.compile(r"<(script|style)\b", re.IGNORECASE)
 _ACTIVE_CLOSE = re.compile(r"</(script|style)\b", re.IGNORECASE)
 
 
+_NUMBER_AND_UNIT = re.compile(r"(?<!\S)([+\u2212-]?\d[\d.,]*%?) (?=\S)")
+_NBSP = "\u00a0"
+
+
 def wrap_lines(text: str, width: int = LINE) -> str:
     """Every line of `text` at most `width` characters, where its words allow: a wrapped
-    line keeps its indent, a list item's continuation lines hang under its text, and a word
-    longer than the line (a URL) stands alone on its line rather than being cut."""
+    line keeps its indent, a list item's continuation lines hang under its text, a number
+    stays with the word after it ("+9.97 pp", "+26.8% 1Y"), and a word longer than the line
+    (a URL) stands alone on its line rather than being cut."""
     out: list[str] = []
     for line in text.split("\n"):
         if len(line) <= width:
             out.append(line)
             continue
-        indent = len(line) - len(line.lstrip(" "))
-        item = _LIST_ITEM.match(line)
+        kept = _NUMBER_AND_UNIT.sub(lambda found: found.group(1) + _NBSP, line)
+        indent = len(kept) - len(kept.lstrip(" "))
+        item = _LIST_ITEM.match(kept)
         hang = " " * (len(item.group(0)) if item else indent)
         out.extend(
             textwrap.wrap(
-                line[indent:],
+                kept[indent:],
                 width=width,
                 initial_indent=" " * indent,
                 subsequent_indent=hang,
@@ -43,7 +49,7 @@ def wrap_lines(text: str, width: int = LINE) -> str:
                 break_on_hyphens=False,
             )
         )
-    return "\n".join(out)
+    return "\n".join(out).replace(_NBSP, " ")
 
 
 def _inline(children: list[Token]) -> str:

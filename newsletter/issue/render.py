@@ -8,12 +8,14 @@ Numbers are formatted by the filters registered here, in one place.
 from __future__ import annotations
 
 import functools
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import css_inline
 import jinja2
+import markupsafe
 import nh3
 from markdown_it import MarkdownIt
 from markupsafe import Markup
@@ -76,8 +78,23 @@ def _environment(template_dir: Path) -> jinja2.Environment:
         thousands=thousands,
         note_text=markdown_text,
         name=display_name,
+        keep_ranges=keep_ranges,
     )
     return env
+
+
+_DAY_RANGE = re.compile(r"\b([A-Z][a-z]{2} \d{1,2})-((?:[A-Z][a-z]{2} )?\d{1,2})\b")
+
+
+def keep_ranges(text: str) -> Markup:
+    """`text` escaped, each day range ("Jul 30-31") with an en dash and kept on one line:
+    a line break after its hyphen leaves "Jul 30-" on one line and "31" on the next."""
+    escaped = str(markupsafe.escape(text))
+    return Markup(
+        _DAY_RANGE.sub(
+            lambda day: f'<span class="nowrap">{day.group(1)}\u2013{day.group(2)}</span>', escaped
+        )
+    )
 
 
 def render_page(env: jinja2.Environment, name: str, **context: object) -> str:
