@@ -16,6 +16,7 @@ from matplotlib.text import Text
 from newsletter.issue import charts as charts_module
 from newsletter.issue import chartstyle
 
+pytestmark = pytest.mark.xdist_group("chart-layout")  # one worker draws the four weeks once
 WEEKS = ("2024-07-17", "2025-02-20", "2025-09-26", "2008-10-10")
 NUMBER = re.compile(r"^[+\-\u2212]?\d+(\.\d+)?$")
 SLACK_PX = 1.0

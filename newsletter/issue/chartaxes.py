@@ -47,27 +47,30 @@ def axis_numbers(axis: Any, unit: str = "", *, signed: bool = True, decimals: in
     axis.set_major_formatter(_TickNumbers(unit, signed=signed, decimals=decimals))
 
 
-def _crowded(fig: Figure, axis: Any, gap_px: float) -> bool:
-    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+def _crowded(axis: Any, renderer: Any, gap_px: float) -> bool:
+    """Whether two neighbouring tick labels of `axis` come closer than `gap_px`, measured
+    from the strings the formatter will draw (no drawing needed)."""
+    ax = axis.axes
     low, high = sorted(axis.get_view_interval())
-    boxes = sorted(
-        (
-            tick.label1.get_window_extent(renderer)
-            for tick in axis.get_major_ticks()
-            if low <= tick.get_loc() <= high and tick.label1.get_text()
-        ),
-        key=lambda box: box.x0,
-    )
+    values = [v for v in axis.get_major_locator()() if low <= v <= high]
+    texts = axis.get_major_formatter().format_ticks(values)
+    font = axis.get_major_ticks()[0].label1.get_fontproperties()
+    sizes = [renderer.get_text_width_height_descent(t, font, ismath=False)[:2] for t in texts]
     horizontal = axis.axis_name == "x"
+    points = [(v, 0.0) if horizontal else (0.0, v) for v in values]
+    places = [ax.transData.transform(point)[0 if horizontal else 1] for point in points]
+    ticks = sorted(zip(places, sizes, strict=True), key=lambda tick: tick[0])
     return any(
-        (b.x0 - a.x1 if horizontal else abs(b.y0 - a.y0) - a.height) < gap_px
-        for a, b in itertools.pairwise(boxes)
+        b - a - ((wa + wb) / 2 if horizontal else (ha + hb) / 2) < gap_px
+        for (a, (wa, ha)), (b, (wb, hb)) in itertools.pairwise(ticks)
     )
 
 
 def thin_numbers(fig: Figure, gap_px: float = 12.0) -> None:
     """Fewer ticks on every numeric axis whose labels would touch: a phone-width chart has
-    room for four or five labels like "+0.5 pp", not six."""
+    room for four or five labels like "+0.5 pp", not six. Needs the figure drawn once (its
+    layout); measures, never draws."""
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
             locator = axis.get_major_locator()
@@ -76,30 +79,38 @@ def thin_numbers(fig: Figure, gap_px: float = 12.0) -> None:
             ):
                 continue
             bins = 6
-            fig.canvas.draw()
-            while bins > 2 and _crowded(fig, axis, gap_px):
+            while bins > 2 and _crowded(axis, renderer, gap_px):
                 bins -= 1
                 locator.set_params(nbins=bins)
-                fig.canvas.draw()
 
 
-def fit_labels(
-    fig: Figure, ax: Any, labels: list[Any], rounds: int = 4, margin_px: float = 10.0
-) -> None:
+def fit_labels(fig: Figure, ax: Any, labels: list[Any], margin_px: float = 10.0) -> None:
     """Widen the x view until every value label lies inside the axes, `margin_px` clear of
-    its edges (a label past the edge is cut off, or drawn over the names beside the bars)."""
-    for _ in range(rounds):
-        fig.canvas.draw()
-        box = ax.get_window_extent()
-        renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
-        extents = [label.get_window_extent(renderer) for label in labels]
-        over_right = max((e.x1 for e in extents), default=box.x1) - (box.x1 - margin_px)
-        over_left = (box.x0 + margin_px) - min((e.x0 for e in extents), default=box.x0)
-        if over_right <= 0 and over_left <= 0:
-            return
-        left, right = ax.get_xlim()
+    its edges (a label past the edge is cut off, or drawn over the names beside the bars).
+
+    Each label keeps its size in pixels and its anchor in data units, so the view that fits
+    them follows from one drawing: widening moves the anchors closer together, and a few
+    rounds of that arithmetic settle it. Needs the figure drawn once (its layout).
+    """
+    if not labels:
+        return
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    box = ax.get_window_extent(renderer)
+    spans = []
+    for label in labels:
+        extent = label.get_window_extent(renderer)
+        x, y = ax.convert_xunits(label.xy[0]), ax.convert_yunits(label.xy[1])  # dates to floats
+        anchor = ax.transData.transform((x, y))[0]
+        spans.append((float(x), anchor - extent.x0, extent.x1 - anchor))
+    left, right = ax.get_xlim()
+    widest = (right - left) * 3  # labels wider than the axes cannot fit: stop widening there
+    for _ in range(24):
         per_px = (right - left) / box.width
-        ax.set_xlim(
-            left - (over_left + 2) * per_px if over_left > 0 else left,
-            right + (over_right + 2) * per_px if over_right > 0 else right,
-        )
+        wanted_left = min(x - (back + margin_px) * per_px for x, back, _ in spans)
+        wanted_right = max(x + (ahead + margin_px) * per_px for x, _, ahead in spans)
+        if wanted_left >= left and wanted_right <= right:
+            break
+        if wanted_right - wanted_left > widest:
+            break
+        left, right = min(left, wanted_left), max(right, wanted_right)
+    ax.set_xlim(left, right)

@@ -27,7 +27,15 @@ SPREAD_SESSIONS = 5
 BAR_ROW_IN = 0.21
 
 
-def _chart(name: str, fig: Any, alt: str) -> Chart:
+def _chart(name: str, fig: Any, alt: str, labels: tuple[Any, list[Any]] | None = None) -> Chart:
+    """The drawn chart: laid out once, its value `labels` (an axes and its labels) fitted
+    into their axes and crowded tick numbers thinned, then drawn to PNG."""
+    if labels is not None:  # the layout makes room for the axes; the view, for the labels
+        for label in labels[1]:
+            label.set_in_layout(False)
+    fig.canvas.draw()
+    if labels is not None:
+        fit_labels(fig, *labels)
     thin_numbers(fig)
     width, height = cs.size_px(fig)
     return Chart(name, cs.to_png(fig), alt, width, height)
@@ -95,11 +103,11 @@ def render_ratio_chart(prices: Prices, stats: WeekStats, sessions: int) -> Chart
     return _chart("relative_strength", fig, alt)
 
 
-def _bars(fig: Any, ax: Any, rows: list[tuple[str, float, str, str]]) -> None:
+def _bars(ax: Any, rows: list[tuple[str, float, str, str]]) -> tuple[Any, list[Any]]:
     """Horizontal bars, bottom to top, each (name, value in percent, colour, value label).
 
     Every value label sits right of its bar, or of zero for a negative bar: to the left it
-    would run over the names; the view widens until every label fits.
+    would run over the names. Returns the axes and the labels, for `_chart` to fit.
     """
     names = [name for name, _, _, _ in rows]
     ax.barh(names, [v for _, v, _, _ in rows], color=[c for _, _, c, _ in rows], height=0.64)
@@ -117,7 +125,7 @@ def _bars(fig: Any, ax: Any, rows: list[tuple[str, float, str, str]]) -> None:
         )
         for i, (_, value, _, label) in enumerate(rows)
     ]
-    fit_labels(fig, ax, texts)
+    return ax, texts
 
 
 def render_sector_chart(stats: WeekStats) -> Chart | None:
@@ -140,8 +148,7 @@ def render_sector_chart(stats: WeekStats) -> Chart | None:
     )
     with cs.style():
         fig, ax = cs.new_figure(BAR_ROW_IN * len(rows) + 1.1)
-        _bars(
-            fig,
+        labels = _bars(
             ax,
             [(name, week * 100, colour, signed_pct(week)) for week, _, name, colour in rows],
         )
@@ -154,7 +161,7 @@ def render_sector_chart(stats: WeekStats) -> Chart | None:
         for s in sorted(breadth.sectors, key=lambda sector: -sector.week)
     )
     alt = f"{takeaway}. Bar chart of the sector funds' week, best first: {ranking}."
-    return _chart("sectors", fig, alt)
+    return _chart("sectors", fig, alt, labels)
 
 
 def _spread_detail(stats: WeekStats) -> str:
@@ -230,8 +237,7 @@ def render_megacap_chart(stats: WeekStats) -> Chart | None:
     values = [m.contribution * 100 for m in members]
     with cs.style():
         fig, ax = cs.new_figure(BAR_ROW_IN * len(members) + 1.2)
-        _bars(
-            fig,
+        labels = _bars(
             ax,
             [
                 (display_name(m.name), v, cs.direction_colour(v), signed_pp(m.contribution))
@@ -249,7 +255,7 @@ def render_megacap_chart(stats: WeekStats) -> Chart | None:
         f"{_megacap_takeaway(stats)}. Bar chart of each one's contribution: "
         f"{display_name(lead.name)} alone {plain_pct(lead.share)} of the index's return."
     )
-    return _chart("megacaps", fig, alt)
+    return _chart("megacaps", fig, alt, labels)
 
 
 def _spread_labels(ends: pd.Series, min_gap: float) -> dict[str, float]:
@@ -293,7 +299,8 @@ def render_ytd_chart(prices: Prices, stats: WeekStats) -> Chart | None:
         return None
     growth = (frame / frame.iloc[0] - 1) * 100
     final = growth.iloc[-1].sort_values()
-    label_y = _spread_labels(final, min_gap=(growth.max().max() - growth.min().min()) * 0.11)
+    gap = (growth.max().max() - growth.min().min()) * 0.11
+    label_y = _spread_labels(final, min_gap=gap)
     with cs.style():
         fig, ax = cs.new_figure(2.9)
         texts = []
@@ -308,12 +315,16 @@ def render_ytd_chart(prices: Prices, stats: WeekStats) -> Chart | None:
                 va="center",
                 color=colour,
                 fontweight="bold",
+                annotation_clip=False,
             )
             texts.append(label)
         ax.axhline(0, color=cs.MUTED, lw=0.6)
+        low, high = ax.get_ylim()  # room for labels moved apart above or below the lines
+        ax.set_ylim(
+            min(low, min(label_y.values()) - gap / 2), max(high, max(label_y.values()) + gap / 2)
+        )
         axis_numbers(ax.yaxis, "%")
         ax.margins(x=0.02)
-        fit_labels(fig, ax, texts)
         # Month ticks only where there are data: the view runs on under the line labels.
         ax.set_xticks(_month_ticks(growth.index[0], growth.index[-1]))
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%b"))  # type: ignore[no-untyped-call]
@@ -322,7 +333,8 @@ def render_ytd_chart(prices: Prices, stats: WeekStats) -> Chart | None:
             _ytd_takeaway(final),
             f"Total return since the close of {long_date(stats.bases['YTD'])}",
         )
-    return _chart("ytd", fig, f"{_ytd_takeaway(final)}. Line chart of the year's total returns.")
+    alt = f"{_ytd_takeaway(final)}. Line chart of the year's total returns."
+    return _chart("ytd", fig, alt, (ax, texts))
 
 
 def render_charts(prices: Prices, stats: WeekStats, ratio_sessions: int) -> tuple[Chart, ...]:
