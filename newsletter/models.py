@@ -131,6 +131,8 @@ class Issue:
     postal_address: str
     note: str = ""
     """The editor's note and curated links, in Markdown (empty: none this week)."""
+    lede: tuple[str, ...] = ()
+    """The week in ten seconds: the sentences above everything else (issue/lede.py)."""
     data_warning: str = ""
     """Shown at the top when the editor built despite data-quality problems (--allow-stale)."""
 

@@ -17,12 +17,27 @@ SCOREBOARD_PERIODS = ("1W", "1M", "3M", "YTD", "1Y")
 
 
 @dataclass(frozen=True, slots=True)
+class Aftermath:
+    """What followed one earlier episode: the same spread over the next 21 and 63 sessions
+    after its end; null where that window runs past the as-of session (never filled from
+    later data)."""
+
+    end: date
+    value: float
+    next_21: float | None
+    next_63: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class SpreadStats:
     """The rolling 5-session return spread long - short ending at the as-of session.
 
     `rank`/`percentile`/`largest_since` count every overlapping window; the `episode_*` fields
     count a run of overlapping windows once (its peak), which is what "the largest since" means
-    to a reader.
+    to a reader. This week's window is a `new_episode` only when none of the earlier windows
+    it overlaps is at least as large; otherwise it belongs to their run, and `episode_rank`
+    and `episode_largest_since` are null (only the window-level figures describe it).
+    `aftermath`: the five largest earlier episodes that end before this week's window starts.
     """
 
     long: str
@@ -38,10 +53,35 @@ class SpreadStats:
     zscore: float
     largest_since: date | None
     history_start: date
-    episode_rank: int
+    episode_rank: int | None
     episodes: int
     episode_largest_since: date | None
     top_episodes: tuple[tuple[date, float], ...]
+    new_episode: bool = True
+    aftermath: tuple[Aftermath, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Rarity:
+    """How unusual one five-session move of the week is against its own history.
+
+    `kind`: spread (a long-short pair), breadth (equal minus cap weight), megacap, sector or
+    yield (`value` in basis points; the others are fractions). `tail`: the share of all
+    windows, this one included, at least as extreme in this move's direction; `rank` 1 is the
+    most extreme. `largest_since`: the end of the latest earlier window at least as extreme,
+    null when there is none or when this window is not a `new_episode`.
+    """
+
+    kind: str
+    subject: str
+    value: float
+    sessions: int
+    tail: float
+    rank: int
+    of: int
+    history_start: date
+    new_episode: bool
+    largest_since: date | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +201,14 @@ class WeekStats:
     notes: tuple[str, ...] = ()
     receipts: dict[str, Any] = field(default_factory=dict)
     estimates: tuple[EstimateRevision, ...] = ()
+    key_dates_complete: bool = True
+    """Whether the key-date calendar covers the whole horizon (else the email says nothing
+    of the missing part and the editor is told)."""
+    key_dates_days: int = 35
+    week_sessions: int = 5
+    """Sessions in the scoreboard's week (since the previous week's last close)."""
+    rarities: tuple[Rarity, ...] = ()
+    """The week's five-session moves by how rare they are, rarest first (stats/rarity.py)."""
 
     @property
     def prev_close(self) -> date:
@@ -181,6 +229,10 @@ class WeekStats:
             "rates": _plain(self.rates),
             "key_dates": _plain(self.key_dates),
             "key_dates_source": self.key_dates_source,
+            "rarities": _plain(self.rarities),
+            "week_sessions": self.week_sessions,
+            "key_dates_complete": self.key_dates_complete,
+            "key_dates_days": self.key_dates_days,
             "data_source": self.data_source,
             "notes": list(self.notes),
             "receipts": _plain(self.receipts),

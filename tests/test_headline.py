@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import date
-from pathlib import Path
 
 import pytest
 
 from newsletter.issue.headline import write_headline
-
-REPO = Path(__file__).resolve().parent.parent
+from newsletter.weekstats import Rarity
 
 
 @pytest.fixture(scope="module")
@@ -18,68 +16,75 @@ def stats(build_day):
     return build_day("2024-07-16").stats
 
 
-def with_spread(stats, **changes):
-    index = dataclasses.replace(stats.spread_5d_index, **changes)
-    return dataclasses.replace(stats, spread_5d_index=index)
+def rarity(kind, subject, value, rank, of=9000, since=None, new=True, start=date(1987, 9, 10)):
+    return Rarity(kind, subject, value, 5, rank / of, rank, of, start, new, since)
 
 
-def test_record_episode(stats):
+def with_rarities(stats, *rarities, spread_value=None):
+    """`stats` whose rarities are `rarities` (rarest first), the spread's value changed too."""
+    changed = dataclasses.replace(stats, rarities=tuple(sorted(rarities, key=lambda r: r.tail)))
+    if spread_value is not None:
+        index = dataclasses.replace(stats.spread_5d_index, value=spread_value)
+        changed = dataclasses.replace(changed, spread_5d_index=index)
+    return changed
+
+
+def test_a_record_spread_is_a_record_rotation(stats):
     headline = write_headline(stats)
     assert headline.rule == "record"
-    assert (
-        headline.subject
-        == "Record rotation: Russell 2000 beat the S&P 500 by 9.9 points in five sessions"
+    assert headline.subject == (
+        "Record rotation: the Russell 2000 beat the S&P 500 by 9.9 points in five sessions"
     )
+    assert "mega caps made 56.2% of the S&P 500's gain this year" in headline.preheader
+
+
+def test_a_rare_new_episode_says_since_when(stats):
+    spread = rarity("spread", "^RUT-^GSPC", 0.0989, 3, since=date(2020, 4, 29))
+    headline = write_headline(with_rarities(stats, spread))
+    assert headline.rule == "spread"
+    assert headline.subject == (
+        "The Russell 2000 beat the S&P 500 by 9.9 points in five sessions, "
+        "the largest five-session lead for small caps since April 2020"
+    )
+
+
+def test_a_window_inside_a_larger_run_never_says_since(stats):
+    inside = rarity("spread", "^RUT-^GSPC", 0.0989, 3, since=None, new=False)
+    subject = write_headline(with_rarities(stats, inside)).subject
+    assert "lead for small caps since" not in subject and "record" not in subject.lower()
+    assert subject.endswith(
+        "a larger five-session lead for small caps than 99% of the 9,000 since 1987"
+    )
+
+
+def test_a_rarer_move_leads_and_the_rotation_follows(stats):
+    nvidia = rarity("megacap", "NVDA", -0.15, 1, of=4000, start=date(1999, 1, 22))
+    spread = rarity("spread", "^RUT-^GSPC", 0.0989, 40)
+    headline = write_headline(with_rarities(stats, spread, nvidia))
+    assert headline.rule == "move"
+    assert headline.subject == (
+        "Nvidia fell 15.0% in five sessions, the largest five-session drop in data back to "
+        "January 1999"
+    )
+    assert headline.preheader.startswith("The Russell 2000 beat the S&P 500 by 9.9 points")
+
+
+def test_a_tie_never_leads_and_is_called_level(stats):
+    tie = rarity("spread", "^RUT-^GSPC", 0.0003, 1)
+    energy = rarity("sector", "XLE", 0.05, 300, of=6000, start=date(1998, 12, 22))
+    headline = write_headline(with_rarities(stats, tie, energy, spread_value=0.0003))
+    assert headline.subject.startswith("Energy stocks (XLE) rose 5.0% in five sessions")
+    assert "beat" not in headline.preheader.split(".")[0]
     assert headline.preheader.startswith(
-        "The largest five-session small-cap outperformance in data back to September 1987."
+        "The Russell 2000 and the S&P 500 finished level over five sessions."
     )
 
 
-def test_a_top_five_episode_says_since_when(stats):
-    rare = with_spread(stats, episode_rank=3, episode_largest_since=date(2020, 4, 29))
-    headline = write_headline(rare)
-    assert headline.rule == "rare"
-    assert headline.subject.endswith(", the most since April 2020")
-    assert "Number 3 of 1,484 such episodes since September 1987" in headline.preheader
-
-
-def test_largest_since_needs_the_episode_rank(stats):
-    ordinary = with_spread(stats, episode_rank=40, episode_largest_since=date(2024, 7, 1))
-    assert "most since" not in write_headline(ordinary).subject
-
-
-def test_a_mega_cap_drop(stats):
-    ordinary = with_spread(stats, episode_rank=40)
-    conc = ordinary.concentration
-    members = tuple(
-        dataclasses.replace(m, seven_day=-0.125) if m.name == conc.lead else m for m in conc.members
-    )
-    dropped = dataclasses.replace(
-        ordinary, concentration=dataclasses.replace(conc, members=members)
-    )
-    headline = write_headline(dropped)
-    assert headline.rule == "megacap_drop"
-    assert headline.subject.startswith(
-        "Nvidia fell 12.5% in seven days as Russell 2000 beat the S&P 500"
-    )
-
-
-def test_a_big_index_move(stats):
-    ordinary = with_spread(stats, episode_rank=40)
-    returns = {**ordinary.returns, "SPY": {**ordinary.returns["SPY"], "1W": -0.041}}
-    headline = write_headline(dataclasses.replace(ordinary, returns=returns))
-    assert headline.rule == "big_move"
-    assert headline.subject == "The S&P 500 fell 4.1% this week"
-
-
-def test_the_default_scoreboard_line(stats):
-    ordinary = with_spread(stats, episode_rank=40)
-    headline = write_headline(ordinary)
-    assert headline.rule == "scoreboard"
-    assert (
-        headline.subject
-        == "Week to 16 Jul: Russell 2000 beat the S&P 500 by 9.9 points in five sessions"
-    )
+def test_the_other_spread_pair_never_leads(stats):
+    funds = rarity("spread", "IWM-SPY", 0.1, 1, of=6000)
+    index = rarity("spread", "^RUT-^GSPC", 0.0989, 500)
+    headline = write_headline(with_rarities(stats, funds, index))
+    assert "IWM" not in headline.subject and "Record" not in headline.subject
 
 
 def test_the_editor_overrides(stats):

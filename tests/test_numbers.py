@@ -236,12 +236,17 @@ def test_stats_json_matches_the_contract(built):
 def test_every_figure_in_the_text_part_comes_from_the_stats(built):
     issue = built["2024-07-16"]
     text = issue.rendered.text
-    spread_pp = f"+{issue.stats.spread_5d.value * 100:.2f} pp"
-    assert spread_pp == "+9.89 pp"
+    # The email tells the week by the longest history: ^RUT - ^GSPC, price, one decimal.
+    start = sessions_until("^GSPC", "2024-07-16")[-6]
+    index = ret("^RUT", start, "2024-07-16", "close") - ret("^GSPC", start, "2024-07-16", "close")
+    spread_pp = f"+{index * 100:.1f} pp"
+    assert spread_pp == "+9.9 pp"
     assert spread_pp in text
+    assert f"by {index * 100:.1f} points" in issue.rendered.subject
     assert f"+{ret('IWM', '2024-07-12', '2024-07-16') * 100:.2f}%" in text
     assert "56.2%" in text  # the six mega caps' share, 10.57 pp of +18.81 %
     assert "Record rotation" in issue.rendered.subject
+    assert "+9.89 pp" not in text, "the funds' spread is stats.json's, not a second number"
 
 
 def _snapshot_without(tmp_path: Path, ticker: str, day: str) -> Path:
@@ -341,19 +346,21 @@ def test_episodes_count_a_run_of_overlapping_windows_once(built):
     ]
 
 
-def test_a_later_week_is_the_largest_episode_since_a_dated_one(write_config):
+def test_a_window_inside_the_run_of_a_larger_one_is_not_a_new_episode(write_config):
+    """2024-11-08: the window overlaps the larger one ending two days earlier (the election
+    rally), so it gets no episode rank and no "most since" of its own; its window-level
+    "largest since" is the latest earlier window at least as large."""
     config = load_config(write_config())
     spread = build_issue(config, date(2024, 11, 8)).stats.spread_5d
     spreads = _all_spreads("2024-11-08")
-    value = spreads["2024-11-08"]
-    # Episodes at least as large, outside this week's own overlapping windows, latest first.
     days = sorted(spreads)
     now = days.index("2024-11-08")
-    earlier = [d for i, d in enumerate(days) if i <= now - 5 and spreads[d] >= value]
-    assert spread.episode_largest_since is not None
-    assert spread.episode_largest_since.isoformat() <= earlier[-1]
-    assert spreads[spread.episode_largest_since.isoformat()] >= value
-    assert spread.episode_rank < spread.rank
+    value = spreads["2024-11-08"]
+    overlapping = [d for i, d in enumerate(days) if now - 5 < i < now and spreads[d] >= value]
+    assert overlapping, "the premise: an earlier overlapping window at least as large"
+    assert spread.new_episode is False
+    assert spread.episode_rank is None and spread.episode_largest_since is None
+    assert spread.largest_since.isoformat() == max(d for d in days[:now] if spreads[d] >= value)
 
 
 def test_relative_strength(built):

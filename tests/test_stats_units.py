@@ -115,6 +115,14 @@ def plain_spread(long: list[float], short: list[float]) -> dict[str, object]:
     earlier = [end for end, v in windows[:-1] if v >= value]
     peaks = plain_peaks([w for w in windows if w[0] <= now - 5])
     bigger = [end for end, v in peaks if v >= value]
+    # A new episode: none of the earlier windows it overlaps (ends 1-4 sessions before) as large.
+    new = not any(v >= value for end, v in windows if now - 5 < end < now)
+
+    def after(end: int, n: int) -> float | None:
+        if end + n > now or math.isnan(long[end + n] + short[end + n]):
+            return None
+        return (long[end + n] / long[end] - 1) - (short[end + n] / short[end] - 1)
+
     return {
         "value": value,
         "long_return": long[now] / long[now - 5] - 1,
@@ -126,10 +134,12 @@ def plain_spread(long: list[float], short: list[float]) -> dict[str, object]:
         "zscore": (value - statistics.fmean(values)) / statistics.stdev(values),
         "largest_since": day(max(earlier)) if earlier else None,
         "history_start": day(0),
-        "episode_rank": 1 + sum(v > value for _, v in peaks),
-        "episodes": len(peaks) + 1,
-        "episode_largest_since": day(max(bigger)) if bigger else None,
+        "episode_rank": 1 + sum(v > value for _, v in peaks) if new else None,
+        "episodes": len(peaks) + 1 if new else len(plain_peaks(windows[:-1])),
+        "episode_largest_since": day(max(bigger)) if bigger and new else None,
         "top_episodes": tuple((day(end), close(v)) for end, v in plain_peaks(windows)[:5]),
+        "new_episode": new,
+        "aftermath": [(day(end), v, after(end, 21), after(end, 63)) for end, v in peaks[:5]],
     }
 
 
@@ -141,7 +151,16 @@ SPREAD_CASES = {  # id: (long's jumps by session, session the long lacks, counte
     ),
     "below-two-earlier": ({59: 1.03, 15: 1.10, 35: 1.05}, None, dict(rank=11, episode_rank=3)),
     "two-sessions-after-a-record": ({57: 1.10, 15: 1.04}, None, dict(episode_rank=1)),
-    "negative-week": ({59: 0.95, 30: 1.02}, None, dict(rank=55, largest_since=day(58))),
+    "negative-week": (
+        {59: 0.95, 30: 1.02},
+        None,
+        dict(rank=55, largest_since=day(58), new_episode=False, episode_rank=None),
+    ),
+    "inside-the-run-of-a-larger-window": (
+        {56: 1.08, 58: 0.99},
+        None,
+        dict(new_episode=False, episode_rank=None, episode_largest_since=None, rank=3),
+    ),
     "gap-drops-two-windows": ({59: 1.10, 20: 1.05}, 30, dict(of=53, rank=1)),
 }
 
@@ -156,8 +175,13 @@ def test_compute_spread(jumps, gap, by_hand):
     stats = compute_spread(make_prices({"L": long, "S": short}), "L", "S", day(59), "tr").stats
     expected = plain_spread(long, short)
     assert {field: expected[field] for field in by_hand} == by_hand
+    aftermath = expected.pop("aftermath")
     for field, want in expected.items():
         assert getattr(stats, field) == close(want), field
+    got = [(a.end, a.value, a.next_21, a.next_63) for a in stats.aftermath]
+    assert [g[0] for g in got] == [w[0] for w in aftermath]
+    for g, w in zip(got, aftermath, strict=True):
+        assert g[1:] == pytest.approx(w[1:], abs=1e-12)
 
 
 PEAK_CASES = {  # id: (spreads, their end sessions (None: 0, 1, 2, ...), peak indices by hand)

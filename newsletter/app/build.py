@@ -25,6 +25,7 @@ from newsletter.db.estimates import load_estimates
 from newsletter.errors import DataQualityError, FetchError
 from newsletter.issue.charts import render_charts
 from newsletter.issue.headline import Headline, check_text, write_headline
+from newsletter.issue.lede import write_lede
 from newsletter.issue.quality import DataQuality, check_quality
 from newsletter.issue.render import (
     dropped_from_note,
@@ -161,6 +162,7 @@ def build_issue(
         base_url=config.newsletter.base_url,
         postal_address=config.newsletter.postal_address,
         note=notes.markdown,
+        lede=write_lede(stats),
         data_warning=_data_warning(quality, options.stale_reason, market),
     )
     rendered, files = _render_files(config, issue, headline, quality)
@@ -267,7 +269,7 @@ def _render_files(
     rendered = render_issue(issue, env, config.newsletter.images)
     document = {
         **issue.stats.to_json(),
-        "headline": headline.to_json(),
+        "headline": {**headline.to_json(), "lede": list(issue.lede)},
         "data_quality": quality.to_json(),
     }
     example = unsubscribe_url(config.newsletter, EXAMPLE_TOKEN)

@@ -54,13 +54,17 @@ class BuiltIssue:
 
     def summary(self) -> list[str]:
         """A few lines that say which issue this is and what it leads with."""
-        spread = self.stats.spread_5d
+        spread = self.stats.spread_5d_index or self.stats.spread_5d
+        episode = (
+            f"episode {spread.episode_rank:,} of {spread.episodes:,}"
+            if spread.episode_rank is not None
+            else f"inside the run of a larger window; window rank {spread.rank:,} of {spread.of:,}"
+        )
         return [
             f"Issue {self.stats.as_of.isoformat()} (week since the close of "
             f"{self.stats.prev_close.isoformat()})",
             f"  Subject: {self.rendered.subject}",
             f"  {display_name(spread.long)} - {display_name(spread.short)}, 5 sessions: "
-            f"{signed_pp(spread.value)} (episode {spread.episode_rank:,} of {spread.episodes:,} "
-            f"since {spread.history_start.isoformat()})",
+            f"{signed_pp(spread.value)} ({episode} since {spread.history_start.isoformat()})",
             f"  Draft:   {self.folder / 'preview.html'}",
         ]

@@ -165,7 +165,7 @@ def render_sector_chart(stats: WeekStats) -> Chart | None:
 
 
 def _spread_detail(stats: WeekStats) -> str:
-    spread = stats.spread_5d
+    spread = stats.spread_5d_index or stats.spread_5d
     where = "The largest" if spread.rank == 1 else f"Rank {thousands(spread.rank)}"
     return (
         f"{where} of {thousands(spread.of)} five-session {spread.long} {MINUS} {spread.short} "
@@ -175,19 +175,20 @@ def _spread_detail(stats: WeekStats) -> str:
 
 
 def _spread_takeaway(stats: WeekStats) -> str:
-    spread = stats.spread_5d
+    spread = stats.spread_5d_index or stats.spread_5d
     leader, laggard = (
         (spread.long, spread.short) if spread.value >= 0 else (spread.short, spread.long)
     )
     return (
         f"{display_name(leader)} beat the {display_name(laggard)} by "
-        f"{signed_pp(abs(spread.value))[1:]} in five sessions"
+        f"{signed_pp(abs(spread.value), 1)[1:]} in five sessions"
     )
 
 
 def render_spread_distribution_chart(prices: Prices, stats: WeekStats) -> Chart:
-    """How rare was this week: every 5-session spread in the history, this week marked."""
-    spread = stats.spread_5d
+    """How rare was this week: every 5-session spread in the history, this week marked (the
+    pair the email tells the week by: the longest history)."""
+    spread = stats.spread_5d_index or stats.spread_5d
     values = (
         prices.spread(spread.long, spread.short, SPREAD_SESSIONS).loc[: pd.Timestamp(stats.as_of)]
         * 100
@@ -197,7 +198,7 @@ def render_spread_distribution_chart(prices: Prices, stats: WeekStats) -> Chart:
         ax.hist(values.to_numpy(), bins=70, color=cs.QUIET, lw=0)
         ax.axvline(spread.value * 100, color=cs.direction_colour(spread.value), lw=1.8)
         ax.annotate(
-            f"this week {signed_pp(spread.value)}",
+            f"this week {signed_pp(spread.value, 1)}",
             xy=(spread.value * 100, ax.get_ylim()[1] * 0.9),
             xytext=(-5 if spread.value > 0 else 5, 0),
             textcoords="offset points",
@@ -222,9 +223,15 @@ def render_spread_distribution_chart(prices: Prices, stats: WeekStats) -> Chart:
 def _megacap_takeaway(stats: WeekStats) -> str:
     conc = stats.concentration
     assert conc is not None
+    index = display_name(conc.index)
+    if conc.index_ytd > 0:
+        return (
+            f"{len(conc.members)} mega caps made {plain_pct(conc.group_share)} of the "
+            f"{index}'s {signed_pct(conc.index_ytd)} this year"
+        )
     return (
-        f"{len(conc.members)} mega caps made {plain_pct(conc.group_share)} of the "
-        f"{display_name(conc.index)}'s {signed_pct(conc.index_ytd)} this year"
+        f"{len(conc.members)} mega caps contributed {signed_pp(conc.group_contribution)} to the "
+        f"{index}'s {signed_pct(conc.index_ytd)} this year"
     )
 
 
@@ -250,10 +257,10 @@ def render_megacap_chart(stats: WeekStats) -> Chart | None:
             _megacap_takeaway(stats),
             "Contribution to the year's price return (start-of-year weight \u00d7 YTD return)",
         )
-    lead = max(conc.members, key=lambda m: m.share)
+    most = max(conc.members, key=lambda m: abs(m.contribution))
     alt = (
         f"{_megacap_takeaway(stats)}. Bar chart of each one's contribution: "
-        f"{display_name(lead.name)} alone {plain_pct(lead.share)} of the index's return."
+        f"{display_name(most.name)} the largest, {signed_pp(most.contribution)}."
     )
     return _chart("megacaps", fig, alt, labels)
 

@@ -1,15 +1,16 @@
-"""The subject line and preheader, generated from the week's most notable statistic.
+"""The subject line and preheader: the week's rarest fact first.
 
-The first rule that applies wins:
-1. `record`: this week's small-minus-large 5-session spread is the largest *episode* in the
-   longest history available (the index pair ^RUT/^GSPC from 1987 when present, else IWM/SPY).
-2. `rare`: it is among the top 5 episodes of that history ("the most since <month year>").
-3. `megacap_drop`: the largest mega-cap contributor fell 10 % or more over seven days.
-4. `big_move`: the S&P 500 (SPY) moved 3 % or more over the week.
-5. `scoreboard`: who beat whom this week, by how much.
-An editor's subject or preheader replaces the generated one (rule `editor`). Every number in
-these words is a figure in stats.json, rounded; "largest since" appears only when the episode
-ranking supports it.
+Every five-session move of the week is ranked against its own history (stats/rarity.py: the
+small-cap spread, equal against cap weight, each mega cap, each sector, the 10-year yield), and
+the subject leads with the rarest, in the words issue/claims.py allows for it:
+- `record`: the headline spread (^RUT - ^GSPC from 1987 when present, else IWM - SPY) is the
+  largest in its history: "Record rotation: the Russell 2000 beat the S&P 500 by ...";
+- `spread`: the spread is the rarest move, with "the largest ... since <month>" when it is a
+  new episode, or "larger than P% of ..." when it is rare;
+- `move`: another move is rarer ("Nvidia fell 12.5% in five sessions, the largest five-session
+  drop since ..."); the preheader then says how the rotation went.
+A spread under 0.05 points is a tie and never leads. An editor's subject or preheader replaces
+the generated one (rule `editor`).
 
 Whoever wrote them, the words must fit a message (`check_text`): at most 250 characters and no
 control character (C0 including tab, DEL, C1), which a mail header cannot carry raw and some
@@ -22,14 +23,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from newsletter.errors import ContentError
+from newsletter.issue.claims import (
+    is_record,
+    is_tie,
+    move_sentence,
+    percent,
+    rarity_phrase,
+    spread_sentence,
+    what_moved,
+)
 from newsletter.models import CONTROL, display_name
 
 if TYPE_CHECKING:
-    from newsletter.weekstats import SpreadStats, WeekStats
+    from newsletter.weekstats import Rarity, SpreadStats, WeekStats
 
-RARE_EPISODE_RANK = 5
-MEGACAP_DROP = -0.10
-BIG_MOVE = 0.03
 MAX_TEXT = 250
 """Characters a subject or preheader may have."""
 _ROOM = {"subject": "that fit a mail header", "preheader": "a preheader may have"}
@@ -47,87 +54,85 @@ class Headline:
         return {"subject": self.subject, "preheader": self.preheader, "rule": self.rule}
 
 
-def _pct(value: float) -> str:
-    return f"{abs(value) * 100:.1f}%"
+def headline_spread(stats: WeekStats) -> SpreadStats:
+    """The spread the reader is told about: the longest history available."""
+    return stats.spread_5d_index or stats.spread_5d
 
 
-def _points(value: float) -> str:
-    return f"{abs(value) * 100:.1f} points"
+def candidates(stats: WeekStats) -> list[Rarity]:
+    """The moves that may lead, rarest first: not the other spread pair (one story, one
+    number), and no tie."""
+    spread = headline_spread(stats)
+    pair = f"{spread.long}-{spread.short}"
+    return [
+        r
+        for r in stats.rarities
+        if not (r.kind == "spread" and r.subject != pair)
+        and not (r.kind in ("spread", "breadth") and is_tie(r.value))
+    ]
 
 
-def _count(n: int) -> str:
-    """Small counts in words, as prose writes them."""
-    words = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
-    return words[n] if n < len(words) else f"{n:,}"
+def _capitalised(text: str) -> str:
+    return text[0].upper() + text[1:]
 
 
-def _month(day: Any) -> str:
-    return f"{day:%B %Y}"
+def fact_sentence(rarity: Rarity, spread: SpreadStats) -> str:
+    """One move as a sentence with its rarity, capitalised, no full stop."""
+    said = (
+        spread_sentence(spread) if rarity.kind == "spread" else move_sentence(rarity)
+    )  # same value
+    phrase = rarity_phrase(rarity, what_moved(rarity))
+    return _capitalised(f"{said}, {phrase}" if phrase else said)
 
 
-def _lead(spread: SpreadStats) -> str:
-    long_name, short_name = display_name(spread.long), display_name(spread.short)
-    if spread.value >= 0:
-        return f"{long_name} beat the {short_name} by {_points(spread.value)} in five sessions"
-    return f"{short_name} beat the {long_name} by {_points(spread.value)} in five sessions"
-
-
-def _support(stats: WeekStats) -> str:
-    """The preheader's second fact: the lead mega cap's week and the group's share, or the index's week."""
+def support(stats: WeekStats) -> str:
+    """Who carried or dragged the index this year, in one sentence."""
     conc = stats.concentration
-    if conc is not None:
-        lead = next(m for m in conc.members if m.name == conc.lead)
-        verb = "fell" if lead.seven_day < 0 else "rose"
-        line = f"{display_name(lead.name)} {verb} {_pct(lead.seven_day)} in seven days"
-        if conc.index_ytd > 0 and conc.group_share > 0:
-            line += f"; the {_count(len(conc.members))} mega caps made {_pct(conc.group_share)} of the index's gain this year"
-        return line + "."
-    week = stats.returns.get(stats.spread_5d.short, {}).get("1W")
-    if week is None:
-        return "The scoreboard, the charts and the dates ahead inside."
-    return f"The {display_name(stats.spread_5d.short)} {'rose' if week >= 0 else 'fell'} {_pct(week)} on the week."
+    if conc is None:
+        return ""
+    index = display_name(conc.index)
+    if conc.index_ytd > 0 and conc.group_share > 0:
+        lead = max(conc.members, key=lambda m: m.contribution)
+        made = (
+            f"more than all of the {index}'s gain this year ({percent(conc.group_share)})"
+            if conc.group_share > 1
+            else f"{percent(conc.group_share)} of the {index}'s gain this year"
+        )
+        return (
+            f"{len(conc.members)} mega caps made {made}, {display_name(lead.name)} alone "
+            f"{percent(lead.share)}."
+        )
+    drag = min(conc.members, key=lambda m: m.contribution)
+    if conc.index_ytd < 0 and drag.contribution < 0:
+        return (
+            f"The {index} is down {percent(conc.index_ytd)} this year; "
+            f"{display_name(drag.name)} was the biggest drag, {drag.contribution * 100:.2f} "
+            "points of it.".replace("-", "\u2212")
+        )
+    return ""
 
 
 def _generated(stats: WeekStats) -> Headline:
-    spread = stats.spread_5d_index or stats.spread_5d
-    since = _month(spread.history_start)
-    if spread.value > 0 and spread.episode_rank == 1:
-        return Headline(
-            subject=f"Record rotation: {_lead(spread)}",
-            preheader=f"The largest five-session small-cap outperformance in data back to {since}. {_support(stats)}",
-            rule="record",
-        )
-    if (
-        spread.value > 0
-        and spread.episode_rank <= RARE_EPISODE_RANK
-        and spread.episode_largest_since
-    ):
-        return Headline(
-            subject=f"{_lead(spread)}, the most since {_month(spread.episode_largest_since)}",
-            preheader=f"Number {spread.episode_rank} of {spread.episodes:,} such episodes since {since}. {_support(stats)}",
-            rule="rare",
-        )
-    conc = stats.concentration
-    if conc is not None:
-        lead = next(m for m in conc.members if m.name == conc.lead)
-        if lead.seven_day <= MEGACAP_DROP:
-            return Headline(
-                subject=f"{display_name(lead.name)} fell {_pct(lead.seven_day)} in seven days as {_lead(stats.spread_5d)}",
-                preheader=_support(stats),
-                rule="megacap_drop",
-            )
-    week = stats.returns.get(stats.spread_5d.short, {}).get("1W")
-    if week is not None and abs(week) >= BIG_MOVE:
-        return Headline(
-            subject=f"The {display_name(stats.spread_5d.short)} {'rose' if week > 0 else 'fell'} {_pct(week)} this week",
-            preheader=f"{_lead(stats.spread_5d)}. {_support(stats)}",
-            rule="big_move",
-        )
-    return Headline(
-        subject=f"Week to {stats.as_of.day} {stats.as_of:%b}: {_lead(stats.spread_5d)}",
-        preheader=_support(stats),
-        rule="scoreboard",
-    )
+    spread = headline_spread(stats)
+    ranked = candidates(stats)
+    top = ranked[0] if ranked else None
+    rotation = _capitalised(spread_sentence(spread)) + "."
+    if top is None or top.kind == "spread":
+        others = [r for r in ranked if r.kind != "spread"]
+        second = f"{fact_sentence(others[0], spread)}." if others else ""
+        preheader = " ".join(part for part in (second, support(stats)) if part)
+        if top is not None and top.value > 0 and is_record(top):
+            subject, rule = f"Record rotation: {spread_sentence(spread)}", "record"
+            record = _capitalised(rarity_phrase(top, what_moved(top)) or "")
+            preheader = " ".join(part for part in (f"{record}.", support(stats)) if part)
+        elif top is not None:
+            subject, rule = fact_sentence(top, spread), "spread"
+        else:
+            subject = f"Week to {stats.as_of.day} {stats.as_of:%b}: {rotation.rstrip('.')}"
+            rule = "spread"
+        return Headline(subject=subject, preheader=preheader or rotation, rule=rule)
+    preheader = " ".join(part for part in (rotation, support(stats)) if part)
+    return Headline(subject=fact_sentence(top, spread), preheader=preheader, rule="move")
 
 
 def write_headline(

@@ -21,6 +21,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from newsletter.errors import RenderError
+from newsletter.issue.lede import story_of
 from newsletter.issue.numbers import (
     long_date,
     plain_pct,
@@ -198,6 +199,7 @@ def render_html(
         note_html=Markup(render_note(issue.note)) if issue.note else None,
         issue=issue,
         stats=issue.stats,
+        story=story_of(issue.stats),
         charts=charts,
         image_src=lambda chart: image_src(chart, images, issue.web_url),
         unsubscribe_url=UNSUBSCRIBE_MARKER,
@@ -218,6 +220,7 @@ def render_issue(issue: Issue, env: jinja2.Environment, images: ImageMode = "cid
             TEXT_TEMPLATE,
             issue=issue,
             stats=issue.stats,
+            story=story_of(issue.stats),
             charts={chart.name: chart for chart in issue.charts},
             unsubscribe_url=UNSUBSCRIBE_MARKER,
         )

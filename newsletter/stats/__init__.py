@@ -14,6 +14,7 @@ import pandas as pd
 from newsletter.stats.breadth import compute_breadth, compute_rates
 from newsletter.stats.concentration import compute_concentration, member_tickers
 from newsletter.stats.estimates import compute_estimates
+from newsletter.stats.rarity import compute_rarities
 from newsletter.stats.returns import StatsNotes, compute_returns, period_bases
 from newsletter.stats.spread import compute_spread
 from newsletter.stats.strength import compute_relative_strength
@@ -21,10 +22,11 @@ from newsletter.weekstats import WeekStats
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from datetime import date
 
     from newsletter.config import StatsSection
     from newsletter.models import EstimateSnapshot, IndexWeights, Prices, ReportDates
-    from newsletter.weekstats import KeyDate, SpreadStats
+    from newsletter.weekstats import EstimateRevision, KeyDate, SpreadStats
 
 __all__ = ["compute_week_stats", "member_tickers", "required_tickers", "spec_tickers"]
 
@@ -73,6 +75,48 @@ def _index_spread(
     return result.stats
 
 
+def _calendar_covers(
+    events: Sequence[KeyDate], as_of: date, horizon: date, notes: StatsNotes
+) -> bool:
+    """Whether every kind of scheduled event is listed from before `as_of` through `horizon`;
+    when not, a note for the editor says to what date the calendar runs."""
+    if not events:
+        notes.add("the key-date calendar is empty: the key dates are left out")
+        return False
+    first = min(event.day for event in events)
+    last: dict[str, date] = {}
+    for event in events:
+        last[event.kind] = max(last.get(event.kind, event.day), event.day)
+    short = [kind for kind, day in sorted(last.items()) if day < horizon]
+    if first > as_of:
+        notes.add(
+            f"the key-date calendar starts on {first.isoformat()}, after this issue: "
+            "the key dates are left out"
+        )
+        return False
+    if short:
+        ends = ", ".join(f"{kind} through {last[kind].isoformat()}" for kind in short)
+        notes.add(
+            f"the key-date calendar runs out before {horizon.isoformat()} ({ends}): dates after "
+            "it are left out; add the agencies' new dates to the key-dates file"
+        )
+        return False
+    return True
+
+
+def _estimates(
+    estimates: Sequence[EstimateSnapshot], spec: StatsSection, dates: ReportDates, notes: StatsNotes
+) -> tuple[tuple[EstimateRevision, ...], tuple[KeyDate, ...]]:
+    """The estimate revisions and earnings dates, with a note for the editor when none."""
+    revisions, earnings = compute_estimates(estimates, spec.megacaps, dates.as_of)
+    if not revisions:
+        notes.add(
+            "no stored analyst estimates for this issue (market.provider: yfinance stores one "
+            "each week): the indicator to watch is left out"
+        )
+    return revisions, earnings
+
+
 def compute_week_stats(
     prices: Prices,
     dates: ReportDates,
@@ -97,7 +141,8 @@ def compute_week_stats(
     receipts["spread_5d"] = spread.receipt
     index_spread = _index_spread(prices, spec, dates, notes, receipts)
     horizon = pd.Timestamp(dates.as_of) + pd.Timedelta(days=spec.key_dates_horizon_days)
-    revisions, earnings = compute_estimates(estimates, spec.megacaps, dates.as_of)
+    complete = _calendar_covers(events, dates.as_of, horizon.date(), notes)
+    revisions, earnings = _estimates(estimates, spec, dates, notes)
     events = sorted([*events, *earnings], key=lambda event: (event.day, event.kind))
     return WeekStats(
         as_of=dates.as_of,
@@ -119,4 +164,13 @@ def compute_week_stats(
         notes=tuple(notes.lines),
         receipts=receipts,
         estimates=revisions,
+        rarities=compute_rarities(prices, spec, dates.as_of),
+        key_dates_complete=complete,
+        key_dates_days=spec.key_dates_horizon_days,
+        week_sessions=int(
+            (
+                (prices.adjusted.index > pd.Timestamp(dates.prev_close))
+                & (prices.adjusted.index <= cut)
+            ).sum()
+        ),
     )

@@ -17,13 +17,14 @@ import pandas as pd
 
 from newsletter.errors import InsufficientDataError
 from newsletter.stats.returns import period_return, receipt
-from newsletter.weekstats import SpreadStats
+from newsletter.weekstats import Aftermath, SpreadStats
 
 if TYPE_CHECKING:
     from newsletter.models import Prices
 
 SPREAD_SESSIONS = 5
 TOP_EPISODES = 5
+AFTERMATH_SESSIONS = (21, 63)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,14 +66,7 @@ def compute_spread(prices: Prices, long: str, short: str, as_of: date, basis: st
     window_start = pd.Timestamp(prices.adjusted.index[now - SPREAD_SESSIONS]).date()
 
     earlier_at_least = np.flatnonzero(values[:-1] >= value)
-    outside = positions <= now - SPREAD_SESSIONS  # windows not overlapping this week's
-    peaks = episode_peaks(values[outside], positions[outside])
-    peak_values = values[outside][peaks]
-    peak_dates = spreads.index[outside][peaks]
-    bigger_or_equal = peak_dates[peak_values >= value]
-    all_peaks = episode_peaks(values, positions)[:TOP_EPISODES]
     both = prices.adjusted[[long, short]].dropna()
-
     stats = SpreadStats(
         long=long,
         short=short,
@@ -91,16 +85,67 @@ def compute_spread(prices: Prices, long: str, short: str, as_of: date, basis: st
             else None
         ),
         history_start=pd.Timestamp(both.index[0]).date(),
-        episode_rank=int((peak_values > value).sum()) + 1,
-        episodes=len(peaks) + 1,
-        episode_largest_since=pd.Timestamp(bigger_or_equal.max()).date()
-        if len(bigger_or_equal)
-        else None,
-        top_episodes=tuple(
-            (pd.Timestamp(spreads.index[i]).date(), float(values[i])) for i in all_peaks
-        ),
+        **_episodes(prices, spreads, positions, long, short),
     )
     return SpreadResult(stats=stats, receipt=_receipt(prices, stats, spreads))
+
+
+def _episodes(
+    prices: Prices, spreads: pd.Series, positions: np.ndarray, long: str, short: str
+) -> dict[str, Any]:
+    """The episode fields of SpreadStats for the last window of `spreads`."""
+    values = spreads.to_numpy()
+    value, now = float(values[-1]), int(positions[-1])
+    # The earlier windows this one overlaps: when one is at least as large, this window is
+    # part of that run, not a new episode (and no record or "most since" of its own).
+    overlapping = (positions > now - SPREAD_SESSIONS) & (positions < now)
+    new_episode = not bool((values[overlapping] >= value).any())
+    outside = positions <= now - SPREAD_SESSIONS  # windows not overlapping this week's
+    peaks = episode_peaks(values[outside], positions[outside])
+    peak_values = values[outside][peaks]
+    bigger_or_equal = spreads.index[outside][peaks][peak_values >= value]
+    largest = [(int(positions[outside][i]), float(values[outside][i])) for i in peaks]
+    return {
+        "episode_rank": int((peak_values > value).sum()) + 1 if new_episode else None,
+        "episodes": len(peaks) + 1
+        if new_episode
+        else len(episode_peaks(values[:-1], positions[:-1])),
+        "episode_largest_since": pd.Timestamp(bigger_or_equal.max()).date()
+        if len(bigger_or_equal) and new_episode
+        else None,
+        "top_episodes": tuple(
+            (pd.Timestamp(spreads.index[i]).date(), float(values[i]))
+            for i in episode_peaks(values, positions)[:TOP_EPISODES]
+        ),
+        "new_episode": new_episode,
+        "aftermath": _aftermath(prices, long, short, largest[:TOP_EPISODES], now),
+    }
+
+
+def _aftermath(
+    prices: Prices, long: str, short: str, episodes: list[tuple[int, float]], now: int
+) -> tuple[Aftermath, ...]:
+    """For each earlier episode (its end's row position and its value), the spread over the
+    next 21 and 63 sessions, from the rows up to the as-of session only (`now`)."""
+    rows = prices.adjusted.index
+    later = {n: prices.spread(long, short, n).reindex(rows).to_numpy() for n in AFTERMATH_SESSIONS}
+
+    def following(end: int, sessions: int) -> float | None:
+        target = end + sessions
+        if target > now:
+            return None  # incomplete: its window runs past the as-of session
+        value = float(later[sessions][target])
+        return None if np.isnan(value) else value
+
+    return tuple(
+        Aftermath(
+            end=pd.Timestamp(rows[end]).date(),
+            value=value,
+            next_21=following(end, AFTERMATH_SESSIONS[0]),
+            next_63=following(end, AFTERMATH_SESSIONS[1]),
+        )
+        for end, value in episodes
+    )
 
 
 def _receipt(prices: Prices, stats: SpreadStats, spreads: pd.Series) -> dict[str, Any]:
