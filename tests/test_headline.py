@@ -33,7 +33,10 @@ def test_a_record_spread_is_a_record_rotation(stats):
     headline = write_headline(stats)
     assert headline.rule == "record"
     assert headline.subject == (
-        "Record rotation: the Russell 2000 beat the S&P 500 by 9.9 points in five sessions"
+        "Record rotation: small caps beat the S&P 500 by 9.9 points in five sessions"
+    )
+    assert headline.preheader.startswith(
+        "The largest five-session lead for small caps in data back to September 1987."
     )
     assert "mega caps made 56.2% of the S&P 500's gain this year" in headline.preheader
 
@@ -43,7 +46,7 @@ def test_a_rare_new_episode_says_since_when(stats):
     headline = write_headline(with_rarities(stats, spread))
     assert headline.rule == "spread"
     assert headline.subject == (
-        "The Russell 2000 beat the S&P 500 by 9.9 points in five sessions, "
+        "Small caps beat the S&P 500 by 9.9 points in five sessions, "
         "the largest five-session lead for small caps since April 2020"
     )
 
@@ -66,7 +69,7 @@ def test_a_rarer_move_leads_and_the_rotation_follows(stats):
         "Nvidia fell 15.0% in five sessions, the largest five-session drop in data back to "
         "January 1999"
     )
-    assert headline.preheader.startswith("The Russell 2000 beat the S&P 500 by 9.9 points")
+    assert headline.preheader.startswith("Small caps beat the S&P 500 by 9.9 points")
 
 
 def test_a_tie_never_leads_and_is_called_level(stats):
@@ -76,7 +79,7 @@ def test_a_tie_never_leads_and_is_called_level(stats):
     assert headline.subject.startswith("Energy stocks (XLE) rose 5.0% in five sessions")
     assert "beat" not in headline.preheader.split(".")[0]
     assert headline.preheader.startswith(
-        "The Russell 2000 and the S&P 500 finished level over five sessions."
+        "Small caps and the S&P 500 finished level over five sessions."
     )
 
 

@@ -403,7 +403,8 @@ def test_rates_backdrop(built):
 
 def test_key_dates_ahead(built):
     events = [(e.day.isoformat(), e.kind) for e in built["2024-07-17"].stats.key_dates]
-    assert events == [("2024-07-31", "FOMC"), ("2024-08-14", "CPI")]
+    # FOMC on the Fed's calendar; the July jobs report and CPI on BLS's 2024 schedules.
+    assert events == [("2024-07-31", "FOMC"), ("2024-08-02", "JOBS"), ("2024-08-14", "CPI")]
 
 
 def _numbers_in(document) -> set[str]:

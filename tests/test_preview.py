@@ -43,10 +43,10 @@ def test_the_page_shows_the_draft_with_its_size_headers_and_lint(preview):
     page = reply.text
     assert reply.status == 200
     assert "script-src 'nonce-" in reply.headers["Content-Security-Policy"]
-    assert "Week to 19 Jul: Russell 2000 beat the S&amp;P 500" in page
+    assert "Small caps beat the S&amp;P 500 by 3.6 points in five sessions" in page
     assert "of Gmail's 102 KB clip limit" in page
     assert "List-Unsubscribe-Post" in page
-    assert "No findings." in page
+    assert "left out of the email: no stored analyst estimates" in page  # a warning, no error
     assert 'src="/draft/preview.html?v=1"' in page
     assert "SCOREBOARD\nTotal return to the close of" in page  # the text part
     assert "Not approved. Run <code>newsletter approve --as-of 2024-07-19</code>" in page

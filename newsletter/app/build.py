@@ -53,7 +53,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 EXAMPLE_TOKEN = "example-token"
-KEY_DATES_SOURCE = "Federal Reserve FOMC calendars and BLS CPI release schedules (see KEY_DATES.md)"
+KEY_DATES_SOURCE = (
+    "Federal Reserve FOMC calendars, BLS CPI and Employment Situation release schedules "
+    "(newsletter/data/KEY_DATES.md)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +208,13 @@ def _headline(
             fix = f"give one with --{field} or a {field.title()}: line in {notes_file}"
             check_text(text, field, f"the generated {field}", fix=fix)
     return headline
+
+
+def issue_words(config: Config, market: Market) -> tuple[WeekStats, Headline, tuple[str, ...]]:
+    """The week's statistics and the words generated from them (subject, preheader, lede),
+    without charts or rendering: what a check of every generated claim over many weeks needs."""
+    stats = _compute_stats(config, market, market.calendar.report_dates(market.as_of))
+    return stats, write_headline(stats), write_lede(stats)
 
 
 def _compute_stats(config: Config, market: Market, dates: ReportDates) -> WeekStats:

@@ -48,11 +48,17 @@ def is_tie(value: float) -> bool:
     return abs(value) < TIE
 
 
+_SMALL_CAPS = {"^RUT": "small caps", "IWM": "small caps (IWM)"}
+
+
 def pair_names(long: str, short: str) -> tuple[str, str]:
-    """Names for a pair: an index by its name ("the Russell 2000"), a fund by its name and
-    ticker ("the S&P 500 fund (SPY)"), so "the S&P 500 rose" always means the index."""
+    """Names for a pair: the Russell 2000 as "small caps" (its fund with its ticker), another
+    index by its name ("the S&P 500"), a fund by its name and ticker ("the S&P 500 fund
+    (SPY)"), so "the S&P 500 rose" always means the index."""
 
     def name(ticker: str) -> str:
+        if ticker in _SMALL_CAPS:
+            return _SMALL_CAPS[ticker]
         if ticker.startswith("^"):
             return f"the {display_name(ticker)}"
         return f"the {display_name(ticker)} fund ({ticker})"

@@ -67,10 +67,15 @@ def aftermath_sentence(spread: SpreadStats) -> str:
         return ""
     median = statistics.median(later)
     verb = "lead" if median >= 0 else "trail"
+    which = (
+        f"the {_COUNTS[len(later)]} largest earlier episodes"
+        if len(later) == len(spread.aftermath)
+        else f"{_COUNTS.get(len(later), str(len(later)))} of the five largest earlier episodes "
+        "(the others are too recent)"
+    )
     return (
-        f"After the {_COUNTS.get(len(later), str(len(later)))} largest earlier episodes with "
-        "three months of data since, "
-        f"small caps went on to {verb} by a median of {points(median)} over the next 63 sessions."
+        f"After {which}, small caps went on to {verb} by a median of {points(median)} over the "
+        "next 63 sessions."
     )
 
 
@@ -78,7 +83,7 @@ def _clause(sentence: str) -> str:
     """A sentence to follow "Over the five sessions ...,": its window said once, lower case
     first (a name such as "Energy" or "Nvidia" keeps its capital)."""
     text = sentence.replace(" in five sessions", "", 1)
-    return text[0].lower() + text[1:] if text.startswith(("The ", "A ")) else text
+    return text[0].lower() + text[1:] if text.startswith(("The ", "A ", "Small caps")) else text
 
 
 def write_lede(stats: WeekStats) -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""Scheduled macro events (FOMC decisions, CPI releases) from a dated CSV file (see KEY_DATES.md)."""
+"""Scheduled macro events (FOMC decisions, CPI releases, jobs reports) from a dated CSV file (see KEY_DATES.md)."""
 
 from __future__ import annotations
 
