@@ -53,6 +53,9 @@ class Judge:
         self.day = day
         self.adjusted = market.prices.adjusted.loc[: pd.Timestamp(day)]
         self.raw = market.prices.raw.loc[: pd.Timestamp(day)]
+        self.last: tuple[pd.Series, str] | None = None
+        """The series the previous sentence was about: a preheader may open with the
+        subject's rarity alone ("The largest five-session drop in data back to ...")."""
 
     def pair(self, long: str, short: str, raw: bool) -> pd.Series:
         frame = (self.raw if raw else self.adjusted)[[long, short]]
@@ -109,7 +112,7 @@ def _check_qualifiers(sentence: str, windows: pd.Series) -> None:
     if found := re.search(r"in data back to (\w+ \d{4})", sentence):
         assert rule["record"], sentence
         assert found.group(1) == f"{rule['first']:%B %Y}", sentence
-    if found := re.search(rf"the largest [\w -]+? since ((?:{MONTHS}) \d{{4}})", sentence):
+    if found := re.search(rf"the (?:largest [\w -]+?|most) since ((?:{MONTHS}) \d{{4}})", sentence):
         assert rule["since"] == found.group(1), (sentence, rule["since"])
     if found := re.search(r"a larger [\w -]+? than (\d+)% of the ([\d,]+) since (\d{4})", sentence):
         share, of, year = (
@@ -120,11 +123,23 @@ def _check_qualifiers(sentence: str, windows: pd.Series) -> None:
         assert (share, of, year) == (rule["share"], rule["of"], rule["first"].year), sentence
 
 
+def _check_brief(sentence: str, rule: dict[str, object]) -> None:
+    """A subject's "top K% since <year>": K is 100 minus the share strictly less extreme."""
+    if found := re.search(r"top (\d+)% since (\d{4})", sentence):
+        assert int(found.group(1)) == 100 - rule["share"], sentence
+        assert int(found.group(2)) == rule["first"].year, sentence
+
+
 def _check_move(sentence: str, judge: Judge) -> bool:
     """The fact at the start of a sentence, with its qualifiers; False if there is none."""
     found = judge.series(sentence)
+    if found is None and re.match(
+        r"(The largest|A larger) ", sentence
+    ):  # the subject's rarity, after it
+        found = judge.last
     if found is None:
         return False
+    judge.last = found
     windows, kind = found
     value = float(windows.iloc[-1])
     assert windows.index[-1] == pd.Timestamp(judge.day), "a five-session window ending today"
@@ -141,6 +156,7 @@ def _check_move(sentence: str, judge: Judge) -> bool:
         shown = f"{abs(value):.0f}" if kind == "yield" else f"{abs(value) * 100:.1f}"
         assert move.group(2) == shown, sentence
     _check_qualifiers(sentence, windows)
+    _check_brief(sentence, _extreme(windows))
     return True
 
 
@@ -155,7 +171,7 @@ def _check_megacaps(sentence: str, judge: Judge) -> bool:
         sentence,
     )
     drag = re.search(
-        r"The S&P 500 is down (\d+\.\d)% this year; (\w+) was the biggest drag", sentence
+        r"The S&P 500 is down (\d+\.\d\d)% this year; (\w+) was the biggest drag", sentence
     )
     if not (gain or drag):
         return False
@@ -185,7 +201,7 @@ def _check_megacaps(sentence: str, judge: Judge) -> bool:
             gain.group(3) == lead and gain.group(4) == f"{contribution[lead] / index_ytd * 100:.1f}"
         )
     else:
-        assert index_ytd < 0 and drag.group(1) == f"{-index_ytd * 100:.1f}", sentence
+        assert index_ytd < 0 and drag.group(1) == f"{-index_ytd * 100:.2f}", sentence
         assert drag.group(2) == min(contribution, key=contribution.__getitem__), sentence
     return True
 

@@ -49,14 +49,12 @@ def test_charts_are_small_opaque_phone_pngs_with_alt_text(built):
         assert b"tEXt" not in chart.png, "no metadata chunks (deterministic bytes)"
         assert len(chart.png) < 30_000
     assert sum(len(chart.png) for chart in charts.values()) < 100_000
-    assert (
-        "Russell 2000 gained 4.47% on the S&P 500 this week" in charts["relative_strength"].alt_text
-    )
+    assert "IWM gained 4.47% on SPY this week" in charts["relative_strength"].alt_text
     assert "by 9.9 pp in five sessions" in charts["spread_distribution"].alt_text  # ^RUT-^GSPC
     assert "this week's is the largest" in charts["spread_distribution"].alt_text
     assert "6 mega caps made 56.2% of the S&P 500's" in charts["megacaps"].alt_text
     assert "Nvidia the largest, +4.76 pp" in charts["megacaps"].alt_text
-    assert "Nasdaq-100 leads the year at +21.6%" in charts["ytd"].alt_text
+    assert "QQQ leads the year at +21.6%" in charts["ytd"].alt_text
     for chart in charts.values():
         with Image.open(io.BytesIO(chart.png)) as image:
             assert image.mode == "P"  # a palette PNG...
@@ -67,7 +65,7 @@ def test_the_sector_chart_says_how_many_sectors_beat_the_benchmark(built):
     """Its alt text ranks every sector, best first, and its count of sectors above the
     S&P 500's week is the count of that ranking's values above it."""
     alt = next(c.alt_text for c in built.rendered.images if c.name == "sectors")
-    found = re.match(r"(\d+) of 11 sectors beat the S&P 500's ([+\u2212][\d.]+)% this week", alt)
+    found = re.match(r"(\d+) of 11 sector funds beat SPY's ([+\u2212][\d.]+)% this week", alt)
     assert found, alt
     benchmark = float(found.group(2).replace("\u2212", "-"))
     ranking = alt.split("best first: ", 1)[1].rstrip(".").split(", ")

@@ -8,6 +8,7 @@ from datetime import date
 import pytest
 
 from newsletter.issue.headline import write_headline
+from newsletter.issue.lede import write_lede
 from newsletter.weekstats import Rarity
 
 
@@ -45,9 +46,12 @@ def test_a_rare_new_episode_says_since_when(stats):
     spread = rarity("spread", "^RUT-^GSPC", 0.0989, 3, since=date(2020, 4, 29))
     headline = write_headline(with_rarities(stats, spread))
     assert headline.rule == "spread"
-    assert headline.subject == (
-        "Small caps beat the S&P 500 by 9.9 points in five sessions, "
-        "the largest five-session lead for small caps since April 2020"
+    assert headline.subject == "Small caps beat the S&P 500 by 9.9 points in five sessions"
+    assert headline.preheader.startswith(
+        "The largest five-session lead for small caps since April 2020."
+    )
+    assert "the largest five-session lead for small caps since April 2020" in " ".join(
+        write_lede(with_rarities(stats, spread))
     )
 
 
@@ -55,9 +59,7 @@ def test_a_window_inside_a_larger_run_never_says_since(stats):
     inside = rarity("spread", "^RUT-^GSPC", 0.0989, 3, since=None, new=False)
     subject = write_headline(with_rarities(stats, inside)).subject
     assert "lead for small caps since" not in subject and "record" not in subject.lower()
-    assert subject.endswith(
-        "a larger five-session lead for small caps than 99% of the 9,000 since 1987"
-    )
+    assert subject.endswith(", top 1% since 1987")
 
 
 def test_a_rarer_move_leads_and_the_rotation_follows(stats):
@@ -66,8 +68,7 @@ def test_a_rarer_move_leads_and_the_rotation_follows(stats):
     headline = write_headline(with_rarities(stats, spread, nvidia))
     assert headline.rule == "move"
     assert headline.subject == (
-        "Nvidia fell 15.0% in five sessions, the largest five-session drop in data back to "
-        "January 1999"
+        "Nvidia fell 15.0% in five sessions, the most in data back to January 1999"
     )
     assert headline.preheader.startswith("Small caps beat the S&P 500 by 9.9 points")
 

@@ -55,10 +55,10 @@ def _ratio_lines(ax: Any, ratio: pd.Series, averages: dict[int, pd.Series], long
 
 
 def _ratio_takeaway(strength: RelativeStrength) -> str:
+    """Named by the funds the ratio is of: "the S&P 500" is the index, not SPY."""
     return (
-        f"{display_name(strength.long)} {_gained(strength.week_change)} "
-        f"{signed_pct(abs(strength.week_change))[1:]} on the {display_name(strength.short)} "
-        "this week"
+        f"{strength.long} {_gained(strength.week_change)} "
+        f"{signed_pct(abs(strength.week_change))[1:]} on {strength.short} this week"
     )
 
 
@@ -140,11 +140,11 @@ def render_sector_chart(stats: WeekStats) -> Chart | None:
             (sector.week, 0, short_name(sector.ticker), cs.direction_colour(sector.week))
             for sector in breadth.sectors
         ]
-        + [(benchmark, 1, display_name(breadth.cap_weight), cs.series_colour(breadth.cap_weight))]
+        + [(benchmark, 1, f"S&P 500 ({breadth.cap_weight})", cs.series_colour(breadth.cap_weight))]
     )  # a sector level with the benchmark sits below it: it did not beat it
     takeaway = (
-        f"{breadth.beat_benchmark} of {len(breadth.sectors)} sectors beat the "
-        f"{display_name(breadth.cap_weight)}'s {signed_pct(benchmark)} this week"
+        f"{breadth.beat_benchmark} of {len(breadth.sectors)} sector funds beat "
+        f"{breadth.cap_weight}'s {signed_pct(benchmark)} this week"
     )
     with cs.style():
         fig, ax = cs.new_figure(BAR_ROW_IN * len(rows) + 1.1)
@@ -289,9 +289,8 @@ def _month_ticks(first: pd.Timestamp, last: pd.Timestamp) -> list[Any]:
 def _ytd_takeaway(final: pd.Series) -> str:
     """`final`: each fund's YTD return in percent, ascending."""
     return (
-        f"{display_name(str(final.index[-1]))} leads the year at "
-        f"{signed_pct(final.iloc[-1] / 100, 1)}; {display_name(str(final.index[0]))} trails at "
-        f"{signed_pct(final.iloc[0] / 100, 1)}"
+        f"{final.index[-1]} leads the year at {signed_pct(final.iloc[-1] / 100, 1)}; "
+        f"{final.index[0]} trails at {signed_pct(final.iloc[0] / 100, 1)}"
     )
 
 

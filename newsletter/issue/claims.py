@@ -93,6 +93,19 @@ def rarity_phrase(rarity: Rarity, what: str) -> str | None:
     return _share_phrase(rarity, what) if rarity.tail <= RARE_TAIL else None
 
 
+def rarity_brief(rarity: Rarity) -> str | None:
+    """`rarity_phrase` in the few words a subject line has room for: "the most in data back
+    to <month>", "the most since <month>", "top K% since <year>" (K = 100 - P)."""
+    if is_record(rarity):
+        return f"the most in data back to {month(rarity.history_start)}"
+    if rarity.new_episode and rarity.largest_since is not None and rarity.tail <= RARE_TAIL:
+        return f"the most since {month(rarity.largest_since)}"
+    if rarity.tail <= RARE_TAIL:
+        share = math.floor(100 * (1 - rarity.tail) + 1e-9)
+        return f"top {100 - share}% since {rarity.history_start.year}"
+    return None
+
+
 def _share_phrase(rarity: Rarity, what: str) -> str:
     share = math.floor(100 * (1 - rarity.tail) + 1e-9)
     return f"a larger {what} than {share}% of the {rarity.of:,} since {rarity.history_start.year}"

@@ -28,6 +28,7 @@ from newsletter.issue.claims import (
     is_tie,
     move_sentence,
     percent,
+    rarity_brief,
     rarity_phrase,
     spread_sentence,
     what_moved,
@@ -37,6 +38,9 @@ from newsletter.models import CONTROL, display_name
 if TYPE_CHECKING:
     from newsletter.weekstats import Rarity, SpreadStats, WeekStats
 
+SUBJECT_ROOM = 78
+"""Characters an inbox shows of a subject; a longer generated one drops its rarity phrase
+(the lede says it)."""
 MAX_TEXT = 250
 """Characters a subject or preheader may have."""
 _ROOM = {"subject": "that fit a mail header", "preheader": "a preheader may have"}
@@ -76,13 +80,13 @@ def _capitalised(text: str) -> str:
     return text[0].upper() + text[1:]
 
 
-def fact_sentence(rarity: Rarity, spread: SpreadStats) -> str:
-    """One move as a sentence with its rarity, capitalised, no full stop."""
-    said = (
-        spread_sentence(spread) if rarity.kind == "spread" else move_sentence(rarity)
-    )  # same value
-    phrase = rarity_phrase(rarity, what_moved(rarity))
-    return _capitalised(f"{said}, {phrase}" if phrase else said)
+def fact_sentence(rarity: Rarity, spread: SpreadStats, room: int = MAX_TEXT) -> str:
+    """One move as a sentence with its rarity, capitalised; within `room` characters (a
+    subject) the rarity in brief, or none if even that does not fit."""
+    said = spread_sentence(spread) if rarity.kind == "spread" else move_sentence(rarity)
+    phrase = rarity_phrase(rarity, what_moved(rarity)) if room == MAX_TEXT else rarity_brief(rarity)
+    full = f"{said}, {phrase}" if phrase else said
+    return _capitalised(full if len(full) <= room else said)
 
 
 def support(stats: WeekStats) -> str:
@@ -105,11 +109,18 @@ def support(stats: WeekStats) -> str:
     drag = min(conc.members, key=lambda m: m.contribution)
     if conc.index_ytd < 0 and drag.contribution < 0:
         return (
-            f"The {index} is down {percent(conc.index_ytd)} this year; "
+            f"The {index} is down {abs(conc.index_ytd) * 100:.2f}% this year; "
             f"{display_name(drag.name)} was the biggest drag, {drag.contribution * 100:.2f} "
             "points of it.".replace("-", "\u2212")
         )
     return ""
+
+
+def _unsaid(rarity: Rarity, subject: str) -> str:
+    """The rarity the subject had no room for, as the preheader's first sentence."""
+    phrase = rarity_phrase(rarity, what_moved(rarity))
+    brief = rarity_brief(rarity)
+    return "" if not phrase or (brief and brief in subject) else f"{_capitalised(phrase)}."
 
 
 def _generated(stats: WeekStats) -> Headline:
@@ -117,22 +128,23 @@ def _generated(stats: WeekStats) -> Headline:
     ranked = candidates(stats)
     top = ranked[0] if ranked else None
     rotation = _capitalised(spread_sentence(spread)) + "."
-    if top is None or top.kind == "spread":
+    if top is None:
+        subject = f"Week to {stats.as_of.day} {stats.as_of:%b}: {rotation.rstrip('.')}"
+        return Headline(subject, " ".join(p for p in (rotation, support(stats)) if p), "spread")
+    if top.kind == "spread" and top.value > 0 and is_record(top):
+        subject, rule = f"Record rotation: {spread_sentence(spread)}", "record"
+        first = _unsaid(top, "")
+    else:
+        subject = fact_sentence(top, spread, SUBJECT_ROOM)
+        rule = "spread" if top.kind == "spread" else "move"
+        first = _unsaid(top, subject)
+    if top.kind == "spread":
         others = [r for r in ranked if r.kind != "spread"]
-        second = f"{fact_sentence(others[0], spread)}." if others else ""
-        preheader = " ".join(part for part in (second, support(stats)) if part)
-        if top is not None and top.value > 0 and is_record(top):
-            subject, rule = f"Record rotation: {spread_sentence(spread)}", "record"
-            record = _capitalised(rarity_phrase(top, what_moved(top)) or "")
-            preheader = " ".join(part for part in (f"{record}.", support(stats)) if part)
-        elif top is not None:
-            subject, rule = fact_sentence(top, spread), "spread"
-        else:
-            subject = f"Week to {stats.as_of.day} {stats.as_of:%b}: {rotation.rstrip('.')}"
-            rule = "spread"
-        return Headline(subject=subject, preheader=preheader or rotation, rule=rule)
-    preheader = " ".join(part for part in (rotation, support(stats)) if part)
-    return Headline(subject=fact_sentence(top, spread), preheader=preheader, rule="move")
+        second = f"{fact_sentence(others[0], spread)}." if others and not first else ""
+    else:
+        second = rotation
+    preheader = " ".join(part for part in (first, second, support(stats)) if part)
+    return Headline(subject=subject, preheader=preheader or rotation, rule=rule)
 
 
 def write_headline(
