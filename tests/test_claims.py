@@ -71,7 +71,9 @@ class Judge:
 
     def series(self, sentence: str) -> tuple[pd.Series, str] | None:
         """The windows the sentence's first claim is about, and its checked wording."""
-        if "Equal Weight fund (RSP)" in sentence or "lead for equal weight" in sentence:
+        if "Equal Weight fund (RSP)" in sentence or re.search(
+            "lead for (equal|cap) weight", sentence
+        ):
             return self.pair("RSP", "SPY", raw=False), "RSP"
         pair = (
             r"(small caps|the S&P 500)( \(IWM\)| fund \(SPY\))? (beat|and)|lead for (small|the S&P)"
@@ -82,7 +84,8 @@ class Judge:
         if found := re.search(r"stocks \((XL\w+)\)", sentence):
             return _windows(self.adjusted[found.group(1)]), "sector"
         if found := re.match(
-            rf"(?:Over the five sessions [^,]+, )?({'|'.join(MEGACAPS)}) (rose|fell)", sentence
+            rf"(?:Over the (?:same )?five sessions[^,]*, )?({'|'.join(MEGACAPS)}) (rose|fell)",
+            sentence,
         ):
             return _windows(self.raw[MEGACAPS[found.group(1)]]), "megacap"
         if "10-year Treasury yield" in sentence:

@@ -154,7 +154,9 @@ def render_sector_chart(stats: WeekStats) -> Chart | None:
         )
         axis_numbers(ax.xaxis, "%")
         cs.title(
-            fig, takeaway, f"Total return of the sector funds, week to {long_date(stats.as_of)}"
+            fig,
+            takeaway,
+            f"Total return of the sector funds since the close of {long_date(stats.prev_close)}",
         )
     ranking = ", ".join(
         f"{display_name(s.ticker)} {signed_pct(s.week)}"

@@ -135,11 +135,13 @@ _LEADERS = {"^RUT": "small caps", "IWM": "small caps", "^GSPC": "the S&P 500", "
 
 def what_moved(rarity: Rarity) -> str:
     """The noun for `rarity_phrase`: what kind of move this is."""
-    if rarity.kind in ("spread", "breadth"):
+    if rarity.kind == "breadth":  # its S&P 500 is the cap-weight fund: named so
+        weight = "equal weight" if rarity.value >= 0 else "cap weight"
+        return f"five-session lead for {weight}"
+    if rarity.kind == "spread":
         long, short = rarity.subject.split("-")
         leader = long if rarity.value >= 0 else short
-        words = _LEADERS.get(leader, "equal weight" if rarity.kind == "breadth" else leader)
-        return f"five-session lead for {words}"
+        return f"five-session lead for {_LEADERS.get(leader, leader)}"
     if rarity.kind == "yield":
         return f"five-session {'rise' if rarity.value >= 0 else 'fall'}"
     return f"five-session {'gain' if rarity.value >= 0 else 'drop'}"

@@ -101,6 +101,11 @@ def write_lede(stats: WeekStats) -> tuple[str, ...]:
             f"Over the same five sessions, {_clause(spread_sentence(spread))}.",
         ]
     sentences += [support(stats), aftermath_sentence(spread)]
+    others = [r for r in ranked if r is not top and r.kind != "spread"]
+    if not any(sentences[1:]) and others:  # a second fact, so the lede is never one line
+        sentences.append(
+            f"Over the same five sessions, {_clause(fact_sentence(others[0], spread))}."
+        )
     if stats.key_dates:
         upcoming = stats.key_dates[0]
         sentences.append(f"Next: {upcoming.label}, {long_date(upcoming.day)}.")
