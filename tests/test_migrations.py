@@ -149,3 +149,13 @@ def test_a_postgresql_url_without_its_driver_says_which_extra_to_install(monkeyp
     message = str(refused.value)
     assert 'pip install -e ".[postgres]"' in message and "psycopg" in message
     assert "secret" not in message  # the password stays masked
+
+
+def test_the_head_every_open_checks_is_alembics():
+    """Opening a current database reads its stamp and compares it with HEAD, without Alembic:
+    a new migration must move HEAD too."""
+    from alembic.script import ScriptDirectory  # noqa: PLC0415
+
+    from newsletter.db.migrate import HEAD, MIGRATIONS  # noqa: PLC0415
+
+    assert ScriptDirectory(str(MIGRATIONS)).get_current_head() == HEAD

@@ -13,18 +13,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy.engine import Connection, Engine
 
 from newsletter.errors import DatabaseError
 
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+    from sqlalchemy.engine import Connection, Engine
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 BASELINE = "0001"
+HEAD = "0002"
+"""The newest revision in migrations/versions (a test checks it is Alembic's head): a database
+stamped with it is current, which every open checks without importing Alembic."""
 """The revision of the schema the first release made without migrations."""
 _LOCK_KEY = 7_141_722_019
 """The PostgreSQL advisory lock every schema change of this project takes."""
@@ -52,6 +56,8 @@ class SchemaVersion:
 
 
 def _config(connection: Connection) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig  # noqa: PLC0415 (only to change a schema)
+
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -59,6 +65,8 @@ def _config(connection: Connection) -> AlembicConfig:
 
 
 def _scripts() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory  # noqa: PLC0415
+
     return ScriptDirectory(str(MIGRATIONS))
 
 
@@ -70,12 +78,28 @@ def _lock(connection: Connection) -> None:
 
 def version(connection: Connection) -> SchemaVersion:
     """The database's revision (None: never stamped), the code's head, and its tables."""
+    from alembic.runtime.migration import MigrationContext  # noqa: PLC0415
+
     current = MigrationContext.configure(connection).get_current_revision()
     tables = frozenset(sa.inspect(connection).get_table_names())
     head = _scripts().get_current_head()
     if head is None:
         raise DatabaseError(f"no migrations found in {MIGRATIONS}: the installation is broken")
     return SchemaVersion(current, head, tables)
+
+
+def _stamped(connection: Connection) -> str | None:
+    """The revision the database records, read with one query (Alembic's own table)."""
+    if not sa.inspect(connection).has_table("alembic_version"):
+        return None
+    found = connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+    return None if found is None else str(found)
+
+
+def _command() -> Any:
+    from alembic import command  # noqa: PLC0415
+
+    return command
 
 
 def _known(revision: str) -> bool:
@@ -89,11 +113,13 @@ def ensure_current(engine: Engine, where: str) -> None:
     """Create a new database's schema; refuse one whose schema is older or newer than the code."""
     with engine.begin() as connection:
         _lock(connection)
+        if _stamped(connection) == HEAD:
+            return
         found = version(connection)
         if found.current == found.head:
             return
         if found.empty:
-            command.upgrade(_config(connection), "head")
+            _command().upgrade(_config(connection), "head")
             return
     if found.current is None:
         raise DatabaseError(
@@ -145,8 +171,8 @@ def _upgrade(engine: Engine, where: str) -> tuple[str | None, str]:
         config = _config(connection)
         if found.current is None and not found.empty:
             _check_baseline(connection, where)
-            command.stamp(config, BASELINE)
-        command.upgrade(config, "head")
+            _command().stamp(config, BASELINE)
+        _command().upgrade(config, "head")
     return found.current, found.head
 
 

@@ -2,12 +2,19 @@
 
 File names drop an index's caret: ^GSPC lives in GSPC.csv.gz. Columns are
 date,open,high,low,close,adj_close,volume; see PROVENANCE.md beside the files.
+
+The CSVs are the record; `snapshot.npz` beside them is the same closes in binary, typed form
+(written by scripts/build_snapshot.py), which loads in milliseconds instead of parsing and
+checking every row. It is used for a ticker only while it records that ticker's CSV by its
+SHA-256: an edited or added CSV is read as CSV, so the two can never disagree unseen.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from newsletter.errors import DataError
@@ -19,6 +26,10 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 _REQUIRED = ("date", "close", "adj_close")
+_UNIT = pd.to_datetime(["2000-01-03"], format="%Y-%m-%d").unit
+"""The resolution pandas gives parsed dates: the binary path's index matches the CSV path's."""
+BINARY = "snapshot.npz"
+"""The binary copy of a snapshot folder's closes (scripts/build_snapshot.py writes it)."""
 _HEADER_LINES = 1
 
 
@@ -85,12 +96,66 @@ class SnapshotSource:
         return "bundled market snapshot (Yahoo Finance exports; see PROVENANCE.md)"
 
     def fetch(self, tickers: Sequence[str], start: date | None = None) -> Prices:
+        binary = _binary_columns(self.directory, tickers)
         frames = {
             ticker: read_price_file(ticker_file(self.directory, ticker), ticker)
             for ticker in tickers
+            if ticker not in binary
         }
-        adjusted = pd.DataFrame({ticker: frame["adjusted"] for ticker, frame in frames.items()})
-        raw = pd.DataFrame({ticker: frame["raw"] for ticker, frame in frames.items()})
+        if frames:
+            adjusted = pd.DataFrame({t: frame["adjusted"] for t, frame in frames.items()})
+            raw = pd.DataFrame({t: frame["raw"] for t, frame in frames.items()})
+            if binary:
+                quick_adjusted, quick_raw = _aligned(binary)
+                adjusted, raw = (
+                    adjusted.join(quick_adjusted, how="outer"),
+                    raw.join(quick_raw, how="outer"),
+                )
+        else:
+            adjusted, raw = _aligned(binary)
+        adjusted, raw = adjusted[list(tickers)], raw[list(tickers)]
         if start is not None:
             adjusted, raw = adjusted.loc[pd.Timestamp(start) :], raw.loc[pd.Timestamp(start) :]
         return Prices(adjusted=adjusted.sort_index(), raw=raw.sort_index(), source=self.name)
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _binary_columns(
+    directory: Path, tickers: Sequence[str]
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(days since 1970, raw, adjusted) of each ticker whose CSV the binary copy records
+    unchanged; none when there is no binary copy."""
+    path = directory / BINARY
+    if not path.is_file():
+        return {}
+    with np.load(path) as stored:
+        digests = dict(item.split(":", 1) for item in stored["digests"].tolist())
+        found = {}
+        for ticker in tickers:
+            stem, csv = ticker.removeprefix("^"), ticker_file(directory, ticker)
+            if csv.is_file() and digests.get(stem) == file_digest(csv):
+                found[ticker] = (
+                    stored[f"{stem}.days"],
+                    stored[f"{stem}.raw"],
+                    stored[f"{stem}.adjusted"],
+                )
+    return found
+
+
+def _aligned(
+    columns: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The adjusted and raw frames on the union of the tickers' sessions, NaN where a ticker
+    has no close (as the CSV path's join gives)."""
+    union = np.unique(np.concatenate([days for days, _, _ in columns.values()]))
+    index = pd.DatetimeIndex(union.astype("datetime64[D]"), name="date").as_unit(_UNIT)
+    frames = []
+    for part in (2, 1):  # adjusted, raw
+        matrix = np.full((len(union), len(columns)), np.nan)
+        for j, values in enumerate(columns.values()):
+            matrix[np.searchsorted(union, values[0]), j] = values[part]
+        frames.append(pd.DataFrame(matrix, index=index, columns=list(columns)))
+    return frames[0], frames[1]
