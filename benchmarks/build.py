@@ -6,6 +6,7 @@ Run by hand from the project folder with the venv active:  python benchmarks/bui
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -22,6 +23,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     timings = []
+    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     with tempfile.TemporaryDirectory() as tmp:
         command = [
             sys.executable,
@@ -43,7 +45,8 @@ def main() -> None:
         sizes = {p.name: p.stat().st_size for p in sorted(Path(tmp).iterdir())}
     print(
         f"newsletter build --as-of {args.as_of}, cold process: median {statistics.median(timings):.2f} s "
-        f"(min {min(timings):.2f}, max {max(timings):.2f}, {args.runs} runs)"
+        f"(min {min(timings):.2f}, max {max(timings):.2f}, {args.runs} runs; "
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} after, {load_before} before)"
     )
     for name, size in sizes.items():
         print(f"  {name}: {size / 1024:.1f} KB")
