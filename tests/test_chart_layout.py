@@ -5,6 +5,7 @@ precision it shows. On the charts of several real weeks, calm and wild ones."""
 from __future__ import annotations
 
 import math
+import os
 import re
 from datetime import date
 
@@ -16,7 +17,7 @@ from matplotlib.text import Text
 from newsletter.issue import charts as charts_module
 from newsletter.issue import chartstyle
 
-pytestmark = pytest.mark.xdist_group("chart-layout")  # one worker draws the four weeks once
+pytestmark = [pytest.mark.xdist_group("chart-layout"), pytest.mark.slow]  # one worker, once
 WEEKS = ("2024-07-17", "2025-02-20", "2025-09-26", "2008-10-10")
 NUMBER = re.compile(r"^[+\-\u2212]?\d+(\.\d+)?$")
 SLACK_PX = 1.0
@@ -212,3 +213,10 @@ def test_each_fund_has_one_colour_and_direction_has_its_own_pair(drawn):
 def test_every_title_states_a_number(drawn):
     for week, title, *_ in drawn:
         assert re.search(r"\d", title), (week, title)
+
+
+def test_this_module_runs_in_one_worker(request):
+    """Under pytest-xdist's loadgroup a grouped test's id carries its group: if it does not,
+    grouping is broken (pytest 9 with xdist 3.8) and every worker draws the four weeks."""
+    if os.environ.get("PYTEST_XDIST_WORKER") and request.config.getvalue("loadgroup"):
+        assert request.node.nodeid.endswith("@chart-layout")

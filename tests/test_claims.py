@@ -29,7 +29,7 @@ from newsletter.config import load_config
 
 from .conftest import REPO
 
-pytestmark = pytest.mark.xdist_group("claims")
+pytestmark = [pytest.mark.xdist_group("claims"), pytest.mark.slow]
 AUDITED = ("2016-11-15", "2008-11-04", "2008-12-22", "2023-10-27", "2023-12-29", "2025-01-10")
 NAMED = ("2024-07-16", "2024-07-17", "2025-02-20", "2025-09-26", *AUDITED)
 MEGACAPS = {"Nvidia": "NVDA", "Microsoft": "MSFT", "Apple": "AAPL", "Alphabet": "GOOGL",
