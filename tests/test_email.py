@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import email
 import io
+import os
 import re
 import struct
+import sys
 from datetime import UTC, datetime
 from email import policy
 from pathlib import Path
@@ -84,6 +86,27 @@ def test_charts_are_deterministic(built, tmp_path):
     again = build_issue(load_config(config_path), date(2024, 7, 16))
     assert [c.png for c in again.rendered.images] == [c.png for c in built.rendered.images]
     assert again.rendered.html == built.rendered.html
+
+
+def test_a_command_line_build_draws_in_two_processes_and_the_same_bytes(built, tmp_path):
+    """`newsletter build` in its own single-threaded process forks two chart workers
+    (app.build.chart_workers); what they draw is byte for byte what one process draws."""
+    import subprocess  # noqa: PLC0415
+
+    from .conftest import newsletter_command  # noqa: PLC0415
+
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(
+        f"templates:\n  dir: {REPO / 'templates'}\npaths:\n  var_dir: {tmp_path / 'var'}\n"
+    )
+    probe = "import newsletter.app.build as b; print(b.chart_workers())"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True).stdout.strip() == ("2" if (os.cpu_count() or 1) > 1 else "1")  # fmt: skip
+    out = tmp_path / "out"
+    command = newsletter_command("build", "--config", str(config_path), "--as-of", "2024-07-16")
+    subprocess.run([*command, "--out", str(out), "--quiet"], check=True, capture_output=True)
+    for chart in built.rendered.images:
+        assert (out / chart.filename).read_bytes() == chart.png, chart.name
 
 
 def test_html_is_inlined_and_text_is_unescaped(built):

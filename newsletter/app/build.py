@@ -9,6 +9,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import multiprocessing
+import os
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -251,6 +254,14 @@ class ChartCache:
         return charts
 
 
+def chart_workers() -> int:
+    """Processes to draw the charts with: two where forking is safe and pays (a process with
+    one thread, on a platform that forks, with two cores or more), else one. A threaded
+    driver (the preview server, the scheduler) draws in its own process."""
+    forks = "fork" in multiprocessing.get_all_start_methods()
+    return 2 if forks and threading.active_count() == 1 and (os.cpu_count() or 1) > 1 else 1
+
+
 def _charts(
     config: Config, market: Market, stats: WeekStats, cache: ChartCache | None
 ) -> tuple[Chart, ...]:
@@ -258,7 +269,7 @@ def _charts(
     sessions = config.stats.ratio_chart_sessions
 
     def draw() -> tuple[Chart, ...]:
-        return render_charts(market.prices, stats, sessions)
+        return render_charts(market.prices, stats, sessions, workers=chart_workers())
 
     if cache is None:
         return draw()
