@@ -19,7 +19,7 @@ from newsletter.db.schema import make_engine, metadata, open_database
 from newsletter.errors import DatabaseError
 from tests.conftest import both_databases
 
-HEAD = "0002"
+HEAD = "0003"
 
 
 @pytest.fixture
@@ -159,3 +159,31 @@ def test_the_head_every_open_checks_is_alembics():
     from newsletter.db.migrate import HEAD, MIGRATIONS  # noqa: PLC0415
 
     assert ScriptDirectory(str(MIGRATIONS)).get_current_head() == HEAD
+
+
+def test_a_claim_reads_the_next_pending_rows_in_order_without_sorting(tmp_path):
+    """SQLite's plan for the claim's query: the (issue, status, subscriber) index, and no
+    temporary B-tree for the ORDER BY (which sorted every pending row on each claim)."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    import sqlalchemy as sa  # noqa: PLC0415
+
+    from newsletter.db import ledger  # noqa: PLC0415
+
+    engine = open_database(f"sqlite:///{tmp_path / 'plan.db'}")
+    seen: list[tuple[str, object]] = []
+
+    def keep(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "send_ledger" in statement:
+            seen.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", keep)
+    ledger.claim(engine, issue_id=1, run_id=1, limit=64, now=datetime.now(UTC))
+    statement, parameters = seen[0]
+    with engine.connect() as conn:
+        plan = " | ".join(
+            str(row[-1])
+            for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+        )
+    assert "ix_send_ledger_issue_status_subscriber" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan

@@ -89,7 +89,8 @@ ledger = sa.Table(
     sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("sent_at", sa.DateTime(timezone=True)),
-    sa.Index("ix_send_ledger_issue_status", "issue_id", "status"),
+    # A claim walks an issue's pending rows in subscriber order (migration 0003).
+    sa.Index("ix_send_ledger_issue_status_subscriber", "issue_id", "status", "subscriber_id"),
 )
 
 corrections = sa.Table(
