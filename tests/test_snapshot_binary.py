@@ -55,3 +55,15 @@ def test_an_edited_csv_is_read_as_csv(tmp_path):
     pd.testing.assert_series_equal(
         prices.adjusted["IWM"].dropna(), original.adjusted["IWM"].dropna()
     )
+
+
+def test_a_damaged_binary_copy_falls_back_to_the_csvs(tmp_path):
+    folder = tmp_path / "snapshot"
+    shutil.copytree(SNAPSHOT, folder)
+    (folder / BINARY).write_bytes((SNAPSHOT / BINARY).read_bytes()[:1000])  # cut short
+    damaged = SnapshotSource(folder).fetch(["SPY", "^GSPC"])
+    csv_only = tmp_path / "csv"
+    shutil.copytree(SNAPSHOT, csv_only, ignore=shutil.ignore_patterns(BINARY))
+    pd.testing.assert_frame_equal(
+        damaged.adjusted, SnapshotSource(csv_only).fetch(["SPY", "^GSPC"]).adjusted
+    )

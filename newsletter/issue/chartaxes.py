@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 MINUS = "\u2212"
+MAX_TICKS = 6
+"""Tick intervals an axis starts from; `thin_numbers` takes fewer where labels would touch."""
 
 
 class _TickNumbers(Formatter):
@@ -43,7 +45,7 @@ class _TickNumbers(Formatter):
 
 def axis_numbers(axis: Any, unit: str = "", *, signed: bool = True, decimals: int = 0) -> None:
     """Round ticks (steps of 1, 2 or 5 times a power of ten) labelled with their own values."""
-    axis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 5, 10]))
+    axis.set_major_locator(MaxNLocator(nbins=MAX_TICKS, steps=[1, 2, 5, 10]))
     axis.set_major_formatter(_TickNumbers(unit, signed=signed, decimals=decimals))
 
 
@@ -78,7 +80,7 @@ def thin_numbers(fig: Figure, gap_px: float = 12.0) -> None:
                 locator, MaxNLocator
             ):
                 continue
-            bins = 6
+            bins = MAX_TICKS
             while bins > 2 and _crowded(axis, renderer, gap_px):
                 bins -= 1
                 locator.set_params(nbins=bins)

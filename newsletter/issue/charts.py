@@ -16,6 +16,7 @@ import pandas as pd
 
 from newsletter.issue import chartstyle as cs
 from newsletter.issue.chartaxes import axis_numbers, fit_labels, thin_numbers
+from newsletter.issue.headline import headline_spread
 from newsletter.issue.numbers import MINUS, long_date, plain_pct, signed_pct, signed_pp, thousands
 from newsletter.models import Chart, display_name, short_name
 
@@ -171,7 +172,7 @@ def render_sector_chart(stats: WeekStats) -> Chart | None:
 
 
 def _spread_detail(stats: WeekStats) -> str:
-    spread = stats.spread_5d_index or stats.spread_5d
+    spread = headline_spread(stats)
     where = "The largest" if spread.rank == 1 else f"Rank {thousands(spread.rank)}"
     return (
         f"{where} of {thousands(spread.of)} five-session {spread.long} {MINUS} {spread.short} "
@@ -181,7 +182,7 @@ def _spread_detail(stats: WeekStats) -> str:
 
 
 def _spread_takeaway(stats: WeekStats) -> str:
-    spread = stats.spread_5d_index or stats.spread_5d
+    spread = headline_spread(stats)
     leader, laggard = (
         (spread.long, spread.short) if spread.value >= 0 else (spread.short, spread.long)
     )
@@ -194,7 +195,7 @@ def _spread_takeaway(stats: WeekStats) -> str:
 def render_spread_distribution_chart(prices: Prices, stats: WeekStats) -> Chart:
     """How rare was this week: every 5-session spread in the history, this week marked (the
     pair the email tells the week by: the longest history)."""
-    spread = stats.spread_5d_index or stats.spread_5d
+    spread = headline_spread(stats)
     values = (
         prices.spread(spread.long, spread.short, SPREAD_SESSIONS).loc[: pd.Timestamp(stats.as_of)]
         * 100

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from newsletter.issue.numbers import month, plain_pct
 from newsletter.models import display_name
 
 if TYPE_CHECKING:
@@ -37,11 +38,8 @@ def points(value: float) -> str:
 
 
 def percent(value: float) -> str:
-    return f"{abs(value) * 100:.1f}%"
-
-
-def month(day: object) -> str:
-    return f"{day:%B %Y}"
+    """A move's size in prose: -0.125 -> '12.5%' (the words carry the sign)."""
+    return plain_pct(abs(value))
 
 
 def is_tie(value: float) -> bool:
@@ -83,32 +81,49 @@ def is_record(rarity: Rarity) -> bool:
     return rarity.rank == 1 and math.isclose(rarity.tail, 1 / rarity.of)
 
 
+def _rule(rarity: Rarity) -> str | None:
+    """Which rarity claim the move allows: "record", "since", "share" or none."""
+    if is_record(rarity):
+        return "record"
+    if rarity.tail > RARE_TAIL:
+        return None
+    return "since" if rarity.new_episode and rarity.largest_since is not None else "share"
+
+
+def _share(rarity: Rarity) -> int:
+    """P: the share of the history's windows strictly less extreme, in whole percent."""
+    return math.floor(100 * (1 - rarity.tail) + 1e-9)
+
+
+def _share_phrase(rarity: Rarity, what: str) -> str:
+    return (
+        f"a larger {what} than {_share(rarity)}% of the {rarity.of:,} since "
+        f"{rarity.history_start.year}"
+    )
+
+
 def rarity_phrase(rarity: Rarity, what: str) -> str | None:
     """How unusual a move is, in words its rule allows, or None for an ordinary one.
-    `what` names the kind of move ("lead for small caps", "five sessions")."""
-    if is_record(rarity):
+    `what` names the kind of move ("five-session lead for small caps")."""
+    rule = _rule(rarity)
+    if rule == "record":
         return f"the largest {what} in data back to {month(rarity.history_start)}"
-    if rarity.new_episode and rarity.largest_since is not None and rarity.tail <= RARE_TAIL:
+    if rule == "since" and rarity.largest_since is not None:
         return f"the largest {what} since {month(rarity.largest_since)}"
-    return _share_phrase(rarity, what) if rarity.tail <= RARE_TAIL else None
+    return _share_phrase(rarity, what) if rule == "share" else None
 
 
 def rarity_brief(rarity: Rarity) -> str | None:
     """`rarity_phrase` in the few words a subject line has room for: "the most in data back
     to <month>", "the most since <month>", "top K% since <year>" (K = 100 - P)."""
-    if is_record(rarity):
+    rule = _rule(rarity)
+    if rule == "record":
         return f"the most in data back to {month(rarity.history_start)}"
-    if rarity.new_episode and rarity.largest_since is not None and rarity.tail <= RARE_TAIL:
+    if rule == "since" and rarity.largest_since is not None:
         return f"the most since {month(rarity.largest_since)}"
-    if rarity.tail <= RARE_TAIL:
-        share = math.floor(100 * (1 - rarity.tail) + 1e-9)
-        return f"top {100 - share}% since {rarity.history_start.year}"
+    if rule == "share":
+        return f"top {100 - _share(rarity)}% since {rarity.history_start.year}"
     return None
-
-
-def _share_phrase(rarity: Rarity, what: str) -> str:
-    share = math.floor(100 * (1 - rarity.tail) + 1e-9)
-    return f"a larger {what} than {share}% of the {rarity.of:,} since {rarity.history_start.year}"
 
 
 def rarity_words(rarity: Rarity, what: str) -> str:

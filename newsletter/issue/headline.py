@@ -80,13 +80,16 @@ def _capitalised(text: str) -> str:
     return text[0].upper() + text[1:]
 
 
-def fact_sentence(rarity: Rarity, spread: SpreadStats, room: int = MAX_TEXT) -> str:
-    """One move as a sentence with its rarity, capitalised; within `room` characters (a
-    subject) the rarity in brief, or none if even that does not fit."""
+def fact_sentence(rarity: Rarity, spread: SpreadStats, *, subject: bool = False) -> str:
+    """One move as a sentence with its rarity, capitalised; for a `subject`, the rarity in
+    brief, and none if even that would pass SUBJECT_ROOM characters."""
     said = spread_sentence(spread) if rarity.kind == "spread" else move_sentence(rarity)
-    phrase = rarity_phrase(rarity, what_moved(rarity)) if room == MAX_TEXT else rarity_brief(rarity)
-    full = f"{said}, {phrase}" if phrase else said
-    return _capitalised(full if len(full) <= room else said)
+    if not subject:
+        phrase = rarity_phrase(rarity, what_moved(rarity))
+        return _capitalised(f"{said}, {phrase}" if phrase else said)
+    brief = rarity_brief(rarity)
+    full = f"{said}, {brief}" if brief else said
+    return _capitalised(full if len(full) <= SUBJECT_ROOM else said)
 
 
 def support(stats: WeekStats) -> str:
@@ -135,7 +138,7 @@ def _generated(stats: WeekStats) -> Headline:
         subject, rule = f"Record rotation: {spread_sentence(spread)}", "record"
         first = _unsaid(top, "")
     else:
-        subject = fact_sentence(top, spread, SUBJECT_ROOM)
+        subject = fact_sentence(top, spread, subject=True)
         rule = "spread" if top.kind == "spread" else "move"
         first = _unsaid(top, subject)
     if top.kind == "spread":

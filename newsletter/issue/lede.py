@@ -58,9 +58,8 @@ def _window(stats: WeekStats, spread: SpreadStats) -> str:
 
 def aftermath_sentence(spread: SpreadStats) -> str:
     """What followed the largest earlier episodes, when this week is one of the largest."""
-    if not (
-        spread.value > 0 and spread.new_episode and (spread.episode_rank or 99) <= AFTERMATH_RANK
-    ):
+    rank = spread.episode_rank  # None unless this week is a new episode
+    if not (spread.value > 0 and rank is not None and rank <= AFTERMATH_RANK):
         return ""
     later = [a.next_63 for a in spread.aftermath if a.next_63 is not None]
     if len(later) < AFTERMATH_MIN:

@@ -37,3 +37,8 @@ def thousands(value: int) -> str:
 def long_date(day: date) -> str:
     """date(2024, 7, 16) -> 'Tue 16 Jul 2024'."""
     return f"{day:%a} {day.day} {day:%b %Y}"
+
+
+def month(day: date) -> str:
+    """date(1987, 9, 10) -> 'September 1987'."""
+    return f"{day:%B %Y}"

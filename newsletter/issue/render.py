@@ -24,6 +24,7 @@ from newsletter.errors import RenderError
 from newsletter.issue.lede import story_of
 from newsletter.issue.numbers import (
     long_date,
+    month,
     plain_pct,
     signed_bp,
     signed_pct,
@@ -74,7 +75,7 @@ def _environment(template_dir: Path) -> jinja2.Environment:
         pct=plain_pct,
         pp=signed_pp,
         bp=signed_bp,
-        month=lambda day: f"{day:%B %Y}",
+        month=month,
         long_date=long_date,
         thousands=thousands,
         note_text=markdown_text,

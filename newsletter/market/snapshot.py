@@ -12,6 +12,7 @@ SHA-256: an edited or added CSV is read as CSV, so the two can never disagree un
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -127,11 +128,20 @@ def _binary_columns(
     directory: Path, tickers: Sequence[str]
 ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(days since 1970, raw, adjusted) of each ticker whose CSV the binary copy records
-    unchanged; none when there is no binary copy."""
+    unchanged; none when there is no binary copy, or it cannot be read."""
     path = directory / BINARY
     if not path.is_file():
         return {}
-    with np.load(path) as stored:
+    try:
+        return _read_binary(path, directory, tickers)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return {}  # a damaged copy is no reason to fail: the CSVs are the record
+
+
+def _read_binary(
+    path: Path, directory: Path, tickers: Sequence[str]
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    with path.open("rb") as handle, np.load(handle) as stored:
         digests = dict(item.split(":", 1) for item in stored["digests"].tolist())
         found = {}
         for ticker in tickers:

@@ -98,7 +98,8 @@ def _calendar_covers(
         ends = ", ".join(f"{kind} through {last[kind].isoformat()}" for kind in short)
         notes.add(
             f"the key-date calendar runs out before {horizon.isoformat()} ({ends}): dates after "
-            "it are left out; add the agencies' new dates to the key-dates file"
+            "it are left out; add the agencies' new dates to newsletter/data/key_dates.csv (or "
+            "to the file market.key_dates_file names)"
         )
         return False
     return True
