@@ -160,6 +160,25 @@ class SubscriberStatus(StrEnum):
     UNSUBSCRIBED = "unsubscribed"
     BOUNCED = "bounced"
     COMPLAINED = "complained"
+    UNCONFIRMED = "unconfirmed"
+    """Signed up and not yet confirmed: never mailed an issue; expires unconfirmed."""
+
+
+class JoinMethod(StrEnum):
+    """How a subscriber came onto the list: part of their consent record."""
+
+    IMPORT = "import"
+    SIGNUP = "signup"
+    ADMIN = "admin"
+
+
+class NoticeKind(StrEnum):
+    """A message to one person about their subscription, sent outside any issue."""
+
+    CONFIRM = "confirm"
+    """The double opt-in mail: a signed link that confirms the signup."""
+    WELCOME = "welcome"
+    """Sent once a signup is confirmed."""
 
 
 @dataclass(frozen=True, slots=True)

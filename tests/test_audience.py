@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import re
+
 import pytest
 
 from newsletter.app.audience import add_subscriber, subscribers
@@ -64,12 +67,24 @@ def test_import_reports_bad_rows_and_never_reactivates(config_path, tmp_path, ca
     ]
     exported = tmp_path / "out.csv"
     assert cli(capsys, "subscribers", "export", str(exported), "--config", str(config_path))[0] == 0
-    assert exported.read_text().splitlines() == [
-        "email,name,status",
-        "ada@example.com,Ada,unsubscribed",
-        "bob@example.org,Bob,active",
-        "carol@example.com,Carol,active",
+    rows = list(csv.reader(exported.read_text().splitlines()))
+    assert rows[0] == [
+        "email",
+        "name",
+        "status",
+        "joined_at",
+        "joined_via",
+        "source",
+        "confirmed_at",
     ]
+    assert [row[:3] for row in rows[1:]] == [
+        ["ada@example.com", "Ada", "unsubscribed"],
+        ["bob@example.org", "Bob", "active"],
+        ["carol@example.com", "Carol", "active"],
+    ]
+    # the consent record: when (ISO 8601 UTC), how and from where each joined; none confirmed
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row[3]) for row in rows[1:])
+    assert [row[4:] for row in rows[1:]] == [["import", str(csv_file), ""]] * 3
 
 
 def test_export_then_import_into_a_fresh_database_keeps_every_status(
@@ -145,7 +160,7 @@ def test_a_deliberate_resubscribe_is_recorded_with_who_and_when(config_path, cap
     code, shown, _ = cli(capsys, "subscribers", "show", "ada@example.com", *base)
     lines = shown.splitlines()
     assert code == 0 and lines[0] == "ada@example.com\tAda\tactive"
-    assert lines[1].startswith("  Joined:  ") and lines[1].endswith(" UTC from cli")
+    assert lines[1].startswith("  Joined:  ") and lines[1].endswith(" UTC by admin from cli")
     me = f"{getpass.getuser()} at the command line"
     assert [line.split(": ", 1)[1] for line in lines[2:]] == [
         f"unsubscribed, by {me}",

@@ -84,7 +84,7 @@ def test_a_reused_pid_is_not_the_run_that_held_it(write_config, build_day, datab
         before = now_utc() - timedelta(hours=1)  # the run began before this process did
         reused = _peer(engine, issue_id, alive_pid.pid, before, 2)
         genuine = _peer(engine, issue_id, alive_pid.pid, now_utc() + timedelta(seconds=1), 2)
-        mine = runs.start_run(engine, issue_id, now_utc())
+        mine = runs.start_run(engine, runs.issue_queue(issue_id), now_utc())
         assert _claimed_by(engine, reused) == 0  # taken for dead: its claims are pending again
         assert _claimed_by(engine, genuine) == 2  # the same pid, the same process: still alive
         runs.finish_run(engine, mine, now_utc())
@@ -127,10 +127,11 @@ def test_take_over_counts_what_a_peer_just_released_as_claimable(
     see them: it stops only when nothing is claimable and no live peer holds anything."""
     config = load_config(write_config(database={"url": database_url}))
     engine, issue_id = _issue(config, build_day("2024-07-16"))
-    me = runs.start_run(engine, issue_id, now_utc())
-    assert runs.take_over(engine, issue_id, me, now_utc()) == (5, 0)  # released by nobody
+    queue = runs.issue_queue(issue_id)
+    me = runs.start_run(engine, queue, now_utc())
+    assert runs.take_over(engine, queue, me, now_utc()) == (5, 0)  # released by nobody
     ledger.claim(engine, issue_id, me, 5, now_utc())
-    assert runs.take_over(engine, issue_id, me, now_utc()) == (0, 0)  # all mine now
+    assert runs.take_over(engine, queue, me, now_utc()) == (0, 0)  # all mine now
 
 
 def test_a_send_that_stops_waiting_on_a_live_peer_says_nothing_is_lost(

@@ -13,6 +13,7 @@ from newsletter.app.wiring import database
 from newsletter.db.audience import (
     ImportReport,
     SubscriberRecord,
+    consent_rows,
     import_subscribers,
     list_subscribers,
     set_subscriber_status,
@@ -26,7 +27,7 @@ from newsletter.mail.addresses import (
     write_subscriber_csv,
 )
 from newsletter.mail.unsubscribe import verify_token
-from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.models import JoinMethod, Subscriber, SubscriberStatus
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -55,7 +56,7 @@ def add_subscriber(
     `resubscribe_by` names who deliberately brings it back (recorded with the time)."""
     subscriber = Subscriber(normalise_address(email), clean_name(name))
     engine = database(config)
-    report = import_subscribers(engine, [subscriber], source="cli", now=now)
+    report = import_subscribers(engine, [subscriber], source="cli", now=now, via=JoinMethod.ADMIN)
     if not (report.kept_inactive and resubscribe_by):
         return Added(subscriber.email, report)
     before = set_subscriber_status(
@@ -92,8 +93,8 @@ def import_csv(config: Config, path: Path, now: datetime) -> tuple[CsvRead, Impo
 
 
 def export_csv(config: Config, path: Path) -> int:
-    """Write email,name,status of every subscriber to `path`; returns how many."""
-    return write_subscriber_csv(path, list_subscribers(database(config)))
+    """Write every subscriber with their consent record to `path`; returns how many."""
+    return write_subscriber_csv(path, consent_rows(database(config)))
 
 
 def sync_subscribers(config: Config, now: datetime) -> list[str]:

@@ -81,7 +81,9 @@ class StoreLedger:
 
     def take_over(self) -> tuple[int, int]:
         with self._writing:
-            return send_runs.take_over(self.engine, self.issue_id, self.run_id, self.clock())
+            return send_runs.take_over(
+                self.engine, send_runs.issue_queue(self.issue_id), self.run_id, self.clock()
+            )
 
     def reopen(self, subscriber_ids: Sequence[int]) -> None:
         with self._writing:
@@ -141,7 +143,7 @@ def _refuse_lint_errors(built: BuiltIssue) -> None:
         )
 
 
-def _open_destination(config: Config, stack: ExitStack) -> tuple[SmtpSection, str]:
+def open_destination(config: Config, stack: ExitStack) -> tuple[SmtpSection, str]:
     """Where to send, and how to name it; the built-in capture server runs until `stack` closes."""
     if config.smtp.is_builtin:
         server = stack.enter_context(CaptureServer(config.outbox_dir))
@@ -208,7 +210,7 @@ def send_issue(
     as_of = built.stats.as_of.isoformat()
     issue_id = _record_issue(config, built, now, corrected=corrected)
     archive = archive_issue(config, built, now)
-    run_id = send_runs.start_run(engine, issue_id, now)
+    run_id = send_runs.start_run(engine, send_runs.issue_queue(issue_id), now)
     try:
         send_ledger.enqueue_audience(
             engine, issue_id, lambda email: message_id(info.list_id, as_of, email), now
@@ -285,7 +287,7 @@ def _deliver(
         return factory.build(Subscriber(job.email, job.name), job.message_id, token)
 
     with ExitStack() as stack:
-        settings, destination = _open_destination(config, stack)
+        settings, destination = open_destination(config, stack)
         sender = Sender(
             settings,
             secrets.smtp_password,
@@ -312,7 +314,7 @@ def send_test(
     token = make_token(unsubscribe_key(config, secrets), info.list_id, recipient)
     data = factory.build(Subscriber(recipient, ""), make_msgid(domain=info.list_id), token)
     with ExitStack() as stack:
-        settings, destination = _open_destination(config, stack)
+        settings, destination = open_destination(config, stack)
         try:
             with SmtpConnection(settings, secrets.smtp_password) as connection:
                 connection.send(info.envelope_sender, recipient, data)

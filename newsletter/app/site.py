@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from newsletter.app import signup
 from newsletter.app.audience import unsubscribe
 from newsletter.app.send import local_unsubscribe_key
 from newsletter.app.wiring import database
@@ -31,6 +32,29 @@ if TYPE_CHECKING:
 
 ARCHIVE_TEMPLATE = "archive.html.j2"
 UNSUBSCRIBE_TEMPLATE = "unsubscribe.html.j2"
+SIGNUP_TEMPLATE = "signup.html.j2"
+CONFIRM_TEMPLATE = "confirm.html.j2"
+_CONFIRM_STATUS = {
+    signup.ConfirmState.ASK: 200,
+    signup.ConfirmState.DONE: 200,
+    signup.ConfirmState.ALREADY: 200,
+    signup.ConfirmState.STALE: 409,
+    signup.ConfirmState.EXPIRED: 410,
+    signup.ConfirmState.INVALID: 400,
+}
+_SIGNUP_STATUS = {
+    signup.SignupAnswer.SENT: 200,
+    signup.SignupAnswer.LIMITED: 429,
+    signup.SignupAnswer.INVALID: 400,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """An HTML page to answer with, and its HTTP status."""
+
+    status: int
+    html: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +83,11 @@ class Site:
         return cls(config, key)
 
     @property
+    def signups(self) -> bool:
+        """Whether the signup form is published (signup.enabled, and a key to sign links)."""
+        return self.config.signup.enabled and self.key is not None
+
+    @property
     def unsubscribes(self) -> bool:
         """Whether unsubscribe links can be verified (the key is set)."""
         return self.key is not None
@@ -75,7 +104,11 @@ class Site:
         """The latest issues, newest first."""
         issues = self.published()
         return render_page(
-            self.env, ARCHIVE_TEMPLATE, list_name=self.config.newsletter.name, issues=issues
+            self.env,
+            ARCHIVE_TEMPLATE,
+            list_name=self.config.newsletter.name,
+            issues=issues,
+            signup=self.signups,
         )
 
     def feed(self) -> bytes:
@@ -119,3 +152,41 @@ class Site:
             list_name=self.config.newsletter.name,
             **context,
         )
+
+    def signup_page(self) -> Page:
+        """The signup form on a page of its own."""
+        return self._signup(signup.SignupAnswer.INVALID, page=signup.SIGNUP_PATH)
+
+    def sign_up(self, form: signup.SignupForm, client: str, now: datetime) -> Page:
+        """Take a signup (the form's POST) and say what happens next."""
+        assert self.key is not None  # the driver serves /signup only when `signups`
+        result = signup.sign_up(self.config, self.key, form, client, now)
+        context = {"page": form.page, "problem": result.problem, "name": form.name}
+        return self._signup(result.answer, email=form.email, **context)
+
+    def _signup(self, answer: signup.SignupAnswer, **context: str) -> Page:
+        html = render_page(
+            self.env,
+            SIGNUP_TEMPLATE,
+            state=answer.value,
+            list_name=self.config.newsletter.name,
+            days=self.config.signup.confirm_days,
+            **context,
+        )
+        problem = answer is signup.SignupAnswer.INVALID and context.get("problem")
+        return Page(_SIGNUP_STATUS[answer] if problem else 200, html)
+
+    def confirm_page(self, token: str, now: datetime, *, use: bool) -> Page:
+        """A confirmation link's page: with `use` (its POST) it confirms, else it asks."""
+        assert self.key is not None
+        act = signup.confirm if use else signup.confirm_state
+        state = act(self.config, self.key, token, now)
+        html = render_page(
+            self.env,
+            CONFIRM_TEMPLATE,
+            state=state.value,
+            list_name=self.config.newsletter.name,
+            days=self.config.signup.confirm_days,
+            action=f"/confirm/{token}",
+        )
+        return Page(_CONFIRM_STATUS[state], html)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from newsletter.cli.common import load, now_utc
+from newsletter.models import SubscriberStatus
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -51,7 +52,11 @@ def _show(args: argparse.Namespace, config: Config) -> int:
         print(f"Error: {args.email} is not a subscriber", file=sys.stderr)
         return 1
     print(f"{record.email}\t{record.name}\t{record.status}")
-    print(f"  Joined:  {record.joined:%Y-%m-%d %H:%M} UTC from {record.source}")
+    print(
+        f"  Joined:  {record.joined:%Y-%m-%d %H:%M} UTC by {record.joined_via} from {record.source}"
+    )
+    if record.confirmed is not None:
+        print(f"  Confirmed: {record.confirmed:%Y-%m-%d %H:%M} UTC (their confirmation link)")
     for at, status, by in record.events:
         print(f"  {at:%Y-%m-%d %H:%M} UTC: {status}, by {by}")
     return 0
@@ -68,9 +73,17 @@ def _remove(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _forget(args: argparse.Namespace, config: Config) -> int:
+    from newsletter.app import signup  # noqa: PLC0415
+
+    address, found = signup.forget_subscriber(config, args.email, now_utc())
+    what = "erased" if found else "was not on the list"
+    print(f"{address}: {what}; a hash of the address is kept so that no import adds it again")
+    return 0
+
+
 def _list(args: argparse.Namespace, config: Config) -> int:
     from newsletter.app import audience  # noqa: PLC0415
-    from newsletter.models import SubscriberStatus  # noqa: PLC0415
 
     status = SubscriberStatus(args.status) if args.status else None
     for email, name, state in audience.subscribers(config, status):
@@ -87,8 +100,9 @@ def _import(args: argparse.Namespace, config: Config) -> int:
     print(
         f"{args.file}: {report.added} added, {report.updated} renamed, {report.unchanged} "
         f"unchanged, {report.marked_inactive} marked as left (their row says so), "
-        f"{report.kept_inactive} left earlier and stay so, {read.duplicates} duplicate "
-        f"rows, {len(read.errors)} bad rows"
+        f"{report.kept_inactive} left earlier and stay so, "
+        + (f"{report.suppressed} erased earlier and not added, " if report.suppressed else "")
+        + f"{read.duplicates} duplicate rows, {len(read.errors)} bad rows"
     )
     return 1 if read.errors else 0
 
@@ -105,6 +119,7 @@ ACTIONS = {
     "add": _add,
     "show": _show,
     "remove": _remove,
+    "forget": _forget,
     "list": _list,
     "import": _import,
     "export": _export,
@@ -120,7 +135,7 @@ def add_subscribers_parser(commands: Commands, common: argparse.ArgumentParser) 
     subscribers = commands.add_parser(
         "subscribers",
         parents=[common],
-        help="add, remove, list, import or export subscribers",
+        help="add, remove, forget, list, import or export subscribers",
         description="Manage the subscriber database. Nobody who unsubscribed or bounced is ever "
         "re-activated, except by a deliberate `add --resubscribe`.",
     )
@@ -151,6 +166,15 @@ def add_subscribers_parser(commands: Commands, common: argparse.ArgumentParser) 
         description="Mark one subscriber unsubscribed.",
     )
     remove.add_argument("email", help="the address")
+    forget = actions.add_parser(
+        "forget",
+        parents=[common],
+        help="erase one person from the list",
+        description="Erase one person: their subscriber record, status history, notices and "
+        "delivery rows. Only a SHA-256 hash of the address is kept, on a suppression list, so "
+        "that no import adds them again (their own confirmed signup lifts it).",
+    )
+    forget.add_argument("email", help="the address")
     listing = actions.add_parser(
         "list",
         parents=[common],
@@ -159,7 +183,7 @@ def add_subscribers_parser(commands: Commands, common: argparse.ArgumentParser) 
     )
     listing.add_argument(
         "--status",
-        choices=["active", "unsubscribed", "bounced", "complained"],
+        choices=[status.value for status in SubscriberStatus],
         help="only this status",
     )
     _add_file_actions(actions, common)
@@ -182,7 +206,9 @@ def _add_file_actions(actions: Commands, common: argparse.ArgumentParser) -> Non
     export = actions.add_parser(
         "export",
         parents=[common],
-        help="export to a CSV",
-        description="Write email,name,status for every subscriber.",
+        help="export to a CSV, with each subscriber's consent record",
+        description="Write email, name, status, joined_at, joined_via (import, signup or "
+        "admin), source (the file or page) and confirmed_at for every subscriber; `import` "
+        "reads such a file back (its first three columns).",
     )
     export.add_argument("file", type=Path, help="CSV file to write")

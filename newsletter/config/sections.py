@@ -211,6 +211,15 @@ class WebSection(_Section):
     preview_port: int = Field(default=8081, ge=1, le=65535)
 
 
+class SignupSection(_Section):
+    """The signup form `newsletter serve` publishes, with double opt-in."""
+
+    enabled: bool = True
+    confirm_days: int = Field(default=7, ge=1, le=30)
+    per_client_per_hour: int = Field(default=5, ge=1, le=1000)
+    per_address_per_day: int = Field(default=3, ge=1, le=20)
+
+
 class SmtpSection(_Section):
     host: str = BUILTIN_SMTP_HOST
     port: int = Field(default=587, ge=1, le=65535)
@@ -323,6 +332,7 @@ class Config(_Section):
     delivery: DeliverySection = DeliverySection()
     data_quality: DataQualitySection = DataQualitySection()
     web: WebSection = WebSection()
+    signup: SignupSection = SignupSection()
     schedule: ScheduleSection = ScheduleSection()
     paths: PathsSection = PathsSection()
     templates: TemplatesSection = TemplatesSection()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,8 +11,24 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from newsletter.db.schema import insert_or_skip, reader, subscriber_events, subscribers
-from newsletter.models import Subscriber, SubscriberStatus, address_key
+from newsletter.db.schema import (
+    insert_or_skip,
+    reader,
+    subscriber_events,
+    subscribers,
+    suppressions,
+)
+from newsletter.models import JoinMethod, Subscriber, SubscriberStatus, address_key
+
+LEFT = frozenset(
+    {SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED}
+)
+"""Statuses of people who left the list: an import may set them, never undo them."""
+
+
+def address_hash(address: str) -> str:
+    """The suppression list's key of an address: its SHA-256, so the address itself is gone."""
+    return hashlib.sha256(address_key(address).encode()).hexdigest()
 
 
 @dataclass
@@ -25,24 +42,29 @@ class ImportReport:
     """Rows that would have re-activated someone who left: never done by an import."""
     marked_inactive: int = 0
     """Active subscribers whose row says they left (unsubscribed, bounced, complained)."""
+    suppressed: int = 0
+    """Rows of people erased from the list (`subscribers forget`): never added again."""
 
 
-def _new_row(subscriber: Subscriber, key: str, source: str, now: datetime) -> dict[str, object]:
+def _new_row(
+    subscriber: Subscriber, key: str, source: str, via: JoinMethod, now: datetime
+) -> dict[str, object]:
     return {
         "email": subscriber.email,
         "email_key": key,
         "name": subscriber.name,
         "status": subscriber.status,
-        "source": source,
+        "source": source[:200],
         "created_at": now,
         "updated_at": now,
+        "joined_via": via,
     }
 
 
 def _merge(found: Any, row: Subscriber) -> tuple[str, dict[str, object]]:
     """Which ImportReport count an existing subscriber's row adds to, and what it changes."""
     changes: dict[str, object] = {}
-    if found.status == SubscriberStatus.ACTIVE and row.status != SubscriberStatus.ACTIVE:
+    if found.status == SubscriberStatus.ACTIVE and row.status in LEFT:
         outcome = "marked_inactive"
         changes["status"] = row.status
     elif found.status != SubscriberStatus.ACTIVE and row.status == SubscriberStatus.ACTIVE:
@@ -56,12 +78,18 @@ def _merge(found: Any, row: Subscriber) -> tuple[str, dict[str, object]]:
 
 
 def import_subscribers(
-    engine: Engine, rows: Sequence[Subscriber], source: str, now: datetime
+    engine: Engine,
+    rows: Sequence[Subscriber],
+    source: str,
+    now: datetime,
+    via: JoinMethod = JoinMethod.IMPORT,
 ) -> ImportReport:
     """Add new addresses with their row's status (active by default); update names; mark an
-    active subscriber gone when their row says so; never re-activate anybody who left."""
+    active subscriber gone when their row says so; never re-activate anybody who left, never
+    confirm a signup, never add anybody erased from the list."""
     report = ImportReport()
     with engine.begin() as conn:
+        erased = {row.address_sha256 for row in conn.execute(sa.select(suppressions))}
         existing = {
             row.email_key: row
             for row in conn.execute(
@@ -78,8 +106,10 @@ def import_subscribers(
             key = address_key(subscriber.email)
             found = existing.get(key)
             if found is None:
-                if key not in new_rows:
-                    new_rows[key] = _new_row(subscriber, key, source, now)
+                if erased and address_hash(key) in erased:
+                    report.suppressed += 1
+                elif key not in new_rows:
+                    new_rows[key] = _new_row(subscriber, key, source, via, now)
                     report.added += 1
                 continue
             outcome, changes = _merge(found, subscriber)
@@ -91,13 +121,13 @@ def import_subscribers(
                     .values(**changes, updated_at=now)
                 )
             if "status" in changes:
-                _note_event(conn, found.id, subscriber.status, f"import of {source}", now)
+                note_event(conn, found.id, subscriber.status, f"import of {source}", now)
         if new_rows:  # an address another process imported meanwhile is skipped
             conn.execute(insert_or_skip(conn, subscribers, ["email_key"]), list(new_rows.values()))
     return report
 
 
-def _note_event(
+def note_event(
     conn: Connection, subscriber_id: int, status: SubscriberStatus, by: str, now: datetime
 ) -> None:
     conn.execute(
@@ -126,7 +156,7 @@ def set_subscriber_status(
             .values(status=status, updated_at=now)
         )
         if by and found.status != status:
-            _note_event(conn, found.id, status, by, now)
+            note_event(conn, found.id, status, by, now)
     return SubscriberStatus(found.status)
 
 
@@ -139,6 +169,8 @@ class SubscriberRecord:
     status: SubscriberStatus
     source: str
     joined: datetime
+    joined_via: JoinMethod
+    confirmed: datetime | None
     events: tuple[tuple[datetime, SubscriberStatus, str], ...]
     """(when, the status set, by whom), oldest first."""
 
@@ -164,6 +196,8 @@ def subscriber_history(engine: Engine, email: str) -> SubscriberRecord | None:
         SubscriberStatus(row.status),
         row.source,
         row.created_at,
+        JoinMethod(row.joined_via),
+        row.confirmed_at,
         tuple((event.at, SubscriberStatus(event.status), event.changed_by) for event in events),
     )
 
@@ -180,3 +214,31 @@ def list_subscribers(
     with reader(engine) as conn:
         for row in conn.execution_options(yield_per=1000).execute(query):
             yield (row.email, row.name, SubscriberStatus(row.status))
+
+
+def consent_rows(engine: Engine) -> Iterator[tuple[str, ...]]:
+    """Every subscriber with their consent record, as `subscribers export` writes them:
+    email, name, status, joined_at, joined_via, source, confirmed_at (ISO 8601 UTC; '' if not)."""
+    columns = (subscribers.c.email, subscribers.c.name, subscribers.c.status)
+    consent = (
+        subscribers.c.created_at,
+        subscribers.c.joined_via,
+        subscribers.c.source,
+        subscribers.c.confirmed_at,
+    )
+    query = sa.select(*columns, *consent).order_by(subscribers.c.id)
+    with reader(engine) as conn:
+        for row in conn.execution_options(yield_per=1000).execute(query):
+            yield (
+                row.email,
+                row.name,
+                row.status,
+                _iso(row.created_at),
+                row.joined_via,
+                row.source,
+                _iso(row.confirmed_at),
+            )
+
+
+def _iso(moment: datetime | None) -> str:
+    return "" if moment is None else moment.replace(tzinfo=None).isoformat(timespec="seconds") + "Z"

@@ -37,7 +37,66 @@ subscribers = sa.Table(
     sa.Column("source", sa.String(200), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("joined_via", sa.String(16), nullable=False, default="import"),
+    sa.Column("confirmed_at", sa.DateTime(timezone=True)),
 )
+"""The list. With created_at (when they joined), joined_via (import, signup or an admin's add)
+and source (the file imported or the page signed up on), confirmed_at makes the consent record."""
+
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("address_sha256", sa.String(64), primary_key=True),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+"""People erased from the list (`subscribers forget`): only a hash of the address is kept, so
+that no import adds them again; their own confirmed signup lifts it."""
+
+notices = sa.Table(
+    "notices",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("subscriber_id", sa.ForeignKey("subscribers.id"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("message_id", sa.String(255), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_reply", sa.Text),
+    sa.Column("claimed_by", sa.ForeignKey("send_runs.id")),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sent_at", sa.DateTime(timezone=True)),
+    sa.Column("used_at", sa.DateTime(timezone=True)),
+    sa.Index("ix_notices_status_id", "status", "id"),
+    sa.Index(
+        "ux_notices_one_unfinished",
+        "subscriber_id",
+        unique=True,
+        sqlite_where=sa.text("status IN ('pending', 'claimed', 'deferred')"),
+        postgresql_where=sa.text("status IN ('pending', 'claimed', 'deferred')"),
+    ),
+)
+"""Confirmation and welcome mails, claimed and recorded like an issue's ledger rows (the same
+sender sends them); at most one unfinished per subscriber. used_at: when a confirmation's link
+was used (each link confirms once)."""
+
+signup_attempts = sa.Table(
+    "signup_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("client_sha256", sa.String(64), nullable=False),
+    sa.Column("address_sha256", sa.String(64), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_signup_attempts_client", "client_sha256", "at"),
+    sa.Index("ix_signup_attempts_address", "address_sha256", "at"),
+)
+"""Recent signups, keyed by keyed hashes of the client's IP and the address, for the rate
+limits; rows older than a day are deleted."""
 
 subscriber_events = sa.Table(
     "subscriber_events",
@@ -66,13 +125,14 @@ runs = sa.Table(
     "send_runs",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("issue_id", sa.ForeignKey("issues.id"), nullable=False),
+    sa.Column("issue_id", sa.ForeignKey("issues.id")),
     sa.Column("host", sa.String(255), nullable=False),
     sa.Column("pid", sa.Integer, nullable=False),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
 )
+"""Sender processes (db/runs.py); one without an issue sends notices."""
 
 ledger = sa.Table(
     "send_ledger",

@@ -130,8 +130,13 @@ def _status(text: str | None) -> SubscriberStatus:
         raise SubscriberError(f"status {text!r} is not one of {known}") from None
 
 
-def write_subscriber_csv(path: Path, rows: Iterable[tuple[str, str, str]]) -> int:
-    """Write `email,name,status` rows to `path`; returns how many were written."""
+EXPORT_COLUMNS = ("email", "name", "status", "joined_at", "joined_via", "source", "confirmed_at")
+"""What `subscribers export` writes: the list and each subscriber's consent record (an import
+reads the first three and ignores the rest)."""
+
+
+def write_subscriber_csv(path: Path, rows: Iterable[tuple[str, ...]]) -> int:
+    """Write EXPORT_COLUMNS rows to `path`; returns how many were written."""
     count = 0
     try:
         handle = path.open("w", encoding="utf-8", newline="")
@@ -144,7 +149,7 @@ def write_subscriber_csv(path: Path, rows: Iterable[tuple[str, str, str]]) -> in
         raise SubscriberError(f"cannot write {path}: {err.strerror}") from err
     with handle:
         writer = csv.writer(handle)
-        writer.writerow(["email", "name", "status"])
+        writer.writerow(EXPORT_COLUMNS)
         for row in rows:
             writer.writerow(row)
             count += 1

@@ -195,3 +195,65 @@ class MessageFactory:
                 self._tail,
             )
         )
+
+
+def compose_notice(
+    info: NewsletterSection,
+    subscriber: Subscriber,
+    *,
+    subject: str,
+    text: str,
+    html: str,
+    msgid: str,
+    now: datetime,
+    unsubscribe: str | None = None,
+) -> bytes:
+    """A message to one person about their subscription (a confirmation, a welcome): text and
+    HTML alternatives; with `unsubscribe` (a URL) the list's unsubscribe headers too.
+    Auto-Submitted keeps auto-responders from answering it (RFC 3834)."""
+    headers = [
+        _address_header("From", *parseaddr(info.from_address)),
+        _address_header("To", subscriber.name, subscriber.email),
+        _header("Subject", subject),
+        _header("Date", format_datetime(now)),
+        _header("Message-ID", msgid),
+        _header("Auto-Submitted", "auto-generated"),
+    ]
+    if info.reply_to:
+        headers.append(_address_header("Reply-To", *parseaddr(info.reply_to)))
+    if unsubscribe:
+        headers += [
+            _address_header("List-Id", info.name, info.list_id),
+            _header(
+                "List-Unsubscribe",
+                f"<{unsubscribe}>, <mailto:{info.unsubscribe_mailto}?subject=unsubscribe>",
+            ),
+            _header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        ]
+    boundary = "==rd-notice-" + hashlib.sha256(msgid.encode()).hexdigest()[:16]
+    body = CRLF.join(
+        (
+            "MIME-Version: 1.0",
+            f'Content-Type: multipart/alternative; boundary="{boundary}"',
+            "",
+            f"--{boundary}",
+            'Content-Type: text/plain; charset="utf-8"',
+            "Content-Transfer-Encoding: quoted-printable",
+            "",
+            "",
+        )
+    ).encode()
+    text_part = _quoted_printable(text.replace("\r\n", "\n").replace("\n", CRLF))
+    html_head = CRLF.join(
+        (
+            "",
+            f"--{boundary}",
+            'Content-Type: text/html; charset="utf-8"',
+            "Content-Transfer-Encoding: base64",
+            "",
+            "",
+        )
+    ).encode()
+    html_part = _base64_lines(html.replace("\r\n", "\n").replace("\n", CRLF).encode())
+    end = f"--{boundary}--\r\n".encode()
+    return "".join(headers).encode() + body + text_part + html_head + html_part + end

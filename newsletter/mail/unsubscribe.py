@@ -15,11 +15,11 @@ import hmac
 SIGNATURE_BYTES = 16
 
 
-def _b64(data: bytes) -> str:
+def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _unb64(text: str) -> bytes:
+def unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
@@ -30,15 +30,15 @@ def _signature(secret: bytes, list_id: str, address: str) -> bytes:
 
 def make_token(secret: bytes, list_id: str, address: str) -> str:
     """The unsubscribe token of `address` on the list `list_id`."""
-    return f"{_b64(address.encode())}.{_b64(_signature(secret, list_id, address))}"
+    return f"{b64(address.encode())}.{b64(_signature(secret, list_id, address))}"
 
 
 def verify_token(secret: bytes, list_id: str, token: str) -> str | None:
     """The address a genuine token was made for, or None for a forged or foreign token."""
     try:
         encoded_address, encoded_signature = token.split(".")
-        address = _unb64(encoded_address).decode()
-        signature = _unb64(encoded_signature)
+        address = unb64(encoded_address).decode()
+        signature = unb64(encoded_signature)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         return None
     if hmac.compare_digest(signature, _signature(secret, list_id, address)):
