@@ -95,7 +95,7 @@ def notice_message(config: Config, key: bytes, notice: notice_store.Notice, now:
     context: dict[str, object] = {
         "list_name": info.name,
         "base_url": info.base_url,
-        "name": job.name,
+        "reader": job.name,
         "days": config.signup.confirm_days,
         "postal_address": info.postal_address,
     }

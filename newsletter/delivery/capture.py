@@ -24,6 +24,7 @@ class _MaildirHandler:
     """aiosmtpd handler that files every accepted message, byte for byte, into a Maildir."""
 
     def __init__(self, directory: Path) -> None:
+        directory.parent.mkdir(parents=True, exist_ok=True)  # var/ may not exist yet
         self.maildir = mailbox.Maildir(directory, create=True)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
