@@ -18,6 +18,7 @@ from newsletter.app import signup
 from newsletter.app.audience import add_subscriber, import_csv, remove_subscriber, subscribers
 from newsletter.app.notices import deliver_notices
 from newsletter.app.wiring import database
+from newsletter.cli import main
 from newsletter.config import Secrets, load_config
 from newsletter.db.audience import set_subscriber_status
 from newsletter.db.schema import notices, signup_attempts, suppressions
@@ -254,3 +255,15 @@ def test_forget_erases_a_person_and_no_import_adds_them_again(config, tmp_path):
     )
     with database(config).connect() as conn:
         assert conn.execute(sa.select(suppressions)).all() == []
+
+
+def test_status_counts_the_list_by_status_and_the_mails_waiting(write_config, capsys):
+    path = write_config(subscribers={"file": None})
+    config = load_config(path)
+    add_subscriber(config, "here@example.com", "", now_utc())
+    join(config, "soon@example.com")
+    assert main(["status", "--config", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "List: 1 active, 0 unsubscribed, 0 bounced, 0 complained, 1 unconfirmed; "
+        "confirmation and welcome mails: 1 waiting, 0 refused"
+    )

@@ -17,8 +17,10 @@ from newsletter.db.audience import (
     import_subscribers,
     list_subscribers,
     set_subscriber_status,
+    status_counts,
     subscriber_history,
 )
+from newsletter.db.notices import notice_counts
 from newsletter.mail.addresses import (
     CsvRead,
     clean_name,
@@ -27,7 +29,7 @@ from newsletter.mail.addresses import (
     write_subscriber_csv,
 )
 from newsletter.mail.unsubscribe import verify_token
-from newsletter.models import JoinMethod, Subscriber, SubscriberStatus
+from newsletter.models import UNFINISHED, JoinMethod, LedgerStatus, Subscriber, SubscriberStatus
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -84,6 +86,21 @@ def subscribers(
 ) -> Iterator[tuple[str, str, SubscriberStatus]]:
     """(email, name, status) of every subscriber (or those with `status`), oldest first."""
     return list_subscribers(database(config), status)
+
+
+def list_summary(config: Config) -> str:
+    """One line on the list: subscribers by status, and notices waiting or refused."""
+    engine = database(config)
+    counts = status_counts(engine)
+    people = ", ".join(f"{counts.get(status, 0)} {status}" for status in SubscriberStatus)
+    notices = notice_counts(engine)
+    waiting = sum(n for (_kind, status), n in notices.items() if status in UNFINISHED)
+    refused = sum(
+        n
+        for (_kind, status), n in notices.items()
+        if status in (LedgerStatus.BOUNCED, LedgerStatus.FAILED)
+    )
+    return f"List: {people}; confirmation and welcome mails: {waiting} waiting, {refused} refused"
 
 
 def import_csv(config: Config, path: Path, now: datetime) -> tuple[CsvRead, ImportReport]:

@@ -262,6 +262,7 @@ def _cancel(config: Config, as_of: date | None) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from newsletter.app.audience import list_summary  # noqa: PLC0415
     from newsletter.app.status import issue_status, issue_statuses  # noqa: PLC0415
 
     config = load(args)
@@ -274,6 +275,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("No issues yet: `newsletter draft` starts one, `newsletter run` makes and sends one.")
     for status in statuses:
         print(f"{status.as_of.isoformat()}  {status.line()}")
+    print(list_summary(config))
     return 0
 
 

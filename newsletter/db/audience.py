@@ -242,3 +242,12 @@ def consent_rows(engine: Engine) -> Iterator[tuple[str, ...]]:
 
 def _iso(moment: datetime | None) -> str:
     return "" if moment is None else moment.replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+
+
+def status_counts(engine: Engine) -> dict[SubscriberStatus, int]:
+    """How many subscribers are in each status."""
+    with reader(engine) as conn:
+        rows = conn.execute(
+            sa.select(subscribers.c.status, sa.func.count()).group_by(subscribers.c.status)
+        )
+        return {SubscriberStatus(status): int(count) for status, count in rows}
