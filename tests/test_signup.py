@@ -9,6 +9,7 @@ import email.policy
 import hashlib
 import mailbox
 import re
+import subprocess
 from datetime import timedelta
 
 import pytest
@@ -20,8 +21,11 @@ from newsletter.app.notices import deliver_notices
 from newsletter.app.wiring import database
 from newsletter.cli import main
 from newsletter.config import Secrets, load_config
+from newsletter.db import notices as notice_store
+from newsletter.db import runs
 from newsletter.db.audience import set_subscriber_status
 from newsletter.db.schema import notices, signup_attempts, suppressions
+from newsletter.db.schema import runs as runs_table
 from newsletter.db.schema import subscribers as subscriber_table
 from newsletter.models import SubscriberStatus
 from tests.conftest import both_databases, now_utc
@@ -267,3 +271,41 @@ def test_status_counts_the_list_by_status_and_the_mails_waiting(write_config, ca
         "List: 1 active, 0 unsubscribed, 0 bounced, 0 complained, 1 unconfirmed; "
         "confirmation and welcome mails: 1 waiting, 0 refused"
     )
+
+
+@both_databases
+def test_a_notice_claimed_by_a_run_that_died_goes_once_with_its_message_id(config):
+    join(config, "crash@example.com")
+    engine = database(config)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = runs.start_run(engine, runs.NOTICE_QUEUE, now_utc())
+    with engine.begin() as conn:
+        conn.execute(sa.update(runs_table).where(runs_table.c.id == dead).values(pid=gone.pid))
+    [claimed] = notice_store.claim(engine, dead, 10, now_utc())  # it died before sending
+    assert deliver_notices(config, SECRETS, now_utc).sent == 1
+    assert deliver_notices(config, SECRETS, now_utc).sent == 0
+    assert [mail["Message-ID"] for mail in outbox(config)] == [claimed.delivery.message_id]
+
+
+@pytest.mark.smtp_refuse({"nobody@example.com": "550 5.1.1 <nobody@example.com>: no such user"})
+def test_a_refused_confirmation_is_recorded_and_touches_nobody(write_config, smtp_server):
+    path = write_config(
+        subscribers={"file": None}, smtp={"host": smtp_server.host, "port": smtp_server.port}
+    )
+    config = load_config(path)
+    join(config, "nobody@example.com")
+    join(config, "somebody@example.com", client="192.0.2.1")
+    report = deliver_notices(config, SECRETS, now_utc)
+    assert (report.sent, report.bounced) == (1, 1)
+    with database(config).connect() as conn:
+        refused = conn.execute(
+            sa.select(notices.c.status, notices.c.last_reply).where(
+                notices.c.email == "nobody@example.com"
+            )
+        ).one()
+    assert refused.status == "bounced" and "5.1.1" in refused.last_reply
+    assert row(config, "nobody@example.com").status == "unconfirmed"
+    assert deliver_notices(config, SECRETS, now_utc).sent == 0  # a refusal is not retried
+    [envelope] = smtp_server.envelopes
+    assert envelope.rcpt_tos == ["somebody@example.com"]

@@ -125,7 +125,10 @@ def deliver_notices(
     engine = database(config)
     now = clock()
     notice_store.retry_deferred(engine, now - RETRY_DEFERRED_AFTER, now)
-    if not notice_store.due_count(engine, now):
+    due, claimed = notice_store.due_count(engine, now)
+    if not due and claimed and send_runs.end_dead_runs(engine, now):
+        due, claimed = notice_store.due_count(engine, now)  # a dead run's claims are back
+    if not due:
         return DeliveryReport()
     key = unsubscribe_key(config, secrets)
     run_id = send_runs.start_run(engine, send_runs.NOTICE_QUEUE, now)
@@ -185,7 +188,6 @@ class NoticeWorker:
         try:
             if self._expired_at is None or now - self._expired_at >= EXPIRE_EVERY:
                 erased = expire_signups(self.config, now)
-                send_runs.end_dead_runs(database(self.config), now)  # their claims go again
                 self._expired_at = now
                 if erased:
                     logger.info("erased %d signup(s) never confirmed", erased)

@@ -187,17 +187,20 @@ def next_due(engine: Engine) -> datetime | None:
         ).scalar_one_or_none()
 
 
-def due_count(engine: Engine, now: datetime) -> int:
-    """How many notices could be claimed now (a cheap look before starting a run)."""
+def due_count(engine: Engine, now: datetime) -> tuple[int, int]:
+    """(notices claimable now, notices claimed): a cheap look before starting a run."""
+    due = sa.and_(
+        notices.c.status == LedgerStatus.PENDING,
+        sa.or_(notices.c.next_attempt_at.is_(None), notices.c.next_attempt_at <= now),
+    )
     with reader(engine) as conn:
-        return int(
-            conn.execute(
-                sa.select(sa.func.count()).where(
-                    notices.c.status == LedgerStatus.PENDING,
-                    sa.or_(notices.c.next_attempt_at.is_(None), notices.c.next_attempt_at <= now),
-                )
-            ).scalar_one()
-        )
+        pending, claimed = conn.execute(
+            sa.select(
+                sa.func.count().filter(due),
+                sa.func.count().filter(notices.c.status == LedgerStatus.CLAIMED),
+            )
+        ).one()
+    return int(pending), int(claimed)
 
 
 def retry_deferred(engine: Engine, before: datetime, now: datetime) -> int:
