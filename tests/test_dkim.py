@@ -529,3 +529,26 @@ def test_the_key_never_shows_in_output_or_logs(
     secrets = resolve_secrets(load_config(Path(config)), {KEY_ENV: pem(rsa_key).decode()})
     for where in (shown.out, shown.err, logged, repr(secrets), repr(secrets.dkim_key)):
         assert not [text for text in secret_texts(rsa_key) if text in where]
+
+
+def _readme_blocks() -> dict[str, str]:
+    """The README's DKIM section: its bash, yaml and output blocks by their fence's language."""
+    section = (REPO / "README.md").read_text(encoding="utf-8").split("## DKIM\n", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    return {kind: body for kind, body in re.findall(r"```(\w*)\n(.*?)```", section, re.S)}
+
+
+def test_the_readme_dkim_steps_work_as_written(tmp_path, capsys, monkeypatch):
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    blocks = _readme_blocks()
+    subprocess.run(blocks["bash"], shell=True, cwd=tmp_path, check=True, capture_output=True)
+    assert (tmp_path / "dkim.pem").stat().st_mode & 0o077 == 0
+    config_in(tmp_path, **yaml.safe_load(blocks["yaml"]))
+    assert main(["check-config", "--config", str(tmp_path / "config.yaml")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    shown, record = blocks[""].splitlines()
+    assert out[-2] == shown
+    head, tail = record.split("…", 1)[0], record.rsplit("…", 1)[1]
+    assert out[-1].startswith(head)
+    assert out[-1].endswith(tail)
