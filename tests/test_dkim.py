@@ -212,6 +212,7 @@ def test_every_message_of_a_real_send_verifies_against_the_published_key(signed_
         assert signature["h"] == ISSUE_HEADERS
         assert (signature["d"], signature["s"]) == (DOMAIN, SELECTOR)
         assert (signature["a"], signature["c"]) == ("rsa-sha256", "relaxed/relaxed")
+        assert not re.search(rb"^\.", raw, re.MULTILINE)  # SMTP sends it without dot-stuffing
     assert b"Subject: [TEST] " in signed_send.test_copy
 
 

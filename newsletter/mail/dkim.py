@@ -4,6 +4,8 @@ A message is signed last, when it is complete: the DKIM-Signature header goes in
 bytes and nothing changes them afterwards (compose already folded and encoded every header, with
 CRLF line endings as SMTP sends them), so a receiver hashes what was signed. relaxed/relaxed
 canonicalisation survives what relays commonly do (re-folding headers, changing whitespace).
+dkimpy folds the signature with continuation lines that start with a space, so compose's
+promise holds: no line starts with '.', and SMTP sends the bytes without dot-stuffing.
 
 The signature covers each of SIGNED_HEADERS that the message has, in that order; a header the
 message lacks (Reply-To when none is set) is left out of h=. RFC 8058 asks for List-Unsubscribe
