@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.app.archive import archive_issue
 from newsletter.app.audience import sync_subscribers
+from newsletter.app.signing import message_signer
 from newsletter.app.wiring import database
 from newsletter.db import ledger as send_ledger
 from newsletter.db import runs as send_runs
@@ -281,10 +282,11 @@ def _deliver(
     info = config.newsletter
     factory = MessageFactory(built.rendered, info, ledger.clock())
     key = unsubscribe_key(config, secrets)
+    sign = message_signer(config, secrets)
 
     def build(job: Delivery) -> bytes:
         token = make_token(key, info.list_id, job.email)
-        return factory.build(Subscriber(job.email, job.name), job.message_id, token)
+        return sign(factory.build(Subscriber(job.email, job.name), job.message_id, token))
 
     with ExitStack() as stack:
         settings, destination = open_destination(config, stack)
@@ -312,7 +314,8 @@ def send_test(
     info = config.newsletter
     factory = MessageFactory(built.rendered, info, clock(), test=True)
     token = make_token(unsubscribe_key(config, secrets), info.list_id, recipient)
-    data = factory.build(Subscriber(recipient, ""), make_msgid(domain=info.list_id), token)
+    message = factory.build(Subscriber(recipient, ""), make_msgid(domain=info.list_id), token)
+    data = message_signer(config, secrets)(message)
     with ExitStack() as stack:
         settings, destination = open_destination(config, stack)
         try:
@@ -336,11 +339,12 @@ class DryRun:
 def dry_run(
     config: Config, built: BuiltIssue, *, secrets: Secrets, clock: Callable[[], datetime]
 ) -> DryRun:
-    """Compose every message a send would deliver now, without sending."""
+    """Compose (and sign) every message a send would deliver now, without sending."""
     sync_subscribers(config, clock())
     info = config.newsletter
     factory = MessageFactory(built.rendered, info, clock())
     key = unsubscribe_key(config, secrets)
+    sign = message_signer(config, secrets)
     as_of = built.stats.as_of.isoformat()
     done = send_ledger.done_addresses(database(config), built.stats.as_of)
     count = size = skipped = 0
@@ -348,10 +352,12 @@ def dry_run(
         if address_key(email) in done:
             skipped += 1
             continue
-        data = factory.build(
-            Subscriber(email, name),
-            message_id(info.list_id, as_of, email),
-            make_token(key, info.list_id, email),
+        data = sign(
+            factory.build(
+                Subscriber(email, name),
+                message_id(info.list_id, as_of, email),
+                make_token(key, info.list_id, email),
+            )
         )
         count += 1
         size += len(data)

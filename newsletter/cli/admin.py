@@ -162,17 +162,26 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from newsletter.app.signing import dkim_signer  # noqa: PLC0415
     from newsletter.config import resolve_secrets  # noqa: PLC0415
     from newsletter.schedule import check_schedule  # noqa: PLC0415
 
     config = load(args)
     secrets = resolve_secrets(config, os.environ)
     check_schedule(config.schedule, now_utc(), str(args.config))
+    signer = dkim_signer(config, secrets)
     print(f"{args.config}: OK")
     print(config.model_dump_json(indent=2, exclude={"source"}))  # secrets masked (as ***)
     print(
         f"SMTP password: {'set' if secrets.smtp_password else 'not needed'}; "
         f"unsubscribe key: {'set' if secrets.unsubscribe_key else 'unset (built-in server only)'}"
+    )
+    if signer is None:
+        print("DKIM: off (set dkim.domain, dkim.selector and a key to sign; README: DKIM)")
+        return 0
+    print(
+        f"DKIM: messages are signed as d={signer.domain}, s={signer.selector} with a "
+        f"{signer.key.bits}-bit RSA key; publish this TXT record in DNS:\n{signer.dns_record()}"
     )
     return 0
 

@@ -333,7 +333,8 @@ def _add_admin_parsers(
         parents=[common],
         help="validate the configuration and show it with secrets masked",
         description="Load and validate the configuration, check that the secrets it names are set, "
-        "and print the effective settings (secrets are never printed).",
+        "and print the effective settings (secrets are never printed); with dkim set, also the "
+        "DNS TXT record that publishes the signing key.",
     )
     check.set_defaults(handler=cmd_check_config)
 

@@ -1,8 +1,10 @@
 """Configuration: config.yaml parsed once into frozen pydantic models; all validation lives here.
 
-`sections` holds the models (each stage's settings), `loading` reads the file and the secrets.
+`sections` holds the models (each stage's settings), `loading` reads the file and the secrets,
+`dkim` holds DKIM's section and checks its private key.
 """
 
+from newsletter.config.dkim import DkimKey, DkimSection
 from newsletter.config.loading import Secrets, load_config, parse_config, resolve_secrets
 from newsletter.config.sections import (
     BUILTIN_KEY_DATES,
@@ -31,6 +33,8 @@ __all__ = [
     "DataQualitySection",
     "DatabaseSection",
     "DeliverySection",
+    "DkimKey",
+    "DkimSection",
     "MarketSection",
     "NewsletterSection",
     "PathsSection",

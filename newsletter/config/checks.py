@@ -110,6 +110,14 @@ def https_url(value: str) -> str:
     return value.rstrip("/")
 
 
+def dmarc_aligned(signing_domain: str, from_domain: str) -> bool:
+    """Whether a DKIM signature by `signing_domain` passes DMARC for mail From `from_domain`:
+    relaxed alignment (RFC 7489 3.1.1) takes names of one organisational domain; without the
+    public-suffix list this accepts the same name, or one a subdomain of the other."""
+    signing, sender = signing_domain.lower().rstrip("."), from_domain.lower().rstrip(".")
+    return signing == sender or sender.endswith("." + signing) or signing.endswith("." + sender)
+
+
 def mask_url(url: str) -> str:
     """`url` with its password (user:PASSWORD@host) and password-like query values as ***.
 

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from newsletter.config.checks import mask_url
+from newsletter.config.dkim import DkimKey, parse_dkim_key
 from newsletter.config.sections import Config
 from newsletter.errors import ConfigError
 
@@ -30,6 +31,7 @@ _PATH_KEYS = (
     ("market", "key_dates_file"),
     ("subscribers", "file"),
     ("smtp", "ca_file"),
+    ("dkim", "private_key_file"),
     ("paths", "var_dir"),
     ("paths", "notes_dir"),
     ("templates", "dir"),
@@ -57,6 +59,9 @@ def _describe(error: dict[str, Any], label: str) -> str:
         return f"{label}: unknown key '{key}'{hint}"
     message = str(error["msg"]).removeprefix("Value error, ")
     value = error.get("input")
+    if error["type"] == "value_error" and isinstance(value, dict):
+        # a whole section's problem (dkim's key sources): the message names the keys
+        return f"{label}: {key}: {message}"
     if key in _SECRET_KEYS and isinstance(value, str):
         value = mask_url(value)
     return f"{label}: {key}: {message}, got {_SHORT.repr(value)}"
@@ -124,13 +129,15 @@ class Secrets(BaseModel):
 
     smtp_password: str | None = Field(default=None, repr=False)
     unsubscribe_key: bytes | None = Field(default=None, repr=False)
+    dkim_key: DkimKey | None = Field(default=None, repr=False)
 
 
 def resolve_secrets(config: Config, environ: Mapping[str, str]) -> Secrets:
     """Read the secrets `config` names from `environ`; a required one that is unset is an error.
 
     The unsubscribe key may be unset only with the built-in capture server, where nothing
-    leaves the machine (the send then signs with the project's local key and says so).
+    leaves the machine (the send then signs with the project's local key and says so). With
+    DKIM on, its private key is read and checked here too.
     """
     label = str(config.source or "config")
     password = None
@@ -152,4 +159,33 @@ def resolve_secrets(config: Config, environ: Mapping[str, str]) -> Secrets:
             f"unsubscribe secret not found: env var {key_name} is unset (set it to a long random "
             f"string, or change newsletter.unsubscribe_secret_env in {label})"
         )
-    return Secrets(smtp_password=password, unsubscribe_key=key.encode() if key else None)
+    return Secrets(
+        smtp_password=password,
+        unsubscribe_key=key.encode() if key else None,
+        dkim_key=_dkim_key(config, environ, label),
+    )
+
+
+def _dkim_key(config: Config, environ: Mapping[str, str], label: str) -> DkimKey | None:
+    """The DKIM private key from the env var or the file dkim names (None: DKIM is off)."""
+    section = config.dkim
+    if not section.enabled:
+        return None
+    path = section.private_key_file
+    if path is not None:
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            raise ConfigError(
+                f"cannot read the DKIM key {path}: {err.strerror} (dkim.private_key_file in "
+                f"{label})"
+            ) from err
+        return parse_dkim_key(data, f"dkim.private_key_file {path}")
+    name = section.private_key_env or ""  # the section asks for exactly one of the two
+    pem = environ.get(name)
+    if not pem:
+        raise ConfigError(
+            f"DKIM key not found: env var {name} is unset (set it to the PEM private key, or "
+            f"change dkim.private_key_env in {label})"
+        )
+    return parse_dkim_key(pem.encode(), f"the DKIM key in env var {name}")

@@ -24,12 +24,14 @@ from pydantic import (
 
 from newsletter.config.checks import (
     bare_address,
+    dmarc_aligned,
     has_control,
     https_url,
     mailbox,
     mailto_address,
     mask_url,
 )
+from newsletter.config.dkim import DkimSection
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 BUILTIN_SNAPSHOT_DIR = PACKAGE_DIR / "data" / "market"
@@ -329,6 +331,7 @@ class Config(_Section):
     subscribers: SubscribersSection = SubscribersSection()
     database: DatabaseSection = DatabaseSection()
     smtp: SmtpSection = SmtpSection()
+    dkim: DkimSection = DkimSection()
     delivery: DeliverySection = DeliverySection()
     data_quality: DataQualitySection = DataQualitySection()
     web: WebSection = WebSection()
@@ -337,6 +340,22 @@ class Config(_Section):
     paths: PathsSection = PathsSection()
     templates: TemplatesSection = TemplatesSection()
     source: Path | None = None
+
+    @field_validator("dkim")
+    @classmethod
+    def _aligned(cls, dkim: DkimSection, info: ValidationInfo) -> DkimSection:
+        """DMARC passes on DKIM only when the signing domain aligns with the From: domain."""
+        newsletter = info.data.get("newsletter")
+        if dkim.domain is None or not isinstance(newsletter, NewsletterSection):
+            return dkim
+        sender = newsletter.envelope_sender.rpartition("@")[2]
+        if not dmarc_aligned(dkim.domain, sender):
+            raise ValueError(
+                f"domain {dkim.domain} does not align with {sender}, the domain of "
+                f"newsletter.from_address, so DMARC would fail: set dkim.domain to {sender} "
+                "(or a parent or subdomain of it)"
+            )
+        return dkim
 
     @property
     def issues_dir(self) -> Path:
