@@ -12,6 +12,7 @@ import re
 import subprocess
 from datetime import timedelta
 
+import dkim
 import pytest
 import sqlalchemy as sa
 
@@ -20,7 +21,7 @@ from newsletter.app.audience import add_subscriber, import_csv, remove_subscribe
 from newsletter.app.notices import deliver_notices
 from newsletter.app.wiring import database
 from newsletter.cli import main
-from newsletter.config import Secrets, load_config
+from newsletter.config import Secrets, load_config, resolve_secrets
 from newsletter.db import notices as notice_store
 from newsletter.db import runs
 from newsletter.db.audience import set_subscriber_status
@@ -29,6 +30,7 @@ from newsletter.db.schema import runs as runs_table
 from newsletter.db.schema import subscribers as subscriber_table
 from newsletter.models import SubscriberStatus
 from tests.conftest import both_databases, now_utc
+from tests.dkimkeys import DOMAIN, SELECTOR, answering, pem
 
 KEY = b"signup-test-key-signup-test-key!"
 SECRETS = Secrets(unsubscribe_key=KEY)
@@ -309,3 +311,31 @@ def test_a_refused_confirmation_is_recorded_and_touches_nobody(write_config, smt
     assert deliver_notices(config, SECRETS, now_utc).sent == 0  # a refusal is not retried
     [envelope] = smtp_server.envelopes
     assert envelope.rcpt_tos == ["somebody@example.com"]
+
+
+def test_confirmation_and_welcome_mails_are_signed_with_dkim_when_it_is_set(
+    write_config, dkim_key, tmp_path
+):
+    (tmp_path / "dkim.pem").write_bytes(pem(dkim_key))
+    signing = {
+        "domain": DOMAIN,
+        "selector": SELECTOR,
+        "private_key_file": str(tmp_path / "dkim.pem"),
+    }
+    config = load_config(write_config(subscribers={"file": None}, dkim=signing))
+    secrets = resolve_secrets(config, {}).model_copy(update={"unsubscribe_key": KEY})
+    join(config, "signed@example.com")
+    deliver_notices(config, secrets, now_utc)
+    signup.confirm(config, KEY, token_of(link_in(outbox(config)[0])), now_utc())
+    deliver_notices(config, secrets, now_utc)
+    box = mailbox.Maildir(config.outbox_dir, create=False)
+    raw = [box.get_bytes(key) for key in box.iterkeys()]
+    assert len(raw) == 2
+    for message in raw:
+        assert dkim.verify(message, dnsfunc=answering(dkim_key))
+        assert (
+            dkim.verify(
+                message.replace(b"Subject: ", b"Subject: Re: ", 1), dnsfunc=answering(dkim_key)
+            )
+            is False
+        )

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.app.send import open_destination, unsubscribe_key
+from newsletter.app.signing import message_signer
 from newsletter.app.signup import confirm_link, expire_signups
 from newsletter.app.wiring import database
 from newsletter.db import notices as notice_store
@@ -131,6 +132,7 @@ def deliver_notices(
     if not due:
         return DeliveryReport()
     key = unsubscribe_key(config, secrets)
+    sign = message_signer(config, secrets)
     run_id = send_runs.start_run(engine, send_runs.NOTICE_QUEUE, now)
     ledger = NoticeLedger(engine, run_id, clock)
     try:
@@ -140,8 +142,8 @@ def deliver_notices(
                 settings,
                 secrets.smtp_password,
                 envelope_sender=config.newsletter.envelope_sender,
-                build=lambda job: notice_message(
-                    config, key, ledger.claimed[job.subscriber_id], clock()
+                build=lambda job: sign(
+                    notice_message(config, key, ledger.claimed[job.subscriber_id], clock())
                 ),
                 policy=config.delivery,
                 clock=clock,
