@@ -48,12 +48,14 @@ class SignupForm:
 class SignupAnswer(StrEnum):
     """What the signup page says next."""
 
+    FORM = "form"
+    """The empty form (nothing was posted yet)."""
     SENT = "sent"
     """"Check your inbox" (for every acceptable signup, whatever it did)."""
     LIMITED = "limited"
     """Too many signups from this client: try later (HTTP 429)."""
     INVALID = "invalid"
-    """The address is not one: the form again, with the reason."""
+    """The address is not one: the form again, with the reason (HTTP 400)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,7 @@ _CONFIRM_STATUS = {
     signup.ConfirmState.INVALID: 400,
 }
 _SIGNUP_STATUS = {
+    signup.SignupAnswer.FORM: 200,
     signup.SignupAnswer.SENT: 200,
     signup.SignupAnswer.LIMITED: 429,
     signup.SignupAnswer.INVALID: 400,
@@ -155,26 +156,26 @@ class Site:
 
     def signup_page(self) -> Page:
         """The signup form on a page of its own."""
-        return self._signup(signup.SignupAnswer.INVALID, page=signup.SIGNUP_PATH)
+        return self._signup(signup.SignupResult(signup.SignupAnswer.FORM), signup.SignupForm(""))
 
     def sign_up(self, form: signup.SignupForm, client: str, now: datetime) -> Page:
         """Take a signup (the form's POST) and say what happens next."""
         assert self.key is not None  # the driver serves /signup only when `signups`
-        result = signup.sign_up(self.config, self.key, form, client, now)
-        context = {"page": form.page, "problem": result.problem, "name": form.name}
-        return self._signup(result.answer, email=form.email, **context)
+        return self._signup(signup.sign_up(self.config, self.key, form, client, now), form)
 
-    def _signup(self, answer: signup.SignupAnswer, **context: str) -> Page:
+    def _signup(self, result: signup.SignupResult, form: signup.SignupForm) -> Page:
         html = render_page(
             self.env,
             SIGNUP_TEMPLATE,
-            state=answer.value,
+            state=result.answer.value,
+            problem=result.problem,
+            email=form.email,
+            reader=form.name,
+            page=form.page,
             list_name=self.config.newsletter.name,
             days=self.config.signup.confirm_days,
-            **context,
         )
-        problem = answer is signup.SignupAnswer.INVALID and context.get("problem")
-        return Page(_SIGNUP_STATUS[answer] if problem else 200, html)
+        return Page(_SIGNUP_STATUS[result.answer], html)
 
     def confirm_page(self, token: str, now: datetime, *, use: bool) -> Page:
         """A confirmation link's page: with `use` (its POST) it confirms, else it asks."""
