@@ -19,7 +19,7 @@ from newsletter.db.schema import make_engine, metadata, open_database
 from newsletter.errors import DatabaseError
 from tests.conftest import both_databases
 
-HEAD = "0003"
+HEAD = "0004"
 
 
 @pytest.fixture

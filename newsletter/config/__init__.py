@@ -3,7 +3,14 @@
 `sections` holds the models (each stage's settings), `loading` reads the file and the secrets.
 """
 
-from newsletter.config.loading import Secrets, load_config, parse_config, resolve_secrets
+from newsletter.config.bounces import BouncesSection
+from newsletter.config.loading import (
+    Secrets,
+    load_config,
+    parse_config,
+    require_imap_password,
+    resolve_secrets,
+)
 from newsletter.config.sections import (
     BUILTIN_KEY_DATES,
     BUILTIN_SNAPSHOT_DIR,
@@ -27,6 +34,7 @@ __all__ = [
     "BUILTIN_KEY_DATES",
     "BUILTIN_SNAPSHOT_DIR",
     "BUILTIN_SUBSCRIBERS",
+    "BouncesSection",
     "Config",
     "DataQualitySection",
     "DatabaseSection",
@@ -43,5 +51,6 @@ __all__ = [
     "WebSection",
     "load_config",
     "parse_config",
+    "require_imap_password",
     "resolve_secrets",
 ]
