@@ -16,8 +16,10 @@ from newsletter.db.audience import (
     import_subscribers,
     list_subscribers,
     set_subscriber_status,
+    status_counts,
     subscriber_history,
 )
+from newsletter.db.bounces import event_counts, subscriber_bounces
 from newsletter.mail.addresses import (
     CsvRead,
     clean_name,
@@ -26,7 +28,7 @@ from newsletter.mail.addresses import (
     write_subscriber_csv,
 )
 from newsletter.mail.unsubscribe import verify_token
-from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.models import InboundKind, Subscriber, SubscriberStatus
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -76,6 +78,19 @@ def remove_subscriber(config: Config, email: str, now: datetime, by: str) -> tup
 def subscriber_record(config: Config, email: str) -> SubscriberRecord | None:
     """One subscriber's record and status history, for `subscribers show`."""
     return subscriber_history(database(config), normalise_address(email))
+
+
+def bounce_history(config: Config, email: str) -> list[tuple[datetime, InboundKind, str]]:
+    """(when, kind, detail) of what the bounce mailbox said about one subscriber."""
+    return subscriber_bounces(database(config), normalise_address(email))
+
+
+def audience_counts(
+    config: Config,
+) -> tuple[dict[SubscriberStatus, int], dict[InboundKind, int]]:
+    """Subscribers by status, and what the bounce mailbox said about them by kind."""
+    engine = database(config)
+    return status_counts(engine), event_counts(engine)
 
 
 def subscribers(

@@ -13,12 +13,15 @@ recorded with the reason and changes nobody. Nothing can subscribe anyone or rea
 from __future__ import annotations
 
 import hashlib
+import logging
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import TYPE_CHECKING
 
 from newsletter.app.send import local_unsubscribe_key
+from newsletter.app.weekly import log_stage
 from newsletter.app.wiring import database
 from newsletter.config import require_imap_password
 from newsletter.db import bounces as book
@@ -46,6 +49,9 @@ if TYPE_CHECKING:
     from newsletter.config import Config, Secrets
     from newsletter.delivery.inbox import InboundMessage
 
+logger = logging.getLogger("newsletter.schedule")
+"""The schedule's log, whose run reads the mailbox before it sends."""
+
 Judged = tuple[InboundKind, str, book.BounceEvent | None]
 """What a message is, why, and the event it records (None: nothing about anyone)."""
 
@@ -60,6 +66,8 @@ class MailboxReport:
     counts: Counter[InboundKind] = field(default_factory=Counter)
     changes: list[tuple[str, SubscriberStatus, str]] = field(default_factory=list)
     """(address, new status, why) of each subscriber this reading changed."""
+    soft: list[tuple[str, int]] = field(default_factory=list)
+    """(address, soft bounces counting now) of each soft bounce below the limit."""
     ignored: list[tuple[str, str]] = field(default_factory=list)
     """(message key, why nothing was done) of each message not acted on."""
 
@@ -69,7 +77,7 @@ class MailboxReport:
 
     def summary(self) -> str:
         """One line: what was read and what it did."""
-        kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(self.counts.items()))
+        kinds = ", ".join(f"{self.counts[k]} {k}" for k in InboundKind if self.counts.get(k))
         return (
             f"{self.mailbox}: {self.new} new message(s) ({self.earlier} read before)"
             f"{': ' + kinds if kinds else ''}; {len(self.changes)} subscriber(s) changed"
@@ -115,6 +123,20 @@ def process_mailbox(
     return report
 
 
+def read_before_send(config: Config, *, secrets: Secrets, clock: Callable[[], datetime]) -> None:
+    """Read the mailbox before a scheduled run sends, so that nobody who bounced, complained or
+    unsubscribed by mail gets the issue; a mailbox that fails is one log line, and the send
+    goes on."""
+    started = time.perf_counter()
+    try:
+        report = process_mailbox(config, secrets=secrets, clock=clock)
+    except Exception as err:  # whatever the mailbox does, the issue still goes out
+        logger.error("mailbox not read (%s); sending anyway", err)
+        logger.debug("reading the mailbox failed", exc_info=True)
+        return
+    log_stage("mailbox", started, report.summary())
+
+
 def _process(
     context: _Context, mailbox: str, message: InboundMessage, now: datetime, report: MailboxReport
 ) -> None:
@@ -139,8 +161,12 @@ def _process(
     report.counts[outcome] += 1
     if outcome is InboundKind.IGNORED:
         report.ignored.append((message.key, detail))
-    if recorded.changed is not None and event is not None:
-        report.changes.append((event.email, recorded.changed, detail))
+    if event is None:
+        return
+    if recorded.changed is not None:
+        report.changes.append((event.email, recorded.changed, recorded.by))
+    elif outcome is InboundKind.SOFT:
+        report.soft.append((event.email, recorded.soft_count))
 
 
 def _judge(context: _Context, found: Inbound, at: datetime) -> Judged:
@@ -173,7 +199,7 @@ def _sent(context: _Context, token: str | None) -> book.SentMessage | str:
         return "no VERP token in the address it came to (not a reply to a list message)"
     ids = verify_bounce_token(context.key, context.config.newsletter.list_id, token)
     if ids is None:
-        return f"a forged or unknown VERP token ({token[:40]}): not acted on"
+        return f"a forged or unknown VERP token ({token[:40]})"
     sent = book.sent_message(context.engine, *ids)
     if sent is None:
         return f"its VERP token names issue id {ids[0]} to subscriber id {ids[1]}, never sent"

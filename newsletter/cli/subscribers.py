@@ -54,6 +54,8 @@ def _show(args: argparse.Namespace, config: Config) -> int:
     print(f"  Joined:  {record.joined:%Y-%m-%d %H:%M} UTC from {record.source}")
     for at, status, by in record.events:
         print(f"  {at:%Y-%m-%d %H:%M} UTC: {status}, by {by}")
+    for at, kind, detail in audience.bounce_history(config, args.email):
+        print(f"  {at:%Y-%m-%d %H:%M} UTC: mailbox: {kind}: {detail}")
     return 0
 
 
@@ -70,11 +72,19 @@ def _remove(args: argparse.Namespace, config: Config) -> int:
 
 def _list(args: argparse.Namespace, config: Config) -> int:
     from newsletter.app import audience  # noqa: PLC0415
-    from newsletter.models import SubscriberStatus  # noqa: PLC0415
+    from newsletter.models import InboundKind, SubscriberStatus  # noqa: PLC0415
 
     status = SubscriberStatus(args.status) if args.status else None
     for email, name, state in audience.subscribers(config, status):
         print(f"{email}\t{name}\t{state}")
+    statuses, events = audience.audience_counts(config)
+    counts = ", ".join(f"{statuses[s]} {s}" for s in SubscriberStatus if statuses.get(s))
+    told = ", ".join(f"{events[kind]} {kind}" for kind in InboundKind if events.get(kind))
+    print(
+        f"{sum(statuses.values())} subscriber(s){': ' + counts if counts else ''}"
+        f"{'; from the bounce mailbox: ' + told if told else ''}",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -195,3 +195,12 @@ def list_subscribers(
     with reader(engine) as conn:
         for row in conn.execution_options(yield_per=1000).execute(query):
             yield (row.email, row.name, SubscriberStatus(row.status))
+
+
+def status_counts(engine: Engine) -> dict[SubscriberStatus, int]:
+    """How many subscribers have each status."""
+    with reader(engine) as conn:
+        rows = conn.execute(
+            sa.select(subscribers.c.status, sa.func.count()).group_by(subscribers.c.status)
+        )
+        return {SubscriberStatus(status): int(count) for status, count in rows}

@@ -77,11 +77,12 @@ class SentMessage:
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
-    """What recording a message did: the subscriber's new status (None: unchanged), and for a
-    soft bounce how many count towards the limit now."""
+    """What recording a message did: the subscriber's new status (None: unchanged) and who
+    made the change, and for a soft bounce how many count towards the limit now."""
 
     changed: SubscriberStatus | None = None
     soft_count: int = 0
+    by: str = ""
 
 
 def unread(engine: Engine, mailbox: str, keys: Sequence[str]) -> list[str]:
@@ -222,7 +223,7 @@ def _apply(conn: Connection, event: BounceEvent, rule: SoftRule | None, now: dat
     if event.status is None:
         return Recorded(None, soft)
     changed = retire_subscriber(conn, event.subscriber_id, event.status, by, now)
-    return Recorded(event.status if changed else None, soft)
+    return Recorded(event.status if changed else None, soft, by)
 
 
 def message_counts(engine: Engine) -> tuple[dict[InboundKind, int], datetime | None]:
