@@ -162,7 +162,10 @@ def _line_with(text: str, needle: str) -> str:
 
 
 def _from_notice(msg: Message, token: str | None) -> Inbound | None:
-    """A non-standard bounce flufl.bounce recognises, or None."""
+    """A non-standard bounce flufl.bounce recognises, or None. Every bounce has a From (its
+    MAILER-DAEMON), and some of flufl's detectors fail on a message without one."""
+    if not addresses([str(value) for value in msg.get_all("From", [])]):
+        return None
     temporary, permanent = all_failures(msg)
     if not (temporary or permanent):
         return None
