@@ -11,84 +11,30 @@ from the specification.
 from __future__ import annotations
 
 import email
-import mailbox
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from flufl.bounce import all_failures
 
-from newsletter.app.audience import subscriber_record, subscribers, sync_subscribers
-from newsletter.app.bounces import MailboxReport, process_mailbox
-from newsletter.app.wiring import database
+from newsletter.app.audience import subscriber_record
 from newsletter.cli import main
-from newsletter.config import Config, Secrets, load_config
-from newsletter.db import ledger
 from newsletter.db.schema import bounce_events, subscriber_events
-from newsletter.db.schema import subscribers as subscriber_table
 from newsletter.mail.bounces import Severity, severity
 from newsletter.mail.verp import make_bounce_token, verify_bounce_token, verp_address, verp_token
 from newsletter.models import InboundKind
 from tests import bouncemail
 from tests.conftest import both_databases
 
-KEY = b"a-test-key-that-signs-links-0123"
-SECRETS = Secrets(unsubscribe_key=KEY)
-NOW = datetime(2024, 8, 30, 12, 0, tzinfo=UTC)
-ISSUES = (date(2024, 7, 5), date(2024, 7, 12), date(2024, 7, 16), date(2024, 7, 19))
-DAY = date(2024, 7, 16)
+KEY, NOW, ISSUES, DAY = bouncemail.KEY, bouncemail.NOW, bouncemail.ISSUES, bouncemail.DAY
 ADA, GRACE, ALAN = "ada.lovelace@example.com", "grace.hopper@example.org", "alan.turing@example.com"
 KATHERINE, EDSGER = "katherine.johnson@example.org", "edsger.dijkstra@example.com"
 EVERYONE = (ADA, GRACE, ALAN, KATHERINE, EDSGER)
-
-
-@dataclass
-class Project:
-    config: Config
-    path: Path
-    maildir: Path
-    issues: dict[date, int]
-    ids: dict[str, int]
-
-    def token(self, address: str, as_of: date = DAY) -> str:
-        return bouncemail.token(KEY, self.issues[as_of], self.ids[address])
-
-    def deliver(self, data: bytes, arrived: datetime | None = None) -> str:
-        return bouncemail.deliver(self.maildir, data, arrived)
-
-    def process(self) -> MailboxReport:
-        return process_mailbox(self.config, secrets=SECRETS, clock=lambda: NOW)
-
-    def statuses(self) -> dict[str, str]:
-        return {address: str(status) for address, _, status in subscribers(self.config)}
-
-    def rows(self, table: sa.Table) -> int:
-        with database(self.config).connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+Project = bouncemail.Project
 
 
 @pytest.fixture
 def project(write_config, tmp_path, database_url) -> Project:
-    """The five sample readers, each sent the issues of ISSUES (per the ledger)."""
-    maildir = tmp_path / "bounces"
-    path = write_config(
-        newsletter={"bounce_address": bouncemail.BOUNCES},
-        bounces={"maildir": str(maildir), "soft_limit": 3, "soft_days": 30},
-        database={"url": database_url},
-    )
-    config = load_config(path)
-    mailbox.Maildir(maildir, create=True)
-    engine = database(config)
-    sync_subscribers(config, NOW - timedelta(days=90))
-    issues = {}
-    for as_of in ISSUES:
-        issues[as_of] = ledger.record_issue(engine, as_of, "s", f"sha-{as_of}", NOW)
-        ledger.enqueue_audience(engine, issues[as_of], lambda e, d=as_of: f"<{d}.{e}>", NOW)
-    with engine.connect() as conn:
-        ids = dict(conn.execute(sa.select(subscriber_table.c.email, subscriber_table.c.id)).all())
-    return Project(config, path, maildir, issues, ids)
+    return bouncemail.make_project(write_config, tmp_path / "bounces", database_url)
 
 
 def test_the_token_is_short_lower_case_base32_and_signed():
