@@ -190,3 +190,17 @@ def test_bad_input_is_one_line_naming_what_and_where(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("Error: ")
     assert message.format(tmp=tmp_path) in err
+
+
+def test_check_config_checks_the_imap_password_and_never_prints_it(
+    write_config, capsys, monkeypatch
+):
+    imap = {"imap_host": "imap.example.com", "imap_username": "u", "imap_password_env": "IMAP_PW"}
+    path = str(write_config(bounces=imap))
+    monkeypatch.delenv("IMAP_PW", raising=False)
+    assert main(["check-config", "--config", path]) == 2
+    assert "IMAP password not found: env var IMAP_PW is unset" in capsys.readouterr().err
+    monkeypatch.setenv("IMAP_PW", "imap-secret-value-1234")
+    assert main(["check-config", "--config", path]) == 0
+    out = capsys.readouterr().out
+    assert "IMAP password: set" in out and "imap-secret-value-1234" not in out
