@@ -21,7 +21,7 @@ from newsletter.cli import main
 from newsletter.db.schema import bounce_events, subscriber_events
 from newsletter.mail.bounces import Severity, severity
 from newsletter.mail.verp import make_bounce_token, verify_bounce_token, verp_address, verp_token
-from newsletter.models import InboundKind
+from newsletter.models import CONTROL, InboundKind
 from tests import bouncemail
 from tests.conftest import both_databases
 
@@ -219,6 +219,14 @@ def _forged(project: Project) -> list[tuple[bytes, str]]:
             bouncemail.fixture("arf-yahoo-abuse.eml", flipped),
             "a forged or unknown VERP token",
         ),
+        (  # escape sequences for a terminal, in the token, then in the reported recipient
+            bouncemail.fixture(hard, "\x1b[2Jx"),
+            "no VERP token",
+        ),
+        (
+            bouncemail.fixture(hard, grace, **{GRACE: "\x1b]0;x\x07@example.org"}),
+            "a bounce for",
+        ),
     ]
 
 
@@ -231,6 +239,7 @@ def test_nothing_forged_foreign_or_unreadable_changes_anybody(project):
     ignored = dict(report.ignored)
     for key, why in keys.items():
         assert why in ignored[key], (why, ignored[key])
+        assert not CONTROL.search(ignored[key])
     assert project.statuses() == dict.fromkeys(EVERYONE, "active")
     assert project.rows(bounce_events) == 0
     assert project.rows(subscriber_events) == 0

@@ -37,6 +37,7 @@ from newsletter.mail.bounces import (
     Unrecognised,
     classify,
 )
+from newsletter.mail.reports import one_line
 from newsletter.mail.verp import verify_bounce_token
 from newsletter.models import InboundKind, SubscriberStatus
 
@@ -199,7 +200,7 @@ def _sent(context: _Context, token: str | None) -> book.SentMessage | str:
         return "no VERP token in the address it came to (not a reply to a list message)"
     ids = verify_bounce_token(context.key, context.config.newsletter.list_id, token)
     if ids is None:
-        return f"a forged or unknown VERP token ({token[:40]})"
+        return f"a forged or unknown VERP token ({one_line(token, 40)})"
     sent = book.sent_message(context.engine, *ids)
     if sent is None:
         return f"its VERP token names issue id {ids[0]} to subscriber id {ids[1]}, never sent"

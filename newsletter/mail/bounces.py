@@ -175,7 +175,7 @@ def _from_notice(msg: Message, token: str | None) -> Inbound | None:
     detail = _line_with(text, status) or _line_with(text, gone.group(0) if gone else "")
     failures = [
         Failure(
-            (address.decode("ascii", "replace").lower(),),
+            (one_line(address.decode("ascii", "replace")).lower(),),
             severity(status, text) if address in permanent else Severity.SOFT,
             status,
             detail,

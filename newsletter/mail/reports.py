@@ -38,15 +38,16 @@ def one_line(value: object, limit: int = MAX_DETAIL) -> str:
 
 
 def addresses(values: list[str]) -> tuple[str, ...]:
-    """The addr-specs in header values, lower-cased, in order, without repeats."""
-    found = [address.strip().lower() for _, address in getaddresses(values) if "@" in address]
+    """The addr-specs in header values, lower-cased, in order, without repeats (and without
+    control characters, which could reach a terminal)."""
+    found = [one_line(address).lower() for _, address in getaddresses(values) if "@" in address]
     return tuple(dict.fromkeys(found))
 
 
 def typed_address(value: str) -> str:
     """The address of a DSN/ARF field `type; address` (`rfc822; a@b`, or a bare `<a@b>`)."""
     _, _, address = value.rpartition(";")
-    return address.strip().strip("<>").strip().lower()
+    return one_line(address.strip().strip("<>").strip()).lower()
 
 
 @dataclass(frozen=True, slots=True)
