@@ -19,6 +19,7 @@ prints one line. Each message says what failed, where, and what to do about it.
   x DatabaseError                 the project database cannot be opened or used
   x IssueChangedError             a send would mail changed content to the rest of the list
   x ScheduleError                 another scheduler already runs on this project
+  x MailboxError                  the bounce mailbox cannot be read (Maildir, IMAP login or TLS)
 """
 
 
@@ -90,3 +91,8 @@ class IssueChangedError(NewsletterError):
 
 class ScheduleError(NewsletterError):
     """The scheduler cannot start (another one already runs on the same project)."""
+
+
+class MailboxError(NewsletterError):
+    """The bounce mailbox cannot be read: a missing Maildir, an IMAP server that cannot be
+    reached, refuses the login or whose certificate does not verify."""

@@ -181,6 +181,24 @@ class NoticeKind(StrEnum):
     """Sent once a signup is confirmed."""
 
 
+class InboundKind(StrEnum):
+    """What one message in the bounce mailbox was, as the database records it; only the first
+    four name a subscriber (db: bounce_events)."""
+
+    HARD = "hard"
+    """A permanent refusal of the recipient's mailbox (it does not exist)."""
+    SOFT = "soft"
+    """Any other failure; `bounces.soft_limit` of them in `soft_days` days bounce the reader."""
+    COMPLAINT = "complaint"
+    """A feedback report (ARF): the reader marked the issue as spam."""
+    UNSUBSCRIBE = "unsubscribe"
+    """A mail to the unsubscribe address, from a subscriber."""
+    IGNORED = "ignored"
+    """Nothing to act on: unreadable, no or a forged token, not our address, a delay notice."""
+    DUPLICATE = "duplicate"
+    """The same bytes were read before (in this or another mailbox)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Subscriber:
     """One recipient: a normalised address, a display name and (on import) a status."""

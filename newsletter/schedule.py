@@ -38,6 +38,7 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from newsletter.app.bounces import read_before_send
 from newsletter.app.weekly import Plan, RunOutcome, log_stage, plan_runs, resumable, run_week
 from newsletter.app.wiring import database
 from newsletter.config import load_config, resolve_secrets
@@ -138,6 +139,8 @@ def run_once(
             f"retry of the {fire.isoformat()} run dropped: {latest} came since",
         )
         return RunOutcome.TOO_LATE
+    if config.bounces.enabled:  # first, so that who bounced or left is not mailed
+        read_before_send(config, secrets=secrets, clock=clock)
     return run_week(
         config, fire or latest or clock(), secrets=secrets, clock=clock, prepare=prepare
     )

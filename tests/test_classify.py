@@ -163,7 +163,7 @@ def test_outcome(failure, attempts, max_attempts, reached, status, retry_at, bou
     sender = Sender(
         SmtpSection(host="127.0.0.1", port=2525),
         None,
-        envelope_sender="digest@example.com",
+        envelope_sender=lambda job: "digest@example.com",
         build=lambda job: b"",
         policy=DeliverySection(max_attempts=max_attempts, retry_backoff_s=BACKOFF_S),
         clock=lambda: NOW,

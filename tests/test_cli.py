@@ -152,6 +152,7 @@ def test_every_command_has_help():
         "preview",
         "status",
         "db",
+        "bounces",
     }
 
     def check(parser, name):

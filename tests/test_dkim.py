@@ -75,7 +75,7 @@ def received(config: Config) -> list[bytes]:
     messages = []
     for key in outbox.iterkeys():
         trace_from, trace_to, message = outbox.get_bytes(key).split(b"\r\n", 2)
-        assert trace_from.startswith(b"X-Envelope-From: ")
+        assert trace_from.startswith(b"Return-Path: <")
         assert trace_to.startswith(b"X-Envelope-To: ")
         messages.append(message)
     return messages

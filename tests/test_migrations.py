@@ -19,7 +19,7 @@ from newsletter.db.schema import make_engine, metadata, open_database
 from newsletter.errors import DatabaseError
 from tests.conftest import both_databases
 
-HEAD = "0004"
+HEAD = "0005"
 
 
 @pytest.fixture

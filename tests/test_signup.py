@@ -270,8 +270,7 @@ def test_status_counts_the_list_by_status_and_the_mails_waiting(write_config, ca
     join(config, "soon@example.com")
     assert main(["status", "--config", str(path)]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == (
-        "List: 1 active, 0 unsubscribed, 0 bounced, 0 complained, 1 unconfirmed; "
-        "confirmation and welcome mails: 1 waiting, 0 refused"
+        "List: 2 subscriber(s): 1 active, 1 unconfirmed; confirmation and welcome mails: 1 waiting"
     )
 
 

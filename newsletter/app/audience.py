@@ -20,6 +20,7 @@ from newsletter.db.audience import (
     status_counts,
     subscriber_history,
 )
+from newsletter.db.bounces import event_counts, subscriber_bounces
 from newsletter.db.notices import notice_counts
 from newsletter.mail.addresses import (
     CsvRead,
@@ -29,7 +30,14 @@ from newsletter.mail.addresses import (
     write_subscriber_csv,
 )
 from newsletter.mail.unsubscribe import verify_token
-from newsletter.models import UNFINISHED, JoinMethod, LedgerStatus, Subscriber, SubscriberStatus
+from newsletter.models import (
+    UNFINISHED,
+    InboundKind,
+    JoinMethod,
+    LedgerStatus,
+    Subscriber,
+    SubscriberStatus,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -81,6 +89,11 @@ def subscriber_record(config: Config, email: str) -> SubscriberRecord | None:
     return subscriber_history(database(config), normalise_address(email))
 
 
+def bounce_history(config: Config, email: str) -> list[tuple[datetime, InboundKind, str]]:
+    """(when, kind, detail) of what the bounce mailbox said about one subscriber."""
+    return subscriber_bounces(database(config), normalise_address(email))
+
+
 def subscribers(
     config: Config, status: SubscriberStatus | None = None
 ) -> Iterator[tuple[str, str, SubscriberStatus]]:
@@ -89,18 +102,28 @@ def subscribers(
 
 
 def list_summary(config: Config) -> str:
-    """One line on the list: subscribers by status, and notices waiting or refused."""
+    """The list in one line: subscribers by status, what the bounce mailbox said of them, and
+    the confirmation and welcome mails waiting or refused (each part only when it has any)."""
     engine = database(config)
-    counts = status_counts(engine)
-    people = ", ".join(f"{counts.get(status, 0)} {status}" for status in SubscriberStatus)
-    notices = notice_counts(engine)
+    statuses, events, notices = status_counts(engine), event_counts(engine), notice_counts(engine)
+    counts = ", ".join(f"{statuses[s]} {s}" for s in SubscriberStatus if statuses.get(s))
+    told = ", ".join(f"{events[kind]} {kind}" for kind in InboundKind if events.get(kind))
     waiting = sum(n for (_kind, status), n in notices.items() if status in UNFINISHED)
     refused = sum(
         n
         for (_kind, status), n in notices.items()
         if status in (LedgerStatus.BOUNCED, LedgerStatus.FAILED)
     )
-    return f"List: {people}; confirmation and welcome mails: {waiting} waiting, {refused} refused"
+    mails = ", ".join(
+        part
+        for part in (f"{waiting} waiting" * bool(waiting), f"{refused} refused" * bool(refused))
+        if part
+    )
+    return (
+        f"{sum(statuses.values())} subscriber(s){': ' + counts if counts else ''}"
+        f"{'; from the bounce mailbox: ' + told if told else ''}"
+        f"{'; confirmation and welcome mails: ' + mails if mails else ''}"
+    )
 
 
 def import_csv(config: Config, path: Path, now: datetime) -> tuple[CsvRead, ImportReport]:

@@ -141,7 +141,7 @@ def deliver_notices(
             sender = Sender(
                 settings,
                 secrets.smtp_password,
-                envelope_sender=config.newsletter.envelope_sender,
+                envelope_sender=lambda job: config.newsletter.envelope_sender,
                 build=lambda job: sign(
                     notice_message(config, key, ledger.claimed[job.subscriber_id], clock())
                 ),

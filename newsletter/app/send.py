@@ -30,6 +30,7 @@ from newsletter.errors import DeliveryError, IssueChangedError, LintError
 from newsletter.mail.addresses import normalise_address
 from newsletter.mail.compose import MessageFactory, message_id
 from newsletter.mail.unsubscribe import make_token
+from newsletter.mail.verp import make_bounce_token, verp_address
 from newsletter.models import (
     UNFINISHED,
     LedgerStatus,
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from newsletter.app.built import BuiltIssue
-    from newsletter.config import Config, Secrets, SmtpSection
+    from newsletter.config import Config, NewsletterSection, Secrets, SmtpSection
     from newsletter.models import Delivery, DeliveryReport, Outcome
 
 logger = logging.getLogger(__name__)
@@ -271,6 +272,19 @@ def _finish_run(engine: Engine, run_id: int, now: datetime) -> None:
         )
 
 
+def _envelope_sender(
+    info: NewsletterSection, key: bytes, issue_id: int
+) -> Callable[[Delivery], str]:
+    """Each message's MAIL FROM: with newsletter.bounce_address its own VERP address, whose
+    signed token names the issue and the subscriber; else the one envelope sender."""
+    bounce_address = info.bounce_address
+    if bounce_address is None:
+        return lambda job: info.envelope_sender
+    return lambda job: verp_address(
+        bounce_address, make_bounce_token(key, info.list_id, issue_id, job.subscriber_id)
+    )
+
+
 def _deliver(
     config: Config,
     built: BuiltIssue,
@@ -293,7 +307,7 @@ def _deliver(
         sender = Sender(
             settings,
             secrets.smtp_password,
-            envelope_sender=info.envelope_sender,
+            envelope_sender=_envelope_sender(info, key, ledger.issue_id),
             build=build,
             policy=config.delivery,
             clock=ledger.clock,

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 from newsletter.app.built import WEB_PAGE
 from newsletter.app.drafts import NOTES_FILE
 from newsletter.app.wiring import database
+from newsletter.db.bounces import event_counts, message_counts
 from newsletter.db.history import IssueRecord, SendRecord, issue_records
-from newsletter.models import UNFINISHED, LedgerStatus
+from newsletter.models import UNFINISHED, InboundKind, LedgerStatus
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -249,3 +250,33 @@ def issue_status(config: Config, as_of: date, now: datetime) -> IssueStatus:
         notes if notes.is_file() else None,
         _built_at(config.issues_dir / as_of.isoformat()),
     )
+
+
+def _kinds(counts: dict[InboundKind, int]) -> str:
+    return ", ".join(f"{counts[kind]} {kind}" for kind in InboundKind if counts.get(kind))
+
+
+def mailbox_status(config: Config) -> str | None:
+    """The bounce mailbox in one line for `newsletter status`: what was read and what it was
+    (None when no mailbox is set up and nothing was read)."""
+    read, last = message_counts(database(config))
+    if not read:
+        if config.bounces.enabled:
+            return (
+                f"Mailbox: {config.bounces.mailbox_name}, nothing read yet (`newsletter bounces`)"
+            )
+        if config.newsletter.bounce_address:
+            return (
+                "Mailbox: none set up (bounces.maildir or bounces.imap_host): bounces to "
+                f"{config.newsletter.bounce_address} are not read"
+            )
+        return None
+    return (
+        f"Mailbox: {sum(read.values())} message(s) read, the last at {_when(last)}: {_kinds(read)}"
+    )
+
+
+def issue_bounces(config: Config, as_of: date) -> str | None:
+    """What the bounce mailbox said about one issue's messages, for `status --as-of`."""
+    counts = event_counts(database(config), as_of)
+    return f"  Bounces:  {_kinds(counts)} (from the bounce mailbox)" if counts else None

@@ -35,12 +35,14 @@ def scheduled_job(config_path: str, fire: str | None = None) -> str:
 
 
 def _quiet_libraries(verbose: bool) -> None:
-    for chatty in ("mail.log", "matplotlib"):
+    for chatty in ("mail.log", "matplotlib", "flufl.bounce"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     if not verbose:
         # yfinance logs every failed download itself; the one line that matters reaches the user
         # as our FetchError (--verbose shows all of it).
         logging.getLogger("yfinance").setLevel(logging.CRITICAL)
+        # flufl.bounce logs a detector's traceback before raising; the message's record says why.
+        logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

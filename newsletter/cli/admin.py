@@ -163,11 +163,12 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from newsletter.app.signing import dkim_signer  # noqa: PLC0415
-    from newsletter.config import resolve_secrets  # noqa: PLC0415
+    from newsletter.config import require_imap_password, resolve_secrets  # noqa: PLC0415
     from newsletter.schedule import check_schedule  # noqa: PLC0415
 
     config = load(args)
     secrets = resolve_secrets(config, os.environ)
+    require_imap_password(config, secrets)
     check_schedule(config.schedule, now_utc(), str(args.config))
     signer = dkim_signer(config, secrets)
     print(f"{args.config}: OK")
@@ -175,6 +176,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(
         f"SMTP password: {'set' if secrets.smtp_password else 'not needed'}; "
         f"unsubscribe key: {'set' if secrets.unsubscribe_key else 'unset (built-in server only)'}"
+        f"; IMAP password: {'set' if secrets.imap_password else 'not needed'}"
     )
     if signer is None:
         print("DKIM: off (set dkim.domain, dkim.selector and a key to sign; README: DKIM)")
@@ -188,7 +190,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     from newsletter.cli import scheduled_job  # noqa: PLC0415
-    from newsletter.config import resolve_secrets  # noqa: PLC0415
+    from newsletter.config import require_imap_password, resolve_secrets  # noqa: PLC0415
     from newsletter.schedule import (  # noqa: PLC0415
         check_schedule,
         run_scheduler,
@@ -207,7 +209,8 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         for plan in upcoming(section, now_utc(), args.list):
             print(f"  {plan.describe(zone)}")
         return 0
-    resolve_secrets(config, os.environ)  # a missing secret fails now, not at Friday's run
+    # A missing secret fails now, not at Friday's run.
+    require_imap_password(config, resolve_secrets(config, os.environ))
     check_schedule(config.schedule, now_utc(), str(args.config))
     _log_runs(verbose=args.verbose)
     stop = threading.Event()

@@ -262,20 +262,26 @@ def _cancel(config: Config, as_of: date | None) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from newsletter.app import status as state  # noqa: PLC0415
     from newsletter.app.audience import list_summary  # noqa: PLC0415
-    from newsletter.app.status import issue_status, issue_statuses  # noqa: PLC0415
 
     config = load(args)
     as_of = parse_as_of(args.as_of)
     if as_of is not None:
-        print("\n".join(issue_status(config, as_of, now_utc()).details()))
+        print("\n".join(state.issue_status(config, as_of, now_utc()).details()))
+        bounces = state.issue_bounces(config, as_of)
+        if bounces:
+            print(bounces)
         return 0
-    statuses = issue_statuses(config, now_utc())[: max(args.limit, 0)]
+    statuses = state.issue_statuses(config, now_utc())[: max(args.limit, 0)]
     if not statuses:
         print("No issues yet: `newsletter draft` starts one, `newsletter run` makes and sends one.")
     for status in statuses:
         print(f"{status.as_of.isoformat()}  {status.line()}")
-    print(list_summary(config))
+    print(f"List: {list_summary(config)}")
+    mailbox = state.mailbox_status(config)
+    if mailbox:
+        print(mailbox)
     return 0
 
 

@@ -1,7 +1,7 @@
 """The `newsletter` argument parser: a declarative table of commands, options and help.
 
-Every command has help text (tests check it); each names its handler in cli/issues.py or
-cli/admin.py.
+Every command has help text (tests check it); each names its handler in cli/issues.py,
+cli/admin.py, cli/subscribers.py or cli/bounces.py.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from newsletter.cli.admin import (
     cmd_schedule,
     cmd_serve,
 )
+from newsletter.cli.bounces import add_bounces_parser
 from newsletter.cli.issues import (
     cmd_approve,
     cmd_build,
@@ -346,5 +347,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_issue_parsers(commands, parents)
     _add_editor_parsers(commands, parents.common, parents.quiet, parents.dated)
     add_subscribers_parser(commands, parents.common)
+    add_bounces_parser(commands, parents.common, parents.quiet)
     _add_admin_parsers(commands, parents.common, parents.quiet)
     return parents.parser

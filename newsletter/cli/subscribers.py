@@ -59,6 +59,8 @@ def _show(args: argparse.Namespace, config: Config) -> int:
         print(f"  Confirmed: {record.confirmed:%Y-%m-%d %H:%M} UTC (their confirmation link)")
     for at, status, by in record.events:
         print(f"  {at:%Y-%m-%d %H:%M} UTC: {status}, by {by}")
+    for at, kind, detail in audience.bounce_history(config, args.email):
+        print(f"  {at:%Y-%m-%d %H:%M} UTC: mailbox: {kind}: {detail}")
     return 0
 
 
@@ -88,6 +90,7 @@ def _list(args: argparse.Namespace, config: Config) -> int:
     status = SubscriberStatus(args.status) if args.status else None
     for email, name, state in audience.subscribers(config, status):
         print(f"{email}\t{name}\t{state}")
+    print(audience.list_summary(config), file=sys.stderr)
     return 0
 
 

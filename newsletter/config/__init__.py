@@ -4,8 +4,15 @@
 `dkim` holds DKIM's section and checks its private key.
 """
 
+from newsletter.config.bounces import BouncesSection
 from newsletter.config.dkim import DkimKey, DkimSection
-from newsletter.config.loading import Secrets, load_config, parse_config, resolve_secrets
+from newsletter.config.loading import (
+    Secrets,
+    load_config,
+    parse_config,
+    require_imap_password,
+    resolve_secrets,
+)
 from newsletter.config.sections import (
     BUILTIN_KEY_DATES,
     BUILTIN_SNAPSHOT_DIR,
@@ -29,6 +36,7 @@ __all__ = [
     "BUILTIN_KEY_DATES",
     "BUILTIN_SNAPSHOT_DIR",
     "BUILTIN_SUBSCRIBERS",
+    "BouncesSection",
     "Config",
     "DataQualitySection",
     "DatabaseSection",
@@ -47,5 +55,6 @@ __all__ = [
     "WebSection",
     "load_config",
     "parse_config",
+    "require_imap_password",
     "resolve_secrets",
 ]

@@ -35,6 +35,8 @@ _PATH_KEYS = (
     ("paths", "var_dir"),
     ("paths", "notes_dir"),
     ("templates", "dir"),
+    ("bounces", "maildir"),
+    ("bounces", "imap_ca_file"),
 )
 
 
@@ -130,6 +132,7 @@ class Secrets(BaseModel):
     smtp_password: str | None = Field(default=None, repr=False)
     unsubscribe_key: bytes | None = Field(default=None, repr=False)
     dkim_key: DkimKey | None = Field(default=None, repr=False)
+    imap_password: str | None = Field(default=None, repr=False)
 
 
 def resolve_secrets(config: Config, environ: Mapping[str, str]) -> Secrets:
@@ -159,10 +162,12 @@ def resolve_secrets(config: Config, environ: Mapping[str, str]) -> Secrets:
             f"unsubscribe secret not found: env var {key_name} is unset (set it to a long random "
             f"string, or change newsletter.unsubscribe_secret_env in {label})"
         )
+    imap_name = config.bounces.imap_password_env
     return Secrets(
         smtp_password=password,
         unsubscribe_key=key.encode() if key else None,
         dkim_key=_dkim_key(config, environ, label),
+        imap_password=(environ.get(imap_name) or None) if imap_name else None,
     )
 
 
@@ -189,3 +194,19 @@ def _dkim_key(config: Config, environ: Mapping[str, str], label: str) -> DkimKey
             f"change dkim.private_key_env in {label})"
         )
     return parse_dkim_key(pem.encode(), f"the DKIM key in env var {name}")
+
+
+def require_imap_password(config: Config, secrets: Secrets) -> str | None:
+    """The IMAP password the bounce mailbox needs (None: it is a Maildir, or none is set up).
+
+    Not checked by resolve_secrets: an unset one stops reading the mailbox, never a send.
+    """
+    name = config.bounces.imap_password_env
+    if not config.bounces.imap_host or name is None:
+        return None
+    if not secrets.imap_password:
+        raise ConfigError(
+            f"IMAP password not found: env var {name} is unset (set it, or change "
+            f"bounces.imap_password_env in {config.source or 'config'})"
+        )
+    return secrets.imap_password

@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
 )
 
+from newsletter.config.bounces import BouncesSection, bounce_local_part
 from newsletter.config.checks import (
     bare_address,
     dmarc_aligned,
@@ -75,11 +76,19 @@ class NewsletterSection(_Section):
     unsubscribe_secret_env: str = "NEWSLETTER_UNSUBSCRIBE_SECRET"
     postal_address: str = "Rotation Digest, 1 Example Street, Springfield, USA"
     images: Literal["cid", "hosted"] = "cid"
+    bounce_address: str | None = None
 
     @property
     def envelope_sender(self) -> str:
-        """The bare address of the From: header, for SMTP's MAIL FROM."""
-        return parseaddr(self.from_address)[1]
+        """SMTP's MAIL FROM without VERP: the bounce address, else the From: header's address."""
+        return self.bounce_address or parseaddr(self.from_address)[1]
+
+    @field_validator("bounce_address")
+    @classmethod
+    def _bounces(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        return bounce_local_part(bare_address(value, "bounces@example.com"))
 
     @field_validator("name")
     @classmethod
@@ -339,6 +348,7 @@ class Config(_Section):
     schedule: ScheduleSection = ScheduleSection()
     paths: PathsSection = PathsSection()
     templates: TemplatesSection = TemplatesSection()
+    bounces: BouncesSection = BouncesSection()
     source: Path | None = None
 
     @field_validator("dkim")

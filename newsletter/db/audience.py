@@ -137,6 +137,21 @@ def note_event(
     )
 
 
+def retire_subscriber(
+    conn: Connection, subscriber_id: int, status: SubscriberStatus, by: str, now: datetime
+) -> bool:
+    """Mark an active subscriber `status` (bounced, complained, unsubscribed) inside the
+    caller's transaction, recording who did it; False if they were not active."""
+    changed = conn.execute(
+        subscribers.update()
+        .where(subscribers.c.id == subscriber_id, subscribers.c.status == SubscriberStatus.ACTIVE)
+        .values(status=status, updated_at=now)
+    ).rowcount
+    if changed:
+        note_event(conn, subscriber_id, status, by, now)
+    return bool(changed)
+
+
 def set_subscriber_status(
     engine: Engine, email: str, status: SubscriberStatus, now: datetime, by: str = ""
 ) -> SubscriberStatus | None:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 BASELINE = "0001"
-HEAD = "0004"
+HEAD = "0005"
 """The newest revision in migrations/versions (a test checks it is Alembic's head): a database
 stamped with it is current, which every open checks without importing Alembic."""
 """The revision of the schema the first release made without migrations."""

@@ -189,6 +189,38 @@ estimate_snapshots = sa.Table(
     sa.Column("shares_outstanding", sa.Float),
 )
 
+mailbox_messages = sa.Table(
+    "mailbox_messages",
+    metadata,
+    sa.Column("mailbox", sa.String(255), primary_key=True),
+    sa.Column("message_key", sa.String(255), primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True)),
+    sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Index("ix_mailbox_messages_digest", "digest"),
+)
+"""Every message read from the bounce mailbox, once (by its key there, and its bytes' SHA-256
+so a copy elsewhere is known too): what it was (models.InboundKind) and why."""
+
+bounce_events = sa.Table(
+    "bounce_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("subscriber_id", sa.ForeignKey("subscribers.id"), nullable=False),
+    sa.Column("issue_id", sa.ForeignKey("issues.id")),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("mailbox", sa.String(255), nullable=False),
+    sa.Column("message_key", sa.String(255), nullable=False),
+    sa.Index("ix_bounce_events_subscriber_kind_at", "subscriber_id", "kind", "at"),
+    sa.Index("ix_bounce_events_issue", "issue_id"),
+)
+"""What the bounce mailbox said about a subscriber: a hard or soft bounce or a complaint about
+one issue (its message's VERP token named both), or an unsubscribe by mail (no issue)."""
+
 
 def _dialect_insert(conn: Connection, table: sa.Table) -> Any:
     name = conn.dialect.name

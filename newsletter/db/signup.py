@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from newsletter.db.audience import address_hash, note_event
 from newsletter.db.notices import enqueue
 from newsletter.db.schema import (
+    bounce_events,
     ledger,
     notices,
     signup_attempts,
@@ -283,13 +284,13 @@ def expire_unconfirmed(engine: Engine, before: datetime) -> int:
 
 
 def _erase(conn: Connection, ids: list[int]) -> None:
-    for table in (notices, subscriber_events, ledger):
+    for table in (notices, subscriber_events, bounce_events, ledger):
         conn.execute(table.delete().where(table.c.subscriber_id.in_(ids)))
     conn.execute(subscribers.delete().where(subscribers.c.id.in_(ids)))
 
 
 def forget(engine: Engine, email: str, now: datetime) -> bool:
-    """Erase a person: their subscriber row, history, notices and ledger rows; a hash of the
+    """Erase a person: their subscriber row, history, notices, bounce events and ledger rows; a hash of the
     address stays on the suppression list. False if the address is unknown (it is suppressed
     anyway, so a later import cannot add it)."""
     key = address_key(email)

@@ -21,14 +21,19 @@ LOOPBACK = "127.0.0.1"
 
 
 class _MaildirHandler:
-    """aiosmtpd handler that files every accepted message, byte for byte, into a Maildir."""
+    """aiosmtpd handler that files every accepted message, byte for byte, into a Maildir,
+    under the lines a delivering MTA adds: Return-Path (the envelope sender, MAIL FROM) and
+    X-Envelope-To (the envelope recipients)."""
 
     def __init__(self, directory: Path) -> None:
         directory.parent.mkdir(parents=True, exist_ok=True)  # var/ may not exist yet
         self.maildir = mailbox.Maildir(directory, create=True)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        trace = f"X-Envelope-From: {envelope.mail_from}\r\nX-Envelope-To: {', '.join(envelope.rcpt_tos)}\r\n"
+        trace = (
+            f"Return-Path: <{envelope.mail_from}>\r\n"
+            f"X-Envelope-To: {', '.join(envelope.rcpt_tos)}\r\n"
+        )
         try:
             self.maildir.add(trace.encode() + envelope.original_content)
         except OSError as err:  # this machine's fault, and passing: a transient reply

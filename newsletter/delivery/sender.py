@@ -77,14 +77,15 @@ class Ledger(Protocol):
 
 
 class Sender:
-    """Sends every claimable message of an issue, concurrently, and reports what happened."""
+    """Sends every claimable message of an issue, concurrently, and reports what happened;
+    `envelope_sender(job)` is each message's MAIL FROM (with VERP, its own)."""
 
     def __init__(
         self,
         settings: SmtpSection,
         password: str | None,
         *,
-        envelope_sender: str,
+        envelope_sender: Callable[[Delivery], str],
         build: Callable[[Delivery], bytes],
         policy: DeliverySection,
         clock: Callable[[], datetime],
@@ -123,7 +124,7 @@ class Sender:
             failure.stage == "connect" and failure.code is None and not self._reached.is_set()
         )
         if verdict is Verdict.FATAL or unreachable:
-            self._halt(self._refused_stop(failure))
+            self._halt(self._refused_stop(job, failure))
             return Outcome(job.subscriber_id, LedgerStatus.PENDING, reply)
         self._halt(self._guard.failed(job, failure, verdict))
         if verdict is Verdict.UNCERTAIN:
@@ -161,7 +162,7 @@ class Sender:
             uncertain=uncertain,
         )
 
-    def _refused_stop(self, failure: SmtpFailure) -> Stop:
+    def _refused_stop(self, job: Delivery, failure: SmtpFailure) -> Stop:
         """Why the server refused the whole run, and what to change."""
         where = f"SMTP server {self.settings.host}:{self.settings.port}"
         if failure.stage == "connect" and failure.code is None:
@@ -173,8 +174,8 @@ class Sender:
         advice = {
             "tls": "Check smtp.security (starttls on 587, tls on 465) and, for a private CA, "
             "smtp.ca_file",
-            "mail": f"The server refuses the sender {self.envelope_sender}: check "
-            "newsletter.from_address and that the account may send as it",
+            "mail": f"The server refuses the sender {self.envelope_sender(job)}: check "
+            "newsletter.from_address (and bounce_address) and that the account may send as it",
             "data": "The server refuses the message itself (its size, a line or its content): "
             "fix the issue",
         }.get(failure.stage, "Fix the account or the sending policy")
@@ -220,7 +221,7 @@ class Sender:
             return Outcome(job.subscriber_id, LedgerStatus.PENDING, "run stopped before sending")
         self._limiter.acquire()
         try:
-            connection.send(self.envelope_sender, job.email, self.build(job))
+            connection.send(self.envelope_sender(job), job.email, self.build(job))
         except SmtpFailure as failure:
             return self._outcome(job, failure)
         except Exception as err:  # a bug must not leave the claim hanging
