@@ -17,7 +17,7 @@ from PIL import Image
 from newsletter.app.send import send_issue
 from newsletter.app.site import Site
 from newsletter.config import load_config, resolve_secrets
-from newsletter.web.site import make_server
+from newsletter.web.site import make_site_app
 from tests.conftest import Links, RecordingHandler, http_request, http_serving, now_utc, serving
 
 DAYS = ("2024-07-12", "2024-07-19")
@@ -36,7 +36,7 @@ def site(tmp_path_factory, build_day):
         secrets = resolve_secrets(config, {"NEWSLETTER_UNSUBSCRIBE_SECRET": "archive-test"})
         for day in DAYS:
             send_issue(config, build_day(day), secrets=secrets, clock=now_utc)
-    with http_serving(make_server("127.0.0.1", 0, Site(config, None), now_utc)) as url:
+    with http_serving(make_site_app(Site(config, None), now_utc)) as url:
         yield url, config, handler
 
 

@@ -14,7 +14,7 @@ from newsletter.app.build import ChartCache, build_issue
 from newsletter.app.preview import DraftPreview
 from newsletter.app.review import approve_issue
 from newsletter.config import load_config
-from newsletter.web.preview import make_preview_server
+from newsletter.web.preview import make_preview_app
 from tests.conftest import Links, http_request, http_serving
 
 
@@ -28,9 +28,8 @@ def preview(write_config, market, charts):
     watcher = threading.Thread(target=draft.watch, args=(stop,), daemon=True)
     watcher.start()
     try:
-        with http_serving(
-            make_preview_server("127.0.0.1", 0, draft, stop, lambda: datetime.now(UTC))
-        ) as url:
+        app = make_preview_app(draft, stop, lambda: datetime.now(UTC), "127.0.0.1")
+        with http_serving(app, on_stop=stop.set) as url:
             yield url, config_path
     finally:
         stop.set()
