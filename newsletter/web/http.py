@@ -92,8 +92,9 @@ def redacted(path: str) -> str:
 
 
 class AccessLog:
-    """ASGI middleware: one INFO line per request (client, method, path with tokens
-    redacted, status, time) on the `newsletter.web.http` logger; the query string is left out."""
+    """ASGI middleware: one INFO line per request on the `newsletter.web.http` logger (client,
+    method, path with tokens redacted, status, time to the response's start), written before
+    the response goes out; the query string is left out."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -102,24 +103,27 @@ class AccessLog:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        status = 0
         started = time.perf_counter()
+        answered = False
+
+        def log(status: int) -> None:
+            client = scope.get("client") or ("-", 0)
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            path = redacted(scope["path"])
+            logger.info(
+                '%s "%s %s" %d %.1f ms', client[0], scope["method"], path, status, elapsed_ms
+            )
 
         async def sending(message: Message) -> None:
-            nonlocal status
+            nonlocal answered
             if message["type"] == "http.response.start":
-                status = message["status"]
+                answered = True
+                log(message["status"])
             await send(message)
 
         try:
             await self.app(scope, receive, sending)
-        finally:
-            client = scope.get("client") or ("-", 0)
-            logger.info(
-                '%s "%s %s" %d %.1f ms',
-                client[0],
-                scope["method"],
-                redacted(scope["path"]),
-                status,
-                (time.perf_counter() - started) * 1000,
-            )
+        except Exception:
+            if not answered:
+                log(HTTPStatus.INTERNAL_SERVER_ERROR)
+            raise
