@@ -19,6 +19,7 @@ import pytest
 
 from newsletter.app.audience import add_subscriber, subscribers
 from newsletter.app.site import Site
+from newsletter.cli import main
 from newsletter.config import load_config
 from newsletter.mail.unsubscribe import make_token
 from newsletter.web.site import make_site_app
@@ -113,9 +114,12 @@ def test_the_access_log_shows_token_paths_redacted(site, caplog):
         assert part not in caplog.text
 
 
-PUBLIC = "default-src 'none'; img-src 'self' https: data:; style-src 'unsafe-inline'; "
-"""The public pages' policy, as README and the old server's PAGE_POLICY state it, plus: """
-NOT_FRAMED = PUBLIC + "form-action 'self'; frame-ancestors 'none'"
+NOT_FRAMED = (
+    "default-src 'none'; img-src 'self' https: data:; style-src 'unsafe-inline'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+"""The public pages' policy: the old server's (no script, no outside loads), and no other site
+may frame a page or receive its form."""
 
 
 @pytest.mark.parametrize(
@@ -227,4 +231,15 @@ def test_serve_verbose_logs_one_redacted_line_per_request_and_a_bad_request_in_o
     assert (
         dict((email, status) for email, _, status in subscribers(load_config(config_path)))[ADA]
         == "unsubscribed"
+    )
+
+
+@pytest.mark.parametrize("workers", ["0", "-1", "two", "1.5"])
+def test_workers_must_be_a_whole_number_of_at_least_one(workers, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["serve", "--workers", workers])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"newsletter serve: error: argument --workers: must be a whole number of at least 1, "
+        f"got '{workers}'"
     )

@@ -131,7 +131,8 @@ def _add_editor_parsers(
         "default 8081): subject, preheader, headers, the HTML's size against Gmail's 102 KB "
         "clip limit, lint findings, the HTML at desktop or phone width and the text part. The "
         "page rebuilds and reloads itself when the notes file, a template or the config file "
-        "changes. Binds web.host (127.0.0.1 by default) unless --host says otherwise.",
+        "changes. Binds web.host (127.0.0.1 by default) unless --host says otherwise, and answers "
+        "only requests addressed to that host (421 for any other Host header).",
     )
     preview.add_argument("--host", help="address to bind (default: web.host)")
     preview.add_argument("--port", type=int, help="port (default: web.preview_port)")
@@ -328,8 +329,8 @@ def _add_admin_parsers(
         "in browser' link point at), /feed.atom is the Atom feed; /u/<token> is the one-click "
         "unsubscribe (GET shows a confirmation button, POST unsubscribes, RFC 8058), on only when "
         "the unsubscribe secret is set. Binds web.host (127.0.0.1 by default) unless --host says "
-        "otherwise; meant to run behind an HTTPS reverse proxy (README: serve behind a reverse "
-        "proxy). --verbose logs one line per request, tokens redacted.",
+        "otherwise; meant to run behind an HTTPS reverse proxy (README: Deploying serve). "
+        "--verbose logs one line per request, tokens redacted.",
     )
     serve.add_argument("--host", help="address to bind (default: web.host)")
     serve.add_argument("--port", type=int, help="port (default: web.port)")
