@@ -42,6 +42,11 @@ def _listen(host: str, port: int, key: str) -> socket.socket:
         ) from err
 
 
+def _url(host: str, sock: socket.socket) -> str:
+    """The address `sock` listens on, as a URL (an IPv6 address in brackets)."""
+    return f"http://{f'[{host}]' if ':' in host else host}:{sock.getsockname()[1]}"
+
+
 def _log_config(verbose: bool) -> dict[str, Any]:
     """The command's logging (as `main` sets it up) for uvicorn to apply in every worker:
     warnings on stderr, and with --verbose one line per request."""
@@ -95,7 +100,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     site = _public_site(config)  # in this process first: a missing secret is one line here
     host = args.host or config.web.host
     sock = _listen(host, args.port or config.web.port, "web.port")
-    url = f"http://{host}:{sock.getsockname()[1]}"
+    url = _url(host, sock)
     workers = f" in {args.workers} worker processes" if args.workers > 1 else ""
     print(f"Serving the archive on {url}/ and its feed on {url}/feed.atom{workers} (Ctrl-C stops)")
     if site.unsubscribes:
@@ -136,8 +141,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
     watcher = threading.Thread(target=preview.watch, args=(stop,), daemon=True)
     watcher.start()
     print(
-        f"Previewing on http://{host}:{sock.getsockname()[1]}/ (reloads when the notes, "
-        "templates or config change; Ctrl-C stops)",
+        f"Previewing on {_url(host, sock)}/ (reloads when the notes, templates or config "
+        "change; Ctrl-C stops)",
         flush=True,
     )
     try:
