@@ -14,11 +14,12 @@ import tempfile
 import threading
 import time
 import urllib.request
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from newsletter.app.preview import DraftPreview
-from newsletter.web.preview import make_preview_server
+from newsletter.web.preview import make_preview_app
+from newsletter.web.server import Server, listen, server_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -41,9 +42,13 @@ def main() -> None:
         )
         preview = DraftPreview(config, date.fromisoformat(args.as_of))
         stop = threading.Event()
-        server = make_preview_server("127.0.0.1", 0, preview, stop)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        url = f"http://127.0.0.1:{server.server_port}"
+        app = make_preview_app(preview, stop, lambda: datetime.now(UTC), "127.0.0.1")
+        server = Server(server_config(app), on_stop=stop.set)
+        sock = listen("127.0.0.1", 0)
+        port = sock.getsockname()[1]
+        serving = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
+        serving.start()
+        url = f"http://127.0.0.1:{port}"
         started = time.perf_counter()
         fetch(f"{url}/")
         first = time.perf_counter() - started
@@ -52,7 +57,7 @@ def main() -> None:
         notes.parent.mkdir(parents=True)
         event_s, page_s = [], []
         for edit in range(1, args.edits + 1):
-            events = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=30)
+            events = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             events.request("GET", "/events")
             stream = events.getresponse()
             started = time.perf_counter()
@@ -72,8 +77,8 @@ def main() -> None:
             started = time.perf_counter()
             fetch(f"{url}/")
             unchanged.append(time.perf_counter() - started)
-        stop.set()
-        server.shutdown()
+        server.should_exit = True
+        serving.join()
     print(f"first build and page: {first:.2f} s")
     print(
         f"edit -> reload event: median {statistics.median(event_s) * 1000:.0f} ms "

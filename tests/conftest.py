@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from email.message import Message
 from html.parser import HTMLParser
-from http.server import HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -85,22 +85,30 @@ def serving(handler: Any, port: int | None = None, **options: Any) -> Iterator[i
 
 
 @contextmanager
-def http_serving(server: HTTPServer) -> Iterator[str]:
-    """Serve `server` (bound on 127.0.0.1) from a thread; yields its base URL."""
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+def http_serving(app: Any, on_stop: Callable[[], None] | None = None) -> Iterator[str]:
+    """Serve the ASGI `app` with the product's uvicorn settings on a free 127.0.0.1 port from a
+    thread; yields its base URL. The socket listens before the thread starts, so a request
+    made at once waits in the backlog; leaving stops the server (`on_stop` is called first)."""
+    from newsletter.web.server import Server, listen, server_config  # noqa: PLC0415
+
+    sock = listen("127.0.0.1", 0)
+    server = Server(server_config(app), on_stop=on_stop)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+        assert not thread.is_alive(), "the server did not stop"
 
 
 @dataclass(frozen=True)
 class HttpReply:
     status: int
-    headers: dict[str, str]
+    headers: Message
+    """Case-insensitive, as HTTP header names are (uvicorn sends them in lower case)."""
     body: bytes
 
     @property
@@ -116,9 +124,9 @@ def http_request(url: str, data: bytes | None = None) -> HttpReply:
     """GET (or POST `data` to) `url`; an HTTP error status is a reply, not an exception."""
     try:
         with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=120) as reply:
-            return HttpReply(reply.status, dict(reply.headers), reply.read())
+            return HttpReply(reply.status, reply.headers, reply.read())
     except urllib.error.HTTPError as err:
-        return HttpReply(err.code, dict(err.headers), err.read())
+        return HttpReply(err.code, err.headers, err.read())
 
 
 class Links(HTMLParser):

@@ -7,6 +7,7 @@ import html as html_lib
 import http.client
 import io
 import json
+import os
 from email import message_from_bytes
 from urllib.parse import urljoin, urlsplit
 
@@ -17,7 +18,8 @@ from PIL import Image
 from newsletter.app.send import send_issue
 from newsletter.app.site import Site
 from newsletter.config import load_config, resolve_secrets
-from newsletter.web.site import make_server
+from newsletter.issue.archive import read_archived_file
+from newsletter.web.site import make_site_app
 from tests.conftest import Links, RecordingHandler, http_request, http_serving, now_utc, serving
 
 DAYS = ("2024-07-12", "2024-07-19")
@@ -36,7 +38,7 @@ def site(tmp_path_factory, build_day):
         secrets = resolve_secrets(config, {"NEWSLETTER_UNSUBSCRIBE_SECRET": "archive-test"})
         for day in DAYS:
             send_issue(config, build_day(day), secrets=secrets, clock=now_utc)
-    with http_serving(make_server("127.0.0.1", 0, Site(config, None), now_utc)) as url:
+    with http_serving(make_site_app(Site(config, None), now_utc)) as url:
         yield url, config, handler
 
 
@@ -130,3 +132,78 @@ def test_an_issue_path_without_its_slash_redirects(site):
     reply = http_request(f"{url}/issues/{DAYS[0]}")
     assert reply.status == 200  # urllib followed the 301 to /issues/<as-of>/
     assert b"<html" in reply.body
+
+
+def test_a_symlink_in_an_archived_issue_is_not_followed(site, tmp_path):
+    """A link in a published issue's folder to a file elsewhere (standing in for /etc/passwd)
+    is not served; the same bytes as a regular file beside it are (so the name is servable)."""
+    url, config, _ = site
+    secret = tmp_path / "passwd"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    folder = config.archive_dir / DAYS[1]
+    (folder / "passwd.txt").symlink_to(secret)
+    (folder / "copy.txt").write_bytes(secret.read_bytes())
+    try:
+        assert http_request(f"{url}/issues/{DAYS[1]}/passwd.txt").status == 404
+        copy = http_request(f"{url}/issues/{DAYS[1]}/copy.txt")
+        assert (copy.status, copy.body) == (200, secret.read_bytes())
+    finally:
+        (folder / "passwd.txt").unlink()
+        (folder / "copy.txt").unlink()
+
+
+def _issue_folder(root, name="2024-07-19"):
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "issue.json").write_text("{}")
+    (folder / "email.txt").write_text("the issue\n")
+    return folder
+
+
+def _link_the_file(root, outside):
+    (_issue_folder(root) / "stats.json").symlink_to(outside)
+
+
+def _link_the_folder(root, outside):
+    real = _issue_folder(root / "elsewhere")
+    (real / "stats.json").write_text("{}")
+    (root / "2024-07-19").symlink_to(real)
+
+
+def _link_the_marker(root, outside):
+    folder = _issue_folder(root)
+    (folder / "issue.json").unlink()
+    (folder / "issue.json").symlink_to(outside)
+    (folder / "stats.json").write_text("{}")
+
+
+def _a_fifo(root, outside):
+    os.mkfifo(_issue_folder(root) / "stats.json")
+
+
+def _a_folder(root, outside):
+    (_issue_folder(root) / "stats.json").mkdir()
+
+
+def _a_regular_file(root, outside):
+    (_issue_folder(root) / "stats.json").write_text('{"as_of": "2024-07-19"}')
+
+
+@pytest.mark.parametrize(
+    ("arrange", "expected"),
+    [
+        (_a_regular_file, b'{"as_of": "2024-07-19"}'),
+        (_link_the_file, None),
+        (_link_the_folder, None),
+        (_link_the_marker, None),
+        (_a_fifo, None),
+        (_a_folder, None),
+    ],
+)
+def test_only_a_regular_file_in_a_real_issue_folder_is_read(tmp_path, arrange, expected):
+    root = tmp_path / "archive"
+    root.mkdir()
+    outside = tmp_path / "outside.json"
+    outside.write_text('{"secret": true}')
+    arrange(root, outside)
+    assert read_archived_file(root, "2024-07-19", "stats.json") == expected

@@ -12,7 +12,7 @@ from newsletter.app.site import Site
 from newsletter.cli import main
 from newsletter.config import load_config
 from newsletter.mail.unsubscribe import make_token
-from newsletter.web.site import make_server
+from newsletter.web.site import make_site_app
 from tests.conftest import both_databases, http_request, http_serving
 from tests.conftest import now_utc as now
 
@@ -184,7 +184,7 @@ def test_adding_a_bad_address_is_one_clear_line(config_path, capsys):
 def endpoint(config_path):
     config = load_config(config_path)
     add_subscriber(config, "ada@example.com", "Ada", now())
-    with http_serving(make_server("127.0.0.1", 0, Site(config, KEY), now)) as url:
+    with http_serving(make_site_app(Site(config, KEY), now)) as url:
         yield url, config
 
 
@@ -254,7 +254,7 @@ def test_a_quickstart_link_unsubscribes_through_serve_without_any_variable(
     link = re.search(r"<https://[^>]+(/u/[^>]+)>", str(message["List-Unsubscribe"])).group(1)
     config = load_config(config_path)
     site = Site.for_config(config, resolve_secrets(config, {}))  # what `newsletter serve` uses
-    with http_serving(make_server("127.0.0.1", 0, site, now)) as url:
+    with http_serving(make_site_app(site, now)) as url:
         status, page = request(f"{url}{link}", data=b"List-Unsubscribe=One-Click")
     assert status == 200 and "You are unsubscribed" in page
     assert status_of(config, reader) == "unsubscribed"

@@ -1,18 +1,27 @@
 """The email in a real browser: headless Chromium renders preview.html at 600 px and 375 px.
 
 Every image must load and nothing may overflow the viewport sideways. Screenshots are saved
-beside the built issue (screenshots/preview-<width>.png) for a person to look at.
+beside the built issue (screenshots/preview-<width>.png) for a person to look at. And the
+editor's preview page, from the real preview server, works in Chromium under its policies.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import subprocess
 import tempfile
+import threading
+import time
+from datetime import UTC, date, datetime
 
 import pytest
+
+from newsletter.app.preview import DraftPreview
+from newsletter.web.preview import make_preview_app
+from tests.conftest import http_serving
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
@@ -28,8 +37,10 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
     "--hide-scrollbars",
-    "--virtual-time-budget=10000",
 ]
+VIRTUAL_TIME = "--virtual-time-budget=10000"
+"""For pages that settle: virtual time stops while a request is pending, so a page with a
+server-sent event stream open would never end it."""
 HARNESS = """<!DOCTYPE html>
 <html><body style="margin:0;background:#ffffff">
 <iframe id="email" src="{page}" style="width:{width}px;height:{height}px;border:0;display:block"></iframe>
@@ -58,12 +69,13 @@ than about 500 px, but an iframe's viewport is as narrow as it is set."""
 HEIGHT = 5200
 
 
-def chromium(*args: str) -> str:
+def chromium(*args: str, timing: str = VIRTUAL_TIME) -> str:
     with tempfile.TemporaryDirectory() as profile:
         result = subprocess.run(
             [
                 CHROMIUM,
                 *FLAGS,
+                timing,
                 "--allow-file-access-from-files",
                 f"--user-data-dir={profile}",
                 *args,
@@ -143,3 +155,43 @@ def test_a_client_that_drops_the_style_block_still_fits_a_phone(build_day):
     finally:
         (folder / "preview-unstyled.html").unlink()
     _assert_fits(result, 375, images=5)
+
+
+def test_the_preview_page_works_in_chromium_under_its_policies(
+    write_config, market, charts, caplog
+):
+    """The preview from the real server: the page's nonce script runs (asked for the phone
+    width, it presses the Phone button and narrows the frame), the framed email and its charts load (the draft allows framing by the preview
+    itself), and the page opens the live-reload stream (connect-src 'self')."""
+    caplog.set_level(logging.INFO, logger="newsletter.web.http")
+    july_19 = date(2024, 7, 19)
+    draft = DraftPreview(write_config(), july_19, market=market.at(july_19), charts=charts)
+    stop = threading.Event()
+    app = make_preview_app(draft, stop, lambda: datetime.now(UTC), "127.0.0.1")
+    with http_serving(app, on_stop=stop.set) as url:
+        # --timeout ends the load if it hangs; the DOM is dumped once the page (frame included)
+        # has loaded
+        dom = chromium("--dump-dom", f"{url}/?width=phone", timing="--timeout=30000")
+        requests = _requests_seen(caplog, until='"GET /events" 200')
+    assert re.search(r'<button [^>]*id="phone"[^>]*aria-pressed="true"', dom), dom[:2000]
+    assert re.search(r'<iframe id="email" [^>]*class="phone"', dom), dom[:2000]
+    assert '"GET /draft/preview.html" 200' in requests
+    charts_loaded = [
+        line for line in requests if re.search(r"GET /draft/[a-z0-9_-]+[.]png. 200", line)
+    ]
+    assert len(charts_loaded) == 5, requests
+    assert '"GET /events" 200' in requests
+
+
+def _requests_seen(caplog, until: str) -> list[str]:
+    """The access log's requests, once one matching `until` is in (at most 30 s)."""
+    deadline = time.monotonic() + 30
+    while True:
+        lines = [
+            re.sub(r"^127.0.0.1 | [0-9.]+ ms$", "", r.getMessage())
+            for r in caplog.records
+            if r.name == "newsletter.web.http"
+        ]
+        if until in lines or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)

@@ -14,7 +14,7 @@ from newsletter.app.build import ChartCache, build_issue
 from newsletter.app.preview import DraftPreview
 from newsletter.app.review import approve_issue
 from newsletter.config import load_config
-from newsletter.web.preview import make_preview_server
+from newsletter.web.preview import make_preview_app
 from tests.conftest import Links, http_request, http_serving
 
 
@@ -28,9 +28,8 @@ def preview(write_config, market, charts):
     watcher = threading.Thread(target=draft.watch, args=(stop,), daemon=True)
     watcher.start()
     try:
-        with http_serving(
-            make_preview_server("127.0.0.1", 0, draft, stop, lambda: datetime.now(UTC))
-        ) as url:
+        app = make_preview_app(draft, stop, lambda: datetime.now(UTC), "127.0.0.1")
+        with http_serving(app, on_stop=stop.set) as url:
             yield url, config_path
     finally:
         stop.set()
@@ -122,3 +121,56 @@ def test_the_chart_cache_redraws_only_when_the_numbers_change(write_config, mark
     july_12 = build_issue(config, None, market=market.at(date(2024, 7, 12)), chart_cache=cache)
     assert july_12.files["sectors.png"] != first.files["sectors.png"]
     assert len(cache) == 1
+
+
+def _get(url, path, host):
+    """GET `path` with the Host header `host`: status and body."""
+    connection = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=30)
+    connection.putrequest("GET", path, skip_host=True)
+    connection.putheader("Host", host)
+    connection.endheaders()
+    reply = connection.getresponse()
+    status, body = reply.status, reply.read() if path != "/events" else b""
+    connection.close()
+    return status, body
+
+
+def test_only_requests_for_the_servers_own_address_are_answered(preview):
+    """DNS rebinding: a page on evil.example whose name now points at 127.0.0.1 reaches the
+    server, but its requests carry Host: evil.example, so they read nothing of the draft."""
+    url, _ = preview
+    port = url.rsplit(":", 1)[1]
+    for host in ("evil.example", f"evil.example:{port}", "127.0.0.1:1", f"127.0.0.2:{port}", ""):
+        for path in ("/", "/draft/preview.html", "/draft/email.txt", "/events"):
+            status, body = _get(url, path, host)
+            assert status == 421, (host, path)
+            assert b"Rotation" not in body and b"SCOREBOARD" not in body
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}"):
+        status, body = _get(url, "/draft/preview.html", host)
+        assert status == 200, host
+        assert b"<html" in body
+
+
+def test_the_shell_may_not_be_framed_and_frames_only_its_own_draft(preview):
+    url, _ = preview
+    shell = http_request(f"{url}/").headers["Content-Security-Policy"]
+    assert shell.endswith("; frame-src 'self'; connect-src 'self'; frame-ancestors 'none'")
+    draft = http_request(f"{url}/draft/preview.html").headers["Content-Security-Policy"]
+    assert draft.endswith("; frame-ancestors 'self'")
+
+
+def test_stopping_the_server_ends_an_open_event_stream_cleanly(write_config, market, charts):
+    """A stop (Ctrl-C) with a page open: the stream ends as a complete response (a chunked
+    body with its last chunk), not by the graceful-stop timeout cutting the connection."""
+    july_19 = date(2024, 7, 19)
+    draft = DraftPreview(write_config(), july_19, market=market.at(july_19), charts=charts)
+    stop = threading.Event()
+    app = make_preview_app(draft, stop, lambda: datetime.now(UTC), "127.0.0.1")
+    with http_serving(app, on_stop=stop.set) as url:
+        events = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=30)
+        events.request("GET", "/events")
+        stream = events.getresponse()
+        assert stream.status == 200
+    assert stop.is_set()
+    assert stream.read() == b""  # http.client raises IncompleteRead on a cut chunked body
+    events.close()

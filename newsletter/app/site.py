@@ -18,9 +18,9 @@ from newsletter.issue.archive import (
     CONTENT_TYPES,
     PAGE_FILE,
     ArchivedIssue,
-    archived_file,
     atom_feed,
     list_archive,
+    read_archived_file,
 )
 from newsletter.issue.render import make_environment, render_page
 from newsletter.mail.unsubscribe import verify_token
@@ -125,12 +125,13 @@ class Site:
     def issue_file(self, as_of: str, name: str) -> Document | None:
         """An archived issue's file (its web page, text, numbers or a chart), or None; an empty
         `name` is the issue's web page."""
-        found = archived_file(self.config.archive_dir, as_of, name or PAGE_FILE)
-        if found is None:
+        name = name or PAGE_FILE
+        body = read_archived_file(self.config.archive_dir, as_of, name)
+        if body is None:
             return None
         if as_of not in {day.isoformat() for day in delivered_issues(database(self.config))}:
             return None
-        return Document(found.read_bytes(), CONTENT_TYPES[found.suffix.lstrip(".")])
+        return Document(body, CONTENT_TYPES[name.rsplit(".", 1)[1]])
 
     def verify(self, token: str) -> str | None:
         """The address a genuine token of this list was made for."""

@@ -13,7 +13,7 @@ import sys
 import traceback
 from typing import TYPE_CHECKING
 
-from newsletter.cli.common import now_utc
+from newsletter.cli.common import LOG_FORMAT, now_utc
 from newsletter.cli.parser import build_parser
 from newsletter.errors import NewsletterError
 
@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
+        format=LOG_FORMAT,
     )
     _quiet_libraries(args.verbose)
     try:

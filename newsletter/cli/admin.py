@@ -1,35 +1,19 @@
-"""The commands around an issue: data, serve, preview, schedule, check-config."""
+"""The commands around an issue: data, db, schedule, check-config (serve and preview: cli/web.py)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import signal
-import sys
 import threading
 from typing import TYPE_CHECKING
 
-from newsletter.cli.common import load, now_utc, parse_as_of, refresh_progress
+from newsletter.cli.common import load, now_utc, refresh_progress
 from newsletter.cli.issues import print_refresh
-from newsletter.errors import ConfigError
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Callable
     from datetime import datetime
-    from http.server import ThreadingHTTPServer
-
-
-def _bind(
-    make: Callable[[], ThreadingHTTPServer], host: str, port: int, key: str
-) -> ThreadingHTTPServer:
-    """Bind a server, or say which setting to change when the address is taken."""
-    try:
-        return make()
-    except OSError as err:
-        raise ConfigError(
-            f"cannot listen on {host}:{port}: {err.strerror} (change {key} or --port)"
-        ) from err
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -59,71 +43,6 @@ def cmd_db(args: argparse.Namespace) -> int:
         f"this version needs {state.head}: run `newsletter db upgrade`"
     )
     return 1
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    from newsletter.app.site import Site  # noqa: PLC0415
-    from newsletter.config import resolve_secrets  # noqa: PLC0415
-    from newsletter.web.site import make_server  # noqa: PLC0415
-
-    config = load(args)
-    site = Site.for_config(config, resolve_secrets(config, os.environ))
-    host = args.host or config.web.host
-    port = args.port or config.web.port
-    server = _bind(lambda: make_server(host, port, site, now_utc), host, port, "web.port")
-    url = f"http://{host}:{server.server_port}"
-    print(f"Serving the archive on {url}/ and its feed on {url}/feed.atom (Ctrl-C stops)")
-    if site.unsubscribes:
-        print(f"  One-click unsubscribe on {url}/u/<token>")
-    else:
-        print(
-            f"  One-click unsubscribe (/u/<token>) is off: env var "
-            f"{config.newsletter.unsubscribe_secret_env} is unset, so no link could be verified",
-            file=sys.stderr,
-        )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        print("Stopped.")
-    finally:
-        server.server_close()
-    return 0
-
-
-def cmd_preview(args: argparse.Namespace) -> int:
-    from newsletter.app.preview import DraftPreview  # noqa: PLC0415
-    from newsletter.web.preview import make_preview_server  # noqa: PLC0415
-
-    config = load(args)
-    host = args.host or config.web.host
-    port = args.port or config.web.preview_port
-    preview = DraftPreview(args.config, parse_as_of(args.as_of))
-    stop = threading.Event()
-    server = _bind(
-        lambda: make_preview_server(host, port, preview, stop, now_utc),
-        host,
-        port,
-        "web.preview_port",
-    )
-    draft = preview.current()
-    if draft.error:
-        print(f"  The draft does not build yet: {draft.error}", file=sys.stderr)
-    watcher = threading.Thread(target=preview.watch, args=(stop,), daemon=True)
-    watcher.start()
-    print(
-        f"Previewing on http://{host}:{server.server_port}/ (reloads when the notes, templates "
-        "or config change; Ctrl-C stops)",
-        flush=True,
-    )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        print("Stopped.")
-    finally:
-        stop.set()
-        server.server_close()
-        watcher.join(timeout=5)
-    return 0
 
 
 def cmd_data(args: argparse.Namespace) -> int:

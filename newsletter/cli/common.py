@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from newsletter.config import Config
 
 
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+"""The commands' log lines on stderr (the servers' workers log the same way)."""
+
+
 def now_utc() -> datetime:
     """The clock every command passes down (the layers below never read it themselves)."""
     return datetime.now(UTC)

@@ -15,9 +15,7 @@ from newsletter.cli.admin import (
     cmd_check_config,
     cmd_data,
     cmd_db,
-    cmd_preview,
     cmd_schedule,
-    cmd_serve,
 )
 from newsletter.cli.bounces import add_bounces_parser
 from newsletter.cli.issues import (
@@ -30,6 +28,7 @@ from newsletter.cli.issues import (
     cmd_status,
 )
 from newsletter.cli.subscribers import add_subscribers_parser
+from newsletter.cli.web import cmd_preview, cmd_serve
 
 DEFAULT_CONFIG = Path("config.yaml")
 
@@ -37,6 +36,13 @@ if TYPE_CHECKING:
     from typing import TypeAlias
 
     Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def _at_least_one(text: str) -> int:
+    """--workers: a whole number of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got '{text}'")
+    return int(text)
 
 
 class Parents:
@@ -126,7 +132,8 @@ def _add_editor_parsers(
         "default 8081): subject, preheader, headers, the HTML's size against Gmail's 102 KB "
         "clip limit, lint findings, the HTML at desktop or phone width and the text part. The "
         "page rebuilds and reloads itself when the notes file, a template or the config file "
-        "changes. Binds web.host (127.0.0.1 by default) unless --host says otherwise.",
+        "changes. Binds web.host (127.0.0.1 by default) unless --host says otherwise, and answers "
+        "only requests addressed to that host (421 for any other Host header).",
     )
     preview.add_argument("--host", help="address to bind (default: web.host)")
     preview.add_argument("--port", type=int, help="port (default: web.preview_port)")
@@ -323,10 +330,18 @@ def _add_admin_parsers(
         "in browser' link point at), /feed.atom is the Atom feed; /u/<token> is the one-click "
         "unsubscribe (GET shows a confirmation button, POST unsubscribes, RFC 8058), on only when "
         "the unsubscribe secret is set. Binds web.host (127.0.0.1 by default) unless --host says "
-        "otherwise.",
+        "otherwise; meant to run behind an HTTPS reverse proxy (README: Deploying serve). "
+        "--verbose logs one line per request, tokens redacted.",
     )
     serve.add_argument("--host", help="address to bind (default: web.host)")
     serve.add_argument("--port", type=int, help="port (default: web.port)")
+    serve.add_argument(
+        "--workers",
+        type=_at_least_one,
+        default=1,
+        metavar="N",
+        help="serve from N processes sharing the port (default: 1); a worker that dies is replaced",
+    )
     serve.set_defaults(handler=cmd_serve)
 
     check = commands.add_parser(

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import stat
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -73,15 +75,31 @@ def list_archive(root: Path) -> list[ArchivedIssue]:
     )
 
 
-def archived_file(root: Path, as_of: str, name: str) -> Path | None:
-    """The archived file `name` of issue `as_of`, or None: both parts must look like what the
-    archive writes, so a request can never reach outside the archive."""
+def read_archived_file(root: Path, as_of: str, name: str) -> bytes | None:
+    """The bytes of issue `as_of`'s archived file `name`, or None: both parts must look like
+    what the archive writes, and only a regular file directly inside a real folder of the
+    archive is read; a symbolic link (the folder or the file) is never followed, so nothing
+    placed in the archive can expose a file outside it."""
     if not _AS_OF.match(as_of) or not _FILE.match(name):
         return None
-    path = root / as_of / name
-    if not (root / as_of / META_FILE).is_file() or not path.is_file():
+    nofollow = os.O_RDONLY | os.O_NOFOLLOW
+    try:
+        folder = os.open(root / as_of, nofollow | os.O_DIRECTORY)
+    except OSError:
         return None
-    return path
+    try:
+        if not stat.S_ISREG(os.stat(META_FILE, dir_fd=folder, follow_symlinks=False).st_mode):
+            return None
+        handle = os.open(name, nofollow | os.O_NONBLOCK, dir_fd=folder)  # a FIFO must not block
+    except OSError:
+        return None
+    finally:
+        os.close(folder)
+    if not stat.S_ISREG(os.fstat(handle).st_mode):
+        os.close(handle)
+        return None
+    with os.fdopen(handle, "rb") as file:
+        return file.read()
 
 
 def atom_feed(issues: list[ArchivedIssue], *, title: str, base_url: str, author: str) -> bytes:
