@@ -120,9 +120,13 @@ def notice_message(config: Config, key: bytes, notice: notice_store.Notice, now:
 
 
 def deliver_notices(
-    config: Config, secrets: Secrets, clock: Callable[[], datetime]
+    config: Config,
+    secrets: Secrets,
+    clock: Callable[[], datetime],
+    key: bytes | None = None,
 ) -> DeliveryReport:
-    """Send every notice due now (one run); DeliveryError if the server refuses the run."""
+    """Send every notice due now (one run); DeliveryError if the server refuses the run.
+    `key` signs the links (default: the unsubscribe key, see app/send.py)."""
     engine = database(config)
     now = clock()
     notice_store.retry_deferred(engine, now - RETRY_DEFERRED_AFTER, now)
@@ -131,7 +135,7 @@ def deliver_notices(
         due, claimed = notice_store.due_count(engine, now)  # a dead run's claims are back
     if not due:
         return DeliveryReport()
-    key = unsubscribe_key(config, secrets)
+    key = key or unsubscribe_key(config, secrets)
     sign = message_signer(config, secrets)
     run_id = send_runs.start_run(engine, send_runs.NOTICE_QUEUE, now)
     ledger = NoticeLedger(engine, run_id, clock)
@@ -160,6 +164,7 @@ class NoticeWorker:
         self.config = config
         self.secrets = secrets
         self.clock = clock
+        self.key = unsubscribe_key(config, secrets)  # once: it may warn that it is the local key
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="notices", daemon=True)
@@ -193,7 +198,7 @@ class NoticeWorker:
                 self._expired_at = now
                 if erased:
                     logger.info("erased %d signup(s) never confirmed", erased)
-            report = deliver_notices(self.config, self.secrets, self.clock)
+            report = deliver_notices(self.config, self.secrets, self.clock, self.key)
         except (NewsletterError, SQLAlchemyError, OSError) as err:
             logger.warning("notices not sent this round: %s", err)
             logger.debug("the notices' round failed", exc_info=True)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from starlette.applications import Starlette
 
+    from newsletter.app.notices import NoticeWorker
     from newsletter.app.site import Site
     from newsletter.config import Config
     from newsletter.web.server import Server
@@ -76,11 +77,17 @@ def _run(server: Server, sock: socket.socket) -> None:
         sock.close()
 
 
-def _public_site(config: Config) -> Site:
+def _public_site(config: Config) -> tuple[Site, NoticeWorker | None]:
+    """The site with the secrets of the environment, and with signups open the worker that
+    sends their confirmation and welcome mails."""
+    from newsletter.app.notices import NoticeWorker  # noqa: PLC0415
     from newsletter.app.site import Site  # noqa: PLC0415
     from newsletter.config import resolve_secrets  # noqa: PLC0415
 
-    return Site.for_config(config, resolve_secrets(config, os.environ))
+    secrets = resolve_secrets(config, os.environ)
+    site = Site.for_config(config, secrets)
+    notices = NoticeWorker(config, secrets, now_utc) if site.signups else None
+    return site, notices
 
 
 def site_app() -> Starlette:
@@ -89,7 +96,8 @@ def site_app() -> Starlette:
     from newsletter.config import load_config  # noqa: PLC0415
     from newsletter.web.site import make_site_app  # noqa: PLC0415
 
-    return make_site_app(_public_site(load_config(Path(os.environ[SERVE_CONFIG_ENV]))), now_utc)
+    site, notices = _public_site(load_config(Path(os.environ[SERVE_CONFIG_ENV])))
+    return make_site_app(site, now_utc, notices)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -97,7 +105,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from newsletter.web.site import make_site_app  # noqa: PLC0415
 
     config = load(args)
-    site = _public_site(config)  # in this process first: a missing secret is one line here
+    site, notices = _public_site(config)  # here first: a missing secret is one line
     host = args.host or config.web.host
     sock = _listen(host, args.port or config.web.port, "web.port")
     url = _url(host, sock)
@@ -105,6 +113,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"Serving the archive on {url}/ and its feed on {url}/feed.atom{workers} (Ctrl-C stops)")
     if site.unsubscribes:
         print(f"  One-click unsubscribe on {url}/u/<token>")
+    if site.signups:
+        print(f"  Signup on {url}/signup (confirmation mails go out from here)")
     else:
         print(
             f"  One-click unsubscribe (/u/<token>) is off: env var "
@@ -118,7 +128,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         factory = f"{__name__}:{site_app.__name__}"
         run_workers(server_config(factory, log_config=log_config, workers=args.workers), sock)
     else:
-        _run(Server(server_config(make_site_app(site, now_utc), log_config=log_config)), sock)
+        app = make_site_app(site, now_utc, notices)
+        _run(Server(server_config(app, log_config=log_config)), sock)
     print("Stopped.")
     return 0
 

@@ -114,7 +114,7 @@ def server_config(
         http=ReadTimeoutProtocol,
         ws="none",
         loop="asyncio",
-        lifespan="off",
+        lifespan="on",  # the site starts and stops its notice worker with itself
         log_config=log_config,
         access_log=False,
         server_header=False,
