@@ -101,13 +101,13 @@ def test_the_access_log_shows_token_paths_redacted(site, caplog):
     caplog.set_level(logging.INFO)
     assert http_request(f"{site}/u/{TOKEN}").status == 200
     assert http_request(f"{site}/u/{TOKEN}?utm=x", data=b"List-Unsubscribe=One-Click").status == 200
-    assert http_request(f"{site}/confirm/{TOKEN}").status == 404  # a page yet to come
+    assert http_request(f"{site}/confirm/{TOKEN}").status == 400  # not a confirmation token
     assert http_request(f"{site}/feed.atom").status == 200
     lines = [r.getMessage() for r in caplog.records if r.name == "newsletter.web.http"]
     assert [re.sub(r" [0-9.]+ ms$", "", line) for line in lines] == [
         '127.0.0.1 "GET /u/<redacted>" 200',
         '127.0.0.1 "POST /u/<redacted>" 200',
-        '127.0.0.1 "GET /confirm/<redacted>" 404',
+        '127.0.0.1 "GET /confirm/<redacted>" 400',
         '127.0.0.1 "GET /feed.atom" 200',
     ]
     for part in TOKEN.split("."):
@@ -139,6 +139,10 @@ may frame a page or receive its form."""
             True,
         ),
         ("GET", "/issues/2024-07-19/", None, 404, "text/html; charset=utf-8", "no-cache", False),
+        ("GET", "/signup", None, 200, "text/html; charset=utf-8", "no-cache", False),
+        ("POST", "/signup", b"email=bad", 400, "text/html; charset=utf-8", "no-store", True),
+        ("GET", "/confirm/1.2.AAAA", None, 400, "text/html; charset=utf-8", "no-store", True),
+        ("POST", "/confirm/1.2.AAAA", b"", 400, "text/html; charset=utf-8", "no-store", True),
         ("PUT", "/", b"", 405, "text/html; charset=utf-8", "no-cache", False),
     ],
 )
