@@ -58,6 +58,56 @@ class RateLimiter:
             time.sleep(slot - now)
 
 
+class GroupRecorder:
+    """Writes the results of several connections in one transaction (a group commit).
+
+    `record` returns once its outcome is written: the first caller writes what every caller
+    has handed in meanwhile, the rest wait for that write, so each connection still records
+    its message before it sends the next, with fewer transactions when connections finish
+    together. A failed write raises in every caller whose outcome it held.
+    """
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self._waiting: list[Outcome] = []
+        self._done = threading.Condition()
+        self._writing = False
+        self._written = 0
+        self._handed = 0
+        self._failures: dict[int, Exception] = {}
+
+    def record(self, outcome: Outcome) -> None:
+        with self._done:
+            self._waiting.append(outcome)
+            self._handed += 1
+            mine = self._handed
+            while self._written < mine and self._writing:
+                self._done.wait()
+            if self._written >= mine:
+                self._raise_if_failed(mine)
+                return
+            self._writing = True
+            batch, self._waiting = self._waiting, []
+        error: Exception | None = None
+        try:
+            self.ledger.record(batch)
+        except Exception as err:
+            error = err
+        with self._done:
+            first = self._written + 1
+            self._written += len(batch)
+            if error is not None:
+                self._failures.update(dict.fromkeys(range(first, self._written + 1), error))
+            self._writing = False
+            self._done.notify_all()
+        self._raise_if_failed(mine)
+
+    def _raise_if_failed(self, ticket: int) -> None:
+        error = self._failures.pop(ticket, None)
+        if error is not None:
+            raise error
+
+
 class Ledger(Protocol):
     """Where the sender claims messages and records what happened to them (db/ledger.py)."""
 
@@ -189,20 +239,22 @@ class Sender:
         self,
         jobs: queue.Queue[Delivery | None],
         results: queue.Queue[tuple[Delivery, Outcome]],
-        ledger: Ledger,
+        recorder: GroupRecorder,
     ) -> None:
-        """Send claimed messages over one connection, recording each result as soon as it is known.
+        """Send claimed messages over one connection, each result recorded before the next.
 
         Recording here rather than in the main thread keeps the window between the server's
-        acceptance and the ledger's record to one message per connection. A result that cannot
-        be recorded (a full disk, a database locked past its timeout) stops the run; its claim
-        stays, and the next run sends that message again with the same Message-ID.
+        acceptance and the ledger's record to one message per connection; the recorder writes
+        the results of connections that finish at the same moment in one transaction. A result
+        that cannot be recorded (a full disk, a database locked past its timeout) stops the
+        run; its claim stays, and the next run sends that message again with the same
+        Message-ID.
         """
         with SmtpConnection(self.settings, self.password) as connection:
             while (job := jobs.get()) is not None:
                 outcome = self._deliver(connection, job)
                 try:
-                    ledger.record([outcome])
+                    recorder.record(outcome)
                 except Exception as err:  # this machine's fault: never a reader's
                     logger.debug("recording the result for %s failed", job.email, exc_info=True)
                     self._halt(
@@ -246,9 +298,10 @@ class Sender:
         report = DeliveryReport()
         jobs: queue.Queue[Delivery | None] = queue.Queue()
         results: queue.Queue[tuple[Delivery, Outcome]] = queue.Queue()
+        recorder = GroupRecorder(ledger)
         workers = [
             threading.Thread(
-                target=self._worker, args=(jobs, results, ledger), daemon=True, name=f"smtp-{i}"
+                target=self._worker, args=(jobs, results, recorder), daemon=True, name=f"smtp-{i}"
             )
             for i in range(self.policy.connections)
         ]
