@@ -1,6 +1,6 @@
-"""How fast `newsletter send` delivers, against a naive sender, and how much memory it needs.
+"""How fast `newsletter send` delivers, against a naive sender and a byte-splicing floor.
 
-Run by hand from the project folder:  python benchmarks/send.py [--subscribers 10000]
+Run by hand from the project folder:  python benchmarks/send.py [--subscribers 10000] [--runs 3]
 
 Both senders deliver the real 2024-07-16 issue (with its charts) over loopback to a discarding
 SMTP sink running in its own process (a minimal asyncio server written for this benchmark:
@@ -8,7 +8,11 @@ aiosmtpd would saturate a core long before the sender). The naive baseline does,
 what a first attempt would: render the templates, inline the CSS, build the MIME message with its
 images through email.message, and open a new SMTP connection. It is timed on a sample and
 reported per message. The product's sender is timed on the whole list through `send_issue`
-(database ledger included). Peak memory (max RSS) is measured in a fresh process per list size.
+(database ledger included), `--runs` times, each on a new database. The floor is what no
+sender of these messages can beat by much: one message's bytes, made once, with the address
+spliced in per subscriber and sent over 4 reused connections, with no ledger and no
+unsubscribe links. Peak memory (max RSS) is measured in a fresh process (`--memory-subscribers`;
+0 skips it). Every figure is printed with min/median/max and the load average.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ import asyncio
 import contextlib
 import csv
 import multiprocessing
-import resource
+import os
 import smtplib
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -180,46 +186,89 @@ def peak_rss_mb(config_path: Path) -> tuple[int, float, float]:
     return int(out[0]), float(out[1]), float(out[2])
 
 
+def measure_floor(config_path: Path, port: int, count: int, connections: int = 4) -> float:
+    """Messages a second for the byte splicer: one message composed once, its address
+    replaced per subscriber, sent over `connections` reused connections, nothing recorded."""
+    from newsletter.app.build import build_issue  # noqa: PLC0415
+    from newsletter.config import load_config  # noqa: PLC0415
+    from newsletter.mail.compose import MessageFactory  # noqa: PLC0415
+    from newsletter.models import Subscriber  # noqa: PLC0415
+
+    config = load_config(config_path)
+    built = build_issue(config, AS_OF)
+    template = MessageFactory(built.rendered, config.newsletter, _clock()).build(
+        Subscriber("reader000000@example.com", ""), "<id@example.com>", "token"
+    )
+
+    def send(numbers: range) -> None:
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+            for i in numbers:
+                address = f"reader{i:06d}@example.com"
+                data = template.replace(b"reader000000@example.com", address.encode())
+                smtp.sendmail("digest@example.com", [address], data)
+
+    threads = [
+        threading.Thread(target=send, args=(range(n, count, connections),))
+        for n in range(connections)
+    ]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return count / (time.perf_counter() - started)
+
+
+def _spread(values: list[float], unit: str) -> str:
+    low, mid, high = min(values), statistics.median(values), max(values)
+    return f"min {low:,.0f} / median {mid:,.0f} / max {high:,.0f} {unit}"
+
+
+def _load() -> str:
+    return "load average " + " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--subscribers", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--naive-sample", type=int, default=200)
     parser.add_argument("--memory-subscribers", type=int, default=100_000)
     args = parser.parse_args()
     with discarding_sink() as port, tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        fast_root = root / "fast"
-        fast_root.mkdir()
-        sent, seconds = measure_fast(_config(fast_root, port, _subscribers(root, args.subscribers)))
-        fast_rate = sent / seconds
-        naive_root = root / "naive"
-        naive_root.mkdir()
-        naive = measure_naive(
-            _config(naive_root, port, _subscribers(root, 1)), port, args.naive_sample
-        )
-        print(
-            f"product sender: {sent} messages in {seconds:.1f} s = {fast_rate:.0f} messages/s "
-            f"(4 connections, SQLite ledger)"
-        )
-        print(
-            f"naive sender:   {1 / naive:.1f} messages/s ({naive * 1000:.1f} ms per message, "
-            f"sample of {args.naive_sample})"
-        )
-        print(f"ratio:          {fast_rate * naive:.0f}x")
-        print(
-            f"this process:   peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
-        )
-        memory_root = root / "memory"
-        memory_root.mkdir()
-        count, big_seconds, rss = peak_rss_mb(
-            _config(memory_root, port, _subscribers(root, args.memory_subscribers))
-        )
-        print(
-            f"{count} subscribers in a fresh process: {big_seconds:.1f} s, "
-            f"{count / big_seconds:.0f} messages/s, peak RSS {rss:.0f} MB"
-        )
+        listed = _subscribers(root, args.subscribers)
+        print(f"before: {_load()}")
+        rates, floors, naive = [], [], []
+        for run in range(args.runs):
+            fast_root = root / f"fast{run}"
+            fast_root.mkdir()
+            sent, seconds = measure_fast(_config(fast_root, port, listed))
+            rates.append(sent / seconds)
+            floors.append(measure_floor(_config(fast_root, port, listed), port, args.subscribers))
+            naive_root = root / f"naive{run}"
+            naive_root.mkdir()
+            config = _config(naive_root, port, _subscribers(naive_root, 1))
+            naive.append(1 / measure_naive(config, port, args.naive_sample))
+        ratio = statistics.median(rates) / statistics.median(naive)
+        to_floor = statistics.median(floors) / statistics.median(rates)
+        print(f"product sender: {_spread(rates, 'messages/s')} ({sent} messages, 4 connections)")
+        print(f"naive sender:   {_spread(naive, 'messages/s')} (sample of {args.naive_sample})")
+        print(f"byte splicer:   {_spread(floors, 'messages/s')} (the floor)")
+        print(f"medians:        {ratio:.0f}x the naive sender; the floor is {to_floor:.2f}x ours")
+        print(f"after:  {_load()}")
+        if args.memory_subscribers:
+            memory_root = root / "memory"
+            memory_root.mkdir()
+            count, big_seconds, rss = peak_rss_mb(
+                _config(memory_root, port, _subscribers(memory_root, args.memory_subscribers))
+            )
+            print(
+                f"{count} subscribers in a fresh process: {big_seconds:.1f} s, "
+                f"{count / big_seconds:.0f} messages/s, peak RSS {rss:.0f} MB ({_load()})"
+            )
 
 
 if __name__ == "__main__":
