@@ -24,6 +24,7 @@ import csv
 import multiprocessing
 import os
 import smtplib
+import socket
 import statistics
 import subprocess
 import sys
@@ -188,7 +189,8 @@ def peak_rss_mb(config_path: Path) -> tuple[int, float, float]:
 
 def measure_floor(config_path: Path, port: int, count: int, connections: int = 4) -> float:
     """Messages a second for the byte splicer: one message composed once, its address
-    replaced per subscriber, sent over `connections` reused connections, nothing recorded."""
+    replaced per subscriber, sent by hand (no smtplib) over `connections` reused connections,
+    nothing recorded."""
     from newsletter.app.build import build_issue  # noqa: PLC0415
     from newsletter.config import load_config  # noqa: PLC0415
     from newsletter.mail.compose import MessageFactory  # noqa: PLC0415
@@ -200,12 +202,24 @@ def measure_floor(config_path: Path, port: int, count: int, connections: int = 4
         Subscriber("reader000000@example.com", ""), "<id@example.com>", "token"
     )
 
-    def send(numbers: range) -> None:
-        with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+    def send(numbers: range) -> None:  # SMTP by hand: what a sender needs and nothing more
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            replies = sock.makefile("rb")
+            replies.readline()
+            sock.sendall(b"EHLO floor\r\n")
+            while replies.readline()[3:4] == b"-":
+                pass
             for i in numbers:
-                address = f"reader{i:06d}@example.com"
-                data = template.replace(b"reader000000@example.com", address.encode())
-                smtp.sendmail("digest@example.com", [address], data)
+                address = f"reader{i:06d}@example.com".encode()
+                data = template.replace(b"reader000000@example.com", address)
+                for command in (b"MAIL FROM:<digest@example.com>", b"RCPT TO:<" + address + b">"):
+                    sock.sendall(command + b"\r\n")
+                    replies.readline()
+                sock.sendall(b"DATA\r\n")
+                replies.readline()
+                sock.sendall(data + b".\r\n")  # compose's bytes need no dot-stuffing
+                replies.readline()
+            sock.sendall(b"QUIT\r\n")
 
     threads = [
         threading.Thread(target=send, args=(range(n, count, connections),))
