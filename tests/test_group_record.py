@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from newsletter.delivery.sender import GroupRecorder
+from newsletter.delivery.recorder import GroupRecorder
 from newsletter.models import LedgerStatus, Outcome
 
 

@@ -1,0 +1,67 @@
+"""The group commit of send results: several connections' results in one transaction."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from newsletter.models import Outcome
+
+
+class Records(Protocol):
+    """Where results are written (the sender's Ledger has this and more)."""
+
+    def record(self, outcomes: Sequence[Outcome]) -> None: ...
+
+
+class GroupRecorder:
+    """Writes the results of several connections in one transaction (a group commit).
+
+    `record` returns once its outcome is written: the first caller writes what every caller
+    has handed in meanwhile, the rest wait for that write, so each connection still records
+    its message before it sends the next, with fewer transactions when connections finish
+    together. A failed write raises in every caller whose outcome it held.
+    """
+
+    def __init__(self, ledger: Records) -> None:
+        self.ledger = ledger
+        self._waiting: list[Outcome] = []
+        self._done = threading.Condition()
+        self._writing = False
+        self._written = 0
+        self._handed = 0
+        self._failures: dict[int, Exception] = {}
+
+    def record(self, outcome: Outcome) -> None:
+        with self._done:
+            self._waiting.append(outcome)
+            self._handed += 1
+            mine = self._handed
+            while self._written < mine and self._writing:
+                self._done.wait()
+            if self._written >= mine:
+                self._raise_if_failed(mine)
+                return
+            self._writing = True
+            batch, self._waiting = self._waiting, []
+        error: Exception | None = None
+        try:
+            self.ledger.record(batch)
+        except Exception as err:
+            error = err
+        with self._done:
+            first = self._written + 1
+            self._written += len(batch)
+            if error is not None:
+                self._failures.update(dict.fromkeys(range(first, self._written + 1), error))
+            self._writing = False
+            self._done.notify_all()
+        self._raise_if_failed(mine)
+
+    def _raise_if_failed(self, ticket: int) -> None:
+        error = self._failures.pop(ticket, None)
+        if error is not None:
+            raise error
