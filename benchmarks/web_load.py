@@ -6,8 +6,8 @@ It prepares a project in a temporary folder with the quickstart's sample send (`
 --as-of 2024-07-16` through the built-in capture server: one archived issue, the sample
 readers' messages in the outbox, the local unsubscribe key), starts `newsletter serve` as a
 subprocess on 127.0.0.1 (tests/webserve.py), then fires the requests from 50 client threads
-over an even mix of / (the index), /feed.atom, the issue's page, one of its chart PNGs and
-GET /u/<token> (a real reader's link from the outbox: the confirmation page). Each request is
+over an even mix of / (the index), /feed.atom, the issue's page, one of its chart PNGs, the
+signup form and GET /u/<token> (a real reader's link from the outbox: the confirmation page). Each request is
 a new connection, as a reverse proxy without upstream keep-alive makes them (--keep-alive: one
 connection per client thread). Every request must be answered 200 with its whole body, or the
 script fails. It prints p50/p99/max latency, requests per second, the server's peak RSS (VmHWM
@@ -56,7 +56,7 @@ def prepare(root: Path) -> tuple[Path, list[str]]:
     assert found, "no unsubscribe link in the sample message"
     chart = sorted((root / "var" / "archive" / AS_OF).glob("*.png"))[0].name
     issue = f"/issues/{AS_OF}/"
-    return config, ["/", "/feed.atom", issue, f"{issue}{chart}", found.group(1)]
+    return config, ["/", "/feed.atom", issue, f"{issue}{chart}", found.group(1), "/signup"]
 
 
 def fire(
