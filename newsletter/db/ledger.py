@@ -195,7 +195,9 @@ def enqueue_audience(
 
     `message_id(email)` gives each row its fixed Message-ID. Returns how many rows were added.
     """
-    known = sa.select(ledger.c.subscriber_id).where(ledger.c.issue_id == issue_id)
+    known = sa.exists().where(  # one index look-up a subscriber, where NOT IN lists them all
+        ledger.c.issue_id == issue_id, ledger.c.subscriber_id == subscribers.c.id
+    )
     added, last_id = 0, 0
     while True:
         with engine.begin() as conn:
@@ -204,7 +206,7 @@ def enqueue_audience(
                 .where(
                     subscribers.c.id > last_id,
                     subscribers.c.status == SubscriberStatus.ACTIVE,
-                    subscribers.c.id.not_in(known),
+                    ~known,
                 )
                 .order_by(subscribers.c.id)
                 .limit(batch)
