@@ -48,7 +48,7 @@ def clean_name(raw: str) -> str:
 
 def _compact_key(address: str) -> int:
     """An address's key in 8 bytes, to tell repeats apart in a list of millions: a set of these
-    takes about 60 bytes an address (two different addresses share one with a chance of about
+    takes about 70 bytes an address (two different addresses share one with a chance of about
     n^2 / 2^65: 3e-8 in a million)."""
     digest = hashlib.blake2b(address_key(address).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big")
