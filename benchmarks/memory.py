@@ -8,7 +8,9 @@ Run by hand from the project folder:  python benchmarks/memory.py [--runs 3] [--
     (which imports `subscribers.file` first) over 4 connections to the discarding SMTP sink of
     benchmarks/send.py, in its own process: messages a second (over `send_issue`, its import
     included) and peak RSS.
-(c) With --million, the same send to 1,000,000 subscribers, once (it takes a while).
+(c) The part of (b) before delivery: the build and the send's import, nothing sent, to tell
+    the import's share of a send's peak.
+(d) With --million, (c) and (b) for 1,000,000 subscribers, once each (it takes a while).
 
 Peak RSS is the child's own maximum resident set size, as os.wait4 reports it. Several runs
 print min / median / max; every line carries the load average, since other work on the
@@ -31,7 +33,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.send import _config, _subscribers, discarding_sink  # noqa: E402
+from benchmarks.send import AS_OF, _config, _subscribers, discarding_sink  # noqa: E402
 
 HEAVY = ("pandas", "matplotlib")
 SEND = (
@@ -39,6 +41,15 @@ SEND = (
     "from benchmarks.send import measure_fast; "
     "sent, seconds = measure_fast(Path(sys.argv[1])); print(sent, seconds)"
 )
+SYNC = (
+    "import sys, time; from datetime import UTC, datetime; from pathlib import Path; "
+    "from newsletter.app.audience import sync_subscribers; "
+    "from newsletter.app.build import build_issue; from newsletter.config import load_config; "
+    "config = load_config(Path(sys.argv[1])); build_issue(config, datetime.fromisoformat("
+    "sys.argv[2]).date()); started = time.perf_counter(); sync_subscribers(config, "
+    "datetime.now(UTC)); print(time.perf_counter() - started)"
+)
+"""The part of a send before its delivery: build, then import `subscribers.file`."""
 
 
 def _run(command: list[str]) -> tuple[str, str, float, float]:
@@ -127,6 +138,24 @@ def measure_send(root: Path, port: int, listing: Path, count: int, runs: int) ->
     )
 
 
+def measure_sync(root: Path, port: int, listing: Path, count: int, runs: int) -> None:
+    """The send's import alone (after the build, as in a send; nothing delivered): what of a
+    send's peak is the import's."""
+    seconds, peaks = [], []
+    for run in range(runs):
+        where = root / f"sync-{count}-{run}"
+        where.mkdir()
+        config = _config(where, port, listing)
+        out, _err, _wall, peak = _run([sys.executable, "-c", SYNC, str(config), AS_OF.isoformat()])
+        seconds.append(float(out))
+        peaks.append(peak)
+    print(
+        f"build, then the send's import of {count:,} (nothing delivered): import "
+        f"{_spread(seconds, 's', 1)}, peak RSS {_spread(peaks, 'MB')} ({_load()})",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -134,16 +163,27 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3, help="runs of the import and the send")
     parser.add_argument("--million", action="store_true", help="also send to 1,000,000, once")
-    parser.add_argument("--skip-send", action="store_true", help="measure the import only")
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=["import", "sync", "send"],
+        default=["import", "sync", "send"],
+        help="which of (a), (c) and (b) to run for --subscribers",
+    )
     args = parser.parse_args()
     with discarding_sink() as port, tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         listing = _subscribers(root, args.subscribers)
-        measure_import(listing, args.subscribers, args.runs)
-        if not args.skip_send:
+        if "import" in args.parts:
+            measure_import(listing, args.subscribers, args.runs)
+        if "sync" in args.parts:
+            measure_sync(root, port, listing, args.subscribers, args.runs)
+        if "send" in args.parts:
             measure_send(root, port, listing, args.subscribers, args.runs)
         if args.million:
-            measure_send(root, port, _subscribers(root, 1_000_000), 1_000_000, 1)
+            million = _subscribers(root, 1_000_000)
+            measure_sync(root, port, million, 1_000_000, 1)
+            measure_send(root, port, million, 1_000_000, 1)
 
 
 if __name__ == "__main__":
