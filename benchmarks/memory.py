@@ -42,11 +42,11 @@ SEND = (
     "sent, seconds = measure_fast(Path(sys.argv[1])); print(sent, seconds)"
 )
 SYNC = (
-    "import sys, time; from datetime import UTC, datetime; from pathlib import Path; "
+    "import sys, time; from datetime import UTC, date, datetime; from pathlib import Path; "
     "from newsletter.app.audience import sync_subscribers; "
     "from newsletter.app.build import build_issue; from newsletter.config import load_config; "
-    "config = load_config(Path(sys.argv[1])); build_issue(config, datetime.fromisoformat("
-    "sys.argv[2]).date()); started = time.perf_counter(); sync_subscribers(config, "
+    "config = load_config(Path(sys.argv[1])); build_issue(config, date.fromisoformat("
+    f"'{AS_OF.isoformat()}')); started = time.perf_counter(); sync_subscribers(config, "
     "datetime.now(UTC)); print(time.perf_counter() - started)"
 )
 """The part of a send before its delivery: build, then import `subscribers.file`."""
@@ -115,16 +115,23 @@ def measure_import(listing: Path, count: int, runs: int) -> None:
     )
 
 
+def _fresh_runs(
+    code: str, root: Path, port: int, listing: Path, runs: int
+) -> list[tuple[str, float]]:
+    """Run `code` (given the config and the project folder) `runs` times, each in a fresh
+    process on a new database with `listing` as subscribers.file: (stdout, peak RSS in MB)."""
+    results = []
+    for _ in range(runs):
+        config = _config(Path(tempfile.mkdtemp(dir=root)), port, listing)
+        out, _err, _wall, peak = _run([sys.executable, "-c", code, str(config), str(REPO)])
+        results.append((out, peak))
+    return results
+
+
 def measure_send(root: Path, port: int, listing: Path, count: int, runs: int) -> None:
-    """(b), (c): build and send to the list in a fresh process, `runs` times, each on a new
-    database (so every run imports and sends the whole list)."""
+    """(b), (d): build and send to the list, so every run imports and sends the whole list."""
     rates, peaks = [], []
-    for run in range(runs):
-        where = root / f"send-{count}-{run}"
-        where.mkdir()
-        out, _err, _wall, peak = _run(
-            [sys.executable, "-c", SEND, str(_config(where, port, listing)), str(REPO)]
-        )
+    for out, peak in _fresh_runs(SEND, root, port, listing, runs):
         sent, seconds = out.split()
         if int(sent) != count:
             raise SystemExit(f"the send delivered {sent} of {count} messages")
@@ -139,16 +146,11 @@ def measure_send(root: Path, port: int, listing: Path, count: int, runs: int) ->
 
 
 def measure_sync(root: Path, port: int, listing: Path, count: int, runs: int) -> None:
-    """The send's import alone (after the build, as in a send; nothing delivered): what of a
-    send's peak is the import's."""
-    seconds, peaks = [], []
-    for run in range(runs):
-        where = root / f"sync-{count}-{run}"
-        where.mkdir()
-        config = _config(where, port, listing)
-        out, _err, _wall, peak = _run([sys.executable, "-c", SYNC, str(config), AS_OF.isoformat()])
-        seconds.append(float(out))
-        peaks.append(peak)
+    """(c), (d): the send's import alone (after the build, as in a send; nothing delivered),
+    to tell what of a send's peak is the import's."""
+    results = _fresh_runs(SYNC, root, port, listing, runs)
+    seconds = [float(out) for out, _peak in results]
+    peaks = [peak for _out, peak in results]
     print(
         f"build, then the send's import of {count:,} (nothing delivered): import "
         f"{_spread(seconds, 's', 1)}, peak RSS {_spread(peaks, 'MB')} ({_load()})",
