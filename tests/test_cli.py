@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from newsletter.cli import build_parser, main
+from tests.conftest import REPO
 
 
 def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
@@ -180,6 +181,25 @@ def test_help_does_not_import_heavy_libraries():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_subscribers_import_does_not_import_pandas_or_matplotlib(write_config, tmp_path):
+    """An import is a database job: the market and chart libraries cost it 1.5 s and 130 MB."""
+    listing = tmp_path / "readers.csv"
+    listing.write_text("email,name\nada@example.com,Ada\n")
+    config = write_config(subscribers={"file": None})
+    command = [sys.executable, "-X", "importtime", "-m", "newsletter", "subscribers", "import"]
+    result = subprocess.run(
+        [*command, str(listing), "--config", str(config)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.startswith(f"{listing}: 1 added")
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
+    assert "newsletter.db.audience" in imported  # the timing lines were read
+    assert {name for name in imported if name.split(".")[0] in {"pandas", "matplotlib"}} == set()
 
 
 def test_the_editor_can_override_the_headline(fast_cli, write_config, tmp_path, capsys):

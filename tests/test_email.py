@@ -271,7 +271,7 @@ def test_bad_subscriber_rows_are_named_and_the_good_ones_kept(tmp_path):
         'email,name\nok@example.com,Ok\nnot-an-address,Bad\nOK@EXAMPLE.com,Again\nx@example.org,"Ctl\x07"\n'
     )
     read = read_subscriber_csv(path)
-    assert [s.email for s in read.subscribers] == ["ok@example.com"]
+    assert [s.email for s in read.rows()] == ["ok@example.com"]
     assert read.duplicates == 1
     assert read.errors[0].startswith(
         f"{path}: line 3: 'not-an-address' is not a valid email address"

@@ -127,9 +127,10 @@ def list_summary(config: Config) -> str:
 
 
 def import_csv(config: Config, path: Path, now: datetime) -> tuple[CsvRead, ImportReport]:
-    """Import a CSV: the good rows are imported, each bad row is reported with its line."""
+    """Import a CSV: the good rows are imported, each bad row is reported with its line (the
+    file is streamed, in batches: a list of millions takes little memory)."""
     read = read_subscriber_csv(path)
-    return read, import_subscribers(database(config), read.subscribers, source=str(path), now=now)
+    return read, import_subscribers(database(config), read.rows(), source=str(path), now=now)
 
 
 def export_csv(config: Config, path: Path) -> int:

@@ -22,7 +22,6 @@ from newsletter.app.signing import message_signer
 from newsletter.app.wiring import database
 from newsletter.db import ledger as send_ledger
 from newsletter.db import runs as send_runs
-from newsletter.db.audience import list_subscribers
 from newsletter.delivery.capture import CaptureServer
 from newsletter.delivery.sender import Sender
 from newsletter.delivery.smtp import SmtpConnection, SmtpFailure
@@ -35,8 +34,6 @@ from newsletter.models import (
     UNFINISHED,
     LedgerStatus,
     Subscriber,
-    SubscriberStatus,
-    address_key,
 )
 
 if TYPE_CHECKING:
@@ -360,10 +357,9 @@ def dry_run(
     key = unsubscribe_key(config, secrets)
     sign = message_signer(config, secrets)
     as_of = built.stats.as_of.isoformat()
-    done = send_ledger.done_addresses(database(config), built.stats.as_of)
     count = size = skipped = 0
-    for email, name, _status in list_subscribers(database(config), SubscriberStatus.ACTIVE):
-        if address_key(email) in done:
+    for email, name, done in send_ledger.active_readers(database(config), built.stats.as_of):
+        if done:
             skipped += 1
             continue
         data = sign(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 from typing import Any
 
 import sqlalchemy as sa
@@ -77,54 +78,93 @@ def _merge(found: Any, row: Subscriber) -> tuple[str, dict[str, object]]:
     return outcome, changes
 
 
+IMPORT_BATCH = 2000
+"""Rows an import merges in one transaction, querying only their own addresses: memory stays
+flat whatever the list's length, and no transaction holds the database for long."""
+
+
 def import_subscribers(
     engine: Engine,
-    rows: Sequence[Subscriber],
+    rows: Iterable[Subscriber],
     source: str,
     now: datetime,
     via: JoinMethod = JoinMethod.IMPORT,
+    *,
+    batch_size: int = IMPORT_BATCH,
 ) -> ImportReport:
     """Add new addresses with their row's status (active by default); update names; mark an
     active subscriber gone when their row says so; never re-activate anybody who left, never
-    confirm a signup, never add anybody erased from the list."""
+    confirm a signup, never add anybody erased from the list.
+
+    `rows` (distinct addresses) are read and merged `batch_size` at a time, each batch in its
+    own transaction: an import stopped midway (a crash, a kill) leaves the batches before it
+    imported, and importing the same rows again brings the list to the same state, since
+    nothing an import does is undone or done twice by a second one.
+    """
     report = ImportReport()
-    with engine.begin() as conn:
-        erased = {row.address_sha256 for row in conn.execute(sa.select(suppressions))}
-        existing = {
-            row.email_key: row
-            for row in conn.execute(
-                sa.select(
-                    subscribers.c.id,
-                    subscribers.c.email_key,
-                    subscribers.c.name,
-                    subscribers.c.status,
-                )
-            )
-        }
-        new_rows: dict[str, dict[str, object]] = {}
-        for subscriber in rows:
-            key = address_key(subscriber.email)
-            found = existing.get(key)
-            if found is None:
-                if erased and address_hash(key) in erased:
-                    report.suppressed += 1
-                elif key not in new_rows:
-                    new_rows[key] = _new_row(subscriber, key, source, via, now)
-                    report.added += 1
-                continue
-            outcome, changes = _merge(found, subscriber)
-            setattr(report, outcome, getattr(report, outcome) + 1)
-            if changes:
-                conn.execute(
-                    subscribers.update()
-                    .where(subscribers.c.id == found.id)
-                    .values(**changes, updated_at=now)
-                )
-            if "status" in changes:
-                note_event(conn, found.id, subscriber.status, f"import of {source}", now)
-        if new_rows:  # an address another process imported meanwhile is skipped
-            conn.execute(insert_or_skip(conn, subscribers, ["email_key"]), list(new_rows.values()))
+    pending = iter(rows)
+    while batch := list(islice(pending, batch_size)):  # read before the transaction begins
+        with engine.begin() as conn:
+            _import_batch(conn, batch, report, source=source, via=via, now=now)
     return report
+
+
+def _import_batch(
+    conn: Connection,
+    batch: Sequence[Subscriber],
+    report: ImportReport,
+    *,
+    source: str,
+    via: JoinMethod,
+    now: datetime,
+) -> None:
+    """Merge one batch of rows against the subscribers (and erased addresses) it names."""
+    keys = {address_key(subscriber.email) for subscriber in batch}
+    existing = {
+        row.email_key: row
+        for row in conn.execute(
+            sa.select(
+                subscribers.c.id, subscribers.c.email_key, subscribers.c.name, subscribers.c.status
+            ).where(subscribers.c.email_key.in_(list(keys)))
+        )
+    }
+    erased = _erased(conn, keys - existing.keys())
+    new_rows: dict[str, dict[str, object]] = {}
+    for subscriber in batch:
+        key = address_key(subscriber.email)
+        found = existing.get(key)
+        if found is None:
+            if key in erased:
+                report.suppressed += 1
+            elif key not in new_rows:
+                new_rows[key] = _new_row(subscriber, key, source, via, now)
+                report.added += 1
+            continue
+        outcome, changes = _merge(found, subscriber)
+        setattr(report, outcome, getattr(report, outcome) + 1)
+        if changes:
+            conn.execute(
+                subscribers.update()
+                .where(subscribers.c.id == found.id)
+                .values(**changes, updated_at=now)
+            )
+        if "status" in changes:
+            note_event(conn, found.id, subscriber.status, f"import of {source}", now)
+    if new_rows:  # an address another process imported meanwhile is skipped
+        conn.execute(insert_or_skip(conn, subscribers, ["email_key"]), list(new_rows.values()))
+
+
+def _erased(conn: Connection, keys: Collection[str]) -> set[str]:
+    """Which of these address keys are on the suppression list (erased people)."""
+    if not keys:
+        return set()
+    by_hash = {address_hash(key): key for key in keys}
+    found = conn.execute(
+        sa.select(suppressions.c.address_sha256).where(
+            suppressions.c.address_sha256.in_(list(by_hash))
+        )
+    )
+    return {by_hash[row.address_sha256] for row in found}
 
 
 def note_event(

@@ -8,7 +8,7 @@ again with the same Message-ID.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime
 
 import sqlalchemy as sa
@@ -29,7 +29,6 @@ from newsletter.models import (
     LedgerStatus,
     Outcome,
     SubscriberStatus,
-    address_key,
 )
 
 INTENT = ""
@@ -166,15 +165,23 @@ def unfinished(engine: Engine, as_of: date) -> bool:
     return row is not None
 
 
-def done_addresses(engine: Engine, as_of: date) -> set[str]:
-    """The address keys whose message of the issue for `as_of` needs no more sending."""
+def active_readers(engine: Engine, as_of: date) -> Iterator[tuple[str, str, bool]]:
+    """(email, name, done) of every active subscriber, oldest first, streamed: done when their
+    message of the issue for `as_of` needs no more sending."""
+    issue = sa.select(issues.c.id).where(issues.c.as_of == as_of).scalar_subquery()
+    done = sa.exists().where(
+        ledger.c.issue_id == issue,
+        ledger.c.subscriber_id == subscribers.c.id,
+        ledger.c.status.not_in(UNFINISHED),
+    )
+    query = (
+        sa.select(subscribers.c.email, subscribers.c.name, done.label("done"))
+        .where(subscribers.c.status == SubscriberStatus.ACTIVE)
+        .order_by(subscribers.c.id)
+    )
     with reader(engine) as conn:
-        rows = conn.execute(
-            sa.select(ledger.c.email)
-            .join(issues, issues.c.id == ledger.c.issue_id)
-            .where(issues.c.as_of == as_of, ledger.c.status.not_in(UNFINISHED))
-        )
-        return {address_key(row.email) for row in rows}
+        for row in conn.execution_options(yield_per=1000).execute(query):
+            yield row.email, row.name, bool(row.done)
 
 
 def enqueue_audience(
@@ -188,7 +195,9 @@ def enqueue_audience(
 
     `message_id(email)` gives each row its fixed Message-ID. Returns how many rows were added.
     """
-    known = sa.select(ledger.c.subscriber_id).where(ledger.c.issue_id == issue_id)
+    known = sa.exists().where(  # one index look-up a subscriber, where NOT IN lists them all
+        ledger.c.issue_id == issue_id, ledger.c.subscriber_id == subscribers.c.id
+    )
     added, last_id = 0, 0
     while True:
         with engine.begin() as conn:
@@ -197,7 +206,7 @@ def enqueue_audience(
                 .where(
                     subscribers.c.id > last_id,
                     subscribers.c.status == SubscriberStatus.ACTIVE,
-                    subscribers.c.id.not_in(known),
+                    ~known,
                 )
                 .order_by(subscribers.c.id)
                 .limit(batch)

@@ -1,12 +1,13 @@
 """Subscriber addresses: validation (email-validator, no DNS) and the CSV import/export format.
 
 A CSV has an `email` column and optionally `name`. Reading never stops at a bad row: each bad
-row is reported with its line number and reason, and the good rows are returned.
+row is reported with its line number and reason, and the good rows are yielded one at a time.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,7 @@ from newsletter.errors import SubscriberError
 from newsletter.models import CONTROL, Subscriber, SubscriberStatus, address_key
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
     from pathlib import Path
 
 MAX_NAME_LENGTH = 200
@@ -45,17 +46,59 @@ def clean_name(raw: str) -> str:
     return name
 
 
+def _compact_key(address: str) -> int:
+    """An address's key in 8 bytes, to tell repeats apart in a list of millions: a set of these
+    takes about 70 bytes an address (two different addresses share one with a chance of about
+    n^2 / 2^65: 3e-8 in a million)."""
+    digest = hashlib.blake2b(address_key(address).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
 @dataclass
 class CsvRead:
-    """The good rows of a subscriber CSV and one message per bad row (file:line: reason)."""
+    """A subscriber CSV, read a row at a time so that a list of any length takes little memory.
 
-    subscribers: list[Subscriber] = field(default_factory=list)
+    `rows()` yields the good rows, each address once; as it goes, each bad row adds one message
+    (file:line: reason) to `errors` and each repeat of an address counts in `duplicates`.
+    """
+
+    path: Path
     errors: list[str] = field(default_factory=list)
     duplicates: int = 0
 
+    def rows(self) -> Iterator[Subscriber]:
+        """The good rows, each address once, read as they are asked for (reading again starts
+        the counts anew)."""
+        self.errors.clear()
+        self.duplicates = 0
+        seen: set[int] = set()
+        for line, row in _records(self.path):
+            try:
+                address = normalise_address(row.get("email") or "")
+                name = clean_name(row.get("name") or "")
+                status = _status(row.get("status"))
+            except SubscriberError as err:
+                self.errors.append(f"{self.path}: line {line}: {err}")
+                continue
+            key = _compact_key(address)
+            if key in seen:
+                self.duplicates += 1
+                continue
+            seen.add(key)
+            yield Subscriber(email=address, name=name, status=status)
+
 
 def read_subscriber_csv(path: Path) -> CsvRead:
-    """Read `path`; a missing file or header is an error, a bad row is reported and skipped."""
+    """The CSV at `path`, read through once first without judging its rows: a missing file or
+    header, text that is not UTF-8 or broken CSV is a SubscriberError before any row is used
+    (so a broken file imports nothing); a bad row is reported by `rows()` and skipped."""
+    for _record in _records(path):
+        pass
+    return CsvRead(path)
+
+
+def _records(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) of each row after the header; the file unreadable: SubscriberError."""
     try:
         handle = path.open(encoding="utf-8-sig", newline="")
     except OSError as err:
@@ -63,7 +106,13 @@ def read_subscriber_csv(path: Path) -> CsvRead:
     with handle:
         reader = csv.DictReader(handle)
         try:
-            return _read_rows(path, reader)
+            if reader.fieldnames is None or "email" not in reader.fieldnames:
+                raise SubscriberError(
+                    f"{path}: line 1: the header must name an 'email' column (and optionally "
+                    "'name' and 'status')"
+                )
+            for row in reader:
+                yield reader.line_num, row
         except UnicodeDecodeError as err:
             raise SubscriberError(
                 f"{path}: line {_first_bad_line(path)}: not UTF-8 text ({_encoding_hint(path)}); "
@@ -91,31 +140,6 @@ def _encoding_hint(path: Path) -> str:
     if start in (b"\xff\xfe", b"\xfe\xff"):
         return "it looks like UTF-16"
     return "perhaps Latin-1 or Windows-1252"
-
-
-def _read_rows(path: Path, reader: csv.DictReader[str]) -> CsvRead:
-    """The good rows and one message per bad row (file:line: reason)."""
-    result = CsvRead()
-    seen: set[str] = set()
-    if reader.fieldnames is None or "email" not in reader.fieldnames:
-        raise SubscriberError(
-            f"{path}: line 1: the header must name an 'email' column (and optionally 'name' "
-            "and 'status')"
-        )
-    for row in reader:
-        try:
-            address = normalise_address(row.get("email") or "")
-            name = clean_name(row.get("name") or "")
-            status = _status(row.get("status"))
-        except SubscriberError as err:
-            result.errors.append(f"{path}: line {reader.line_num}: {err}")
-            continue
-        if address_key(address) in seen:
-            result.duplicates += 1
-            continue
-        seen.add(address_key(address))
-        result.subscribers.append(Subscriber(email=address, name=name, status=status))
-    return result
 
 
 def _status(text: str | None) -> SubscriberStatus:
