@@ -105,6 +105,9 @@ class Sender:
         self._stopped: Stop | None = None
         self._lost_once: set[int] = set()
         self._final: dict[int, tuple[str, Outcome]] = {}
+        """The last outcome of each message refused or deferred in this run (a stop may undo
+        some); sent ones are only counted, so a run's memory does not grow with the list."""
+        self._sent = 0
         self._peer_waited = 0.0
 
     def _halt(self, stop: Stop | None) -> None:
@@ -310,6 +313,7 @@ class Sender:
             ledger.reopen(stop.reopen)
             for subscriber_id in stop.reopen:
                 self._final.pop(subscriber_id, None)
+        report.sent += self._sent
         for email, outcome in self._final.values():
             _count(report, email, outcome)
         report.uncertain = len(self._lost_once)  # messages, however often their reply was lost
@@ -339,7 +343,9 @@ class Sender:
         for job, outcome in done:
             if outcome.status == LedgerStatus.PENDING and outcome.retry_at is not None:
                 report.retried += 1
-            if outcome.status != LedgerStatus.PENDING:
+            if outcome.status == LedgerStatus.SENT:  # final, and never undone: counted now
+                self._sent += 1
+            elif outcome.status != LedgerStatus.PENDING:
                 self._final[job.subscriber_id] = (job.email, outcome)
         on_progress(sum(outcome.status != LedgerStatus.PENDING for _, outcome in done))
         return len(done)
@@ -376,11 +382,8 @@ class Sender:
 
 
 def _count(report: DeliveryReport, email: str, outcome: Outcome) -> None:
-    """Add one message's final outcome in this run to the report."""
+    """Add one refused or deferred message's final outcome in this run to the report."""
     status = outcome.status
-    if status == LedgerStatus.SENT:
-        report.sent += 1
-        return
     report.refusals.append((email, f"{status}: {outcome.reply}"))
     if status == LedgerStatus.DEFERRED:
         report.retried += 1
