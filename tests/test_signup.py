@@ -25,7 +25,7 @@ from newsletter.config import Secrets, load_config, resolve_secrets
 from newsletter.db import notices as notice_store
 from newsletter.db import runs
 from newsletter.db.audience import set_subscriber_status
-from newsletter.db.schema import notices, signup_attempts, suppressions
+from newsletter.db.schema import mailbox_messages, notices, signup_attempts, suppressions
 from newsletter.db.schema import runs as runs_table
 from newsletter.db.schema import subscribers as subscriber_table
 from newsletter.models import SubscriberStatus
@@ -338,3 +338,31 @@ def test_confirmation_and_welcome_mails_are_signed_with_dkim_when_it_is_set(
             )
             is False
         )
+
+
+def test_forget_also_erases_what_the_bounce_mailbox_noted_of_them(write_config):
+    config = load_config(write_config(subscribers={"file": None}))
+    add_subscriber(config, "noted@example.com", "", now_utc())
+    notes = {
+        "a": "their mail to unsubscribe@example.com (from Noted@Example.com)",
+        "b": "a mail to unsubscribe@example.com from other@example.com, who is not a subscriber",
+    }
+    with database(config).begin() as conn:
+        for key, detail in notes.items():
+            conn.execute(
+                mailbox_messages.insert().values(
+                    mailbox="maildir",
+                    message_key=key,
+                    digest=key * 64,
+                    processed_at=now_utc(),
+                    outcome="unsubscribe",
+                    detail=detail,
+                )
+            )
+    signup.forget_subscriber(config, "noted@example.com", now_utc())
+    with database(config).connect() as conn:
+        kept = dict(
+            conn.execute(sa.select(mailbox_messages.c.message_key, mailbox_messages.c.detail)).all()
+        )
+    assert "noted" not in kept["a"].lower()
+    assert kept["b"] == notes["b"]

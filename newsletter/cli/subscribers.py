@@ -173,9 +173,10 @@ def add_subscribers_parser(commands: Commands, common: argparse.ArgumentParser) 
         "forget",
         parents=[common],
         help="erase one person from the list",
-        description="Erase one person: their subscriber record, status history, notices and "
-        "delivery rows. Only a SHA-256 hash of the address is kept, on a suppression list, so "
-        "that no import adds them again (their own confirmed signup lifts it).",
+        description="Erase one person: their subscriber record, status history, notices, "
+        "bounce events and delivery rows, and what the bounce mailbox noted of them. Only a "
+        "SHA-256 hash of the address is kept, on a suppression list, so that no import adds "
+        "them again (their own confirmed signup lifts it).",
     )
     forget.add_argument("email", help="the address")
     listing = actions.add_parser(

@@ -21,6 +21,7 @@ from newsletter.db.notices import enqueue
 from newsletter.db.schema import (
     bounce_events,
     ledger,
+    mailbox_messages,
     notices,
     signup_attempts,
     subscriber_events,
@@ -290,14 +291,19 @@ def _erase(conn: Connection, ids: list[int]) -> None:
 
 
 def forget(engine: Engine, email: str, now: datetime) -> bool:
-    """Erase a person: their subscriber row, history, notices, bounce events and ledger rows; a hash of the
-    address stays on the suppression list. False if the address is unknown (it is suppressed
-    anyway, so a later import cannot add it)."""
+    """Erase a person: their subscriber row, history, notices, bounce events, ledger rows and
+    the bounce mailbox's notes that name them; a hash of the address stays on the suppression
+    list. False if the address is unknown (it is suppressed anyway, so no import adds it)."""
     key = address_key(email)
     with engine.begin() as conn:
         found = _subscriber(conn, key)
         if found is not None:
             _erase(conn, [found.id])
+        conn.execute(  # what the bounce mailbox's messages said of them names them too
+            mailbox_messages.update()
+            .where(sa.func.lower(mailbox_messages.c.detail).contains(key, autoescape=True))
+            .values(detail="(erased: the person it named was forgotten)")
+        )
         known = conn.execute(
             sa.select(suppressions.c.address_sha256).where(
                 suppressions.c.address_sha256 == address_hash(key)
