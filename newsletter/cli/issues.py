@@ -199,7 +199,7 @@ def _next_steps(config: Config, built: BuiltIssue) -> None:
         "\nNext steps:\n"
         f"  Read it:     open {built.folder / 'preview.html'}{outbox}\n"
         f"  Web & links: `newsletter serve`, then http://{config.web.host}:{config.web.port}/ "
-        "(the archive and feed; a message's unsubscribe link works there)\n"
+        "(the archive, its feed and signup form; a message's unsubscribe link works there)\n"
         f"  Next issue:  {_next_issue(config, built)} (README: The editor's week)\n"
         f"  Where it stands: `newsletter status` (this one: `newsletter status --as-of {as_of}`)"
     )
