@@ -101,23 +101,24 @@ def subscribers(
     return list_subscribers(database(config), status)
 
 
+def _listed(counts: dict[str, int]) -> str:
+    """ "3 active, 1 bounced": the counts that are not zero, in their order."""
+    return ", ".join(f"{n} {label}" for label, n in counts.items() if n)
+
+
 def list_summary(config: Config) -> str:
     """The list in one line: subscribers by status, what the bounce mailbox said of them, and
     the confirmation and welcome mails waiting or refused (each part only when it has any)."""
     engine = database(config)
     statuses, events, notices = status_counts(engine), event_counts(engine), notice_counts(engine)
-    counts = ", ".join(f"{statuses[s]} {s}" for s in SubscriberStatus if statuses.get(s))
-    told = ", ".join(f"{events[kind]} {kind}" for kind in InboundKind if events.get(kind))
-    waiting = sum(n for (_kind, status), n in notices.items() if status in UNFINISHED)
-    refused = sum(
-        n
-        for (_kind, status), n in notices.items()
-        if status in (LedgerStatus.BOUNCED, LedgerStatus.FAILED)
-    )
-    mails = ", ".join(
-        part
-        for part in (f"{waiting} waiting" * bool(waiting), f"{refused} refused" * bool(refused))
-        if part
+    counts = _listed({status: statuses.get(status, 0) for status in SubscriberStatus})
+    told = _listed({kind: events.get(kind, 0) for kind in InboundKind})
+    refused = (LedgerStatus.BOUNCED, LedgerStatus.FAILED)
+    mails = _listed(
+        {
+            "waiting": sum(n for status, n in notices.items() if status in UNFINISHED),
+            "refused": sum(n for status, n in notices.items() if status in refused),
+        }
     )
     return (
         f"{sum(statuses.values())} subscriber(s){': ' + counts if counts else ''}"

@@ -129,7 +129,6 @@ def deliver_notices(
     `key` signs the links (default: the unsubscribe key, see app/send.py)."""
     engine = database(config)
     now = clock()
-    notice_store.retry_deferred(engine, now - RETRY_DEFERRED_AFTER, now)
     due, claimed = notice_store.due_count(engine, now)
     if not due and claimed and send_runs.end_dead_runs(engine, now):
         due, claimed = notice_store.due_count(engine, now)  # a dead run's claims are back
@@ -169,6 +168,7 @@ class NoticeWorker:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="notices", daemon=True)
         self._expired_at: datetime | None = None
+        self._retried_at: datetime | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -188,16 +188,24 @@ class NoticeWorker:
             self.drain()
             self._wake.wait(DRAIN_EVERY_S)
 
+    def _chores(self, now: datetime) -> None:
+        """Hourly, erase expired signups; every RETRY_DEFERRED_AFTER, give notices deferred
+        that long a fresh set of attempts (never on every round: each is a write)."""
+        if self._expired_at is None or now - self._expired_at >= EXPIRE_EVERY:
+            self._expired_at = now
+            erased = expire_signups(self.config, now)
+            if erased:
+                logger.info("erased %d signup(s) never confirmed", erased)
+        if self._retried_at is None or now - self._retried_at >= RETRY_DEFERRED_AFTER:
+            self._retried_at = now
+            notice_store.retry_deferred(database(self.config), now - RETRY_DEFERRED_AFTER, now)
+
     def drain(self) -> None:
-        """One round: erase expired signups (hourly), then send what is due. A failure is one
-        line in the log; the next round tries again."""
+        """One round: the timed chores when due, then send what is due. A failure is one line
+        in the log; the next round tries again."""
         now = self.clock()
         try:
-            if self._expired_at is None or now - self._expired_at >= EXPIRE_EVERY:
-                erased = expire_signups(self.config, now)
-                self._expired_at = now
-                if erased:
-                    logger.info("erased %d signup(s) never confirmed", erased)
+            self._chores(now)
             report = deliver_notices(self.config, self.secrets, self.clock, self.key)
         except (NewsletterError, SQLAlchemyError, OSError) as err:
             logger.warning("notices not sent this round: %s", err)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -38,33 +37,35 @@ class Notice:
     created_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """Whom a notice goes to: the subscriber's id, address and name."""
+
+    id: int
+    email: str
+    name: str
+
+
 def enqueue(
     conn: Connection,
     *,
-    subscriber: Any,
+    to: Recipient,
     kind: NoticeKind,
     source: str,
     message_id: str,
     now: datetime,
 ) -> int | None:
-    """Queue a notice for `subscriber` (id, email, name) in the caller's transaction; None if
-    one of theirs is unfinished already (it goes instead)."""
-    busy = conn.execute(
-        sa.select(notices.c.id).where(
-            notices.c.subscriber_id == subscriber.id, notices.c.status.in_(UNFINISHED)
-        )
-    ).first()
-    if busy is not None:
-        return None
+    """Queue a notice for `to` in the caller's transaction; None if one of theirs is
+    unfinished already (it goes instead: ux_notices_one_unfinished allows one)."""
     try:
         with conn.begin_nested():  # a racing signup may have queued one a moment ago
             return new_id(
                 conn.execute(
                     notices.insert().values(
-                        subscriber_id=subscriber.id,
+                        subscriber_id=to.id,
                         kind=kind,
-                        email=subscriber.email,
-                        name=subscriber.name,
+                        email=to.email,
+                        name=to.name,
                         source=source[:200],
                         message_id=message_id,
                         status=LedgerStatus.PENDING,
@@ -217,12 +218,8 @@ def retry_deferred(engine: Engine, before: datetime, now: datetime) -> int:
         )
 
 
-def notice_counts(engine: Engine) -> dict[tuple[NoticeKind, LedgerStatus], int]:
-    """How many notices of each kind are in each status."""
+def notice_counts(engine: Engine) -> dict[LedgerStatus, int]:
+    """How many notices are in each status."""
     with reader(engine) as conn:
-        rows = conn.execute(
-            sa.select(notices.c.kind, notices.c.status, sa.func.count()).group_by(
-                notices.c.kind, notices.c.status
-            )
-        )
-        return {(NoticeKind(kind), LedgerStatus(status)): int(n) for kind, status, n in rows}
+        rows = conn.execute(sa.select(notices.c.status, sa.func.count()).group_by(notices.c.status))
+        return {LedgerStatus(status): int(n) for status, n in rows}

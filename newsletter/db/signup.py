@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from newsletter.db.audience import address_hash, note_event
-from newsletter.db.notices import enqueue
+from newsletter.db.notices import Recipient, enqueue
 from newsletter.db.schema import (
     bounce_events,
     ledger,
@@ -100,7 +100,7 @@ def sign_up(engine: Engine, request: SignupRequest, limits: Limits, now: datetim
             return SignupOutcome.WAITING
         queued = enqueue(
             conn,
-            subscriber=found,
+            to=Recipient(found.id, found.email, found.name),
             kind=NoticeKind.CONFIRM,
             source=request.page,
             message_id=request.message_id,
@@ -160,8 +160,8 @@ class Pending:
     """A confirmation link's notice as the database has it."""
 
     notice_id: int
-    subscriber_id: int
-    email: str
+    to: Recipient
+    source: str
     created_at: datetime
     state: Confirmation
 
@@ -187,7 +187,8 @@ def confirmation(conn: Connection, notice_id: int) -> Pending | None:
         state = Confirmation.STALE
     else:
         state = Confirmation.CONFIRMED
-    return Pending(row.id, row.subscriber_id, row.email, row.created_at, state)
+    to = Recipient(row.subscriber_id, row.email, row.name)
+    return Pending(row.id, to, row.source, row.created_at, state)
 
 
 def peek(engine: Engine, notice_id: int) -> Pending | None:
@@ -205,30 +206,28 @@ def confirm(
         found = confirmation(conn, notice_id)
         if found is None or found.state != Confirmation.CONFIRMED:
             return found
-        row = conn.execute(sa.select(notices).where(notices.c.id == notice_id)).one()
+        to = found.to
         conn.execute(
             subscribers.update()
-            .where(subscribers.c.id == row.subscriber_id)
+            .where(subscribers.c.id == to.id)
             .values(
                 status=SubscriberStatus.ACTIVE,
                 joined_via=JoinMethod.SIGNUP,
-                source=row.source,
+                source=found.source,
                 confirmed_at=now,
                 updated_at=now,
             )
         )
-        note_event(conn, row.subscriber_id, SubscriberStatus.ACTIVE, "their confirmation link", now)
-        _settle_confirmations(conn, row.subscriber_id, notice_id, now)
+        note_event(conn, to.id, SubscriberStatus.ACTIVE, "their confirmation link", now)
+        _settle_confirmations(conn, to.id, notice_id, now)
         conn.execute(
-            suppressions.delete().where(suppressions.c.address_sha256 == address_hash(row.email))
+            suppressions.delete().where(suppressions.c.address_sha256 == address_hash(to.email))
         )
-        subscriber = _subscriber(conn, address_key(row.email))
-        assert subscriber is not None
         enqueue(
             conn,
-            subscriber=subscriber,
+            to=to,
             kind=NoticeKind.WELCOME,
-            source=row.source,
+            source=found.source,
             message_id=welcome_message_id,
             now=now,
         )

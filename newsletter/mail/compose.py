@@ -101,6 +101,13 @@ def _address_header(name: str, display_name: str, address: str) -> str:
     return _fold(f"{name}: {formataddr((display_name, address))}")
 
 
+def _list_unsubscribe(info: NewsletterSection, url: str) -> str:
+    """RFC 2369's header: the one-click URL, then the mailto alternative."""
+    return _header(
+        "List-Unsubscribe", f"<{url}>, <mailto:{info.unsubscribe_mailto}?subject=unsubscribe>"
+    )
+
+
 def _quoted_printable(text: str) -> bytes:
     """QP of CRLF-ended text, with a line-leading '.' encoded so SMTP needs no dot-stuffing."""
     return _LEADING_DOT.sub(b"=2E", binascii.b2a_qp(text.encode(), istext=True))
@@ -171,10 +178,7 @@ class MessageFactory:
         headers = (
             _address_header("To", subscriber.name, subscriber.email)
             + _header("Message-ID", msgid)
-            + _header(
-                "List-Unsubscribe",
-                f"<{url}>, <mailto:{self.info.unsubscribe_mailto}?subject=unsubscribe>",
-            )
+            + _list_unsubscribe(self.info, url)
         ).encode()
         text = self._text_head + _quoted_printable(self._text_rest.replace(UNSUBSCRIBE_MARKER, url))
         html = self._html_head + _base64_lines(self._html_rest.replace(_MARKER, url.encode()))
@@ -224,10 +228,7 @@ def compose_notice(
     if unsubscribe:
         headers += [
             _address_header("List-Id", info.name, info.list_id),
-            _header(
-                "List-Unsubscribe",
-                f"<{unsubscribe}>, <mailto:{info.unsubscribe_mailto}?subject=unsubscribe>",
-            ),
+            _list_unsubscribe(info, unsubscribe),
             _header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ]
     boundary = "==rd-notice-" + hashlib.sha256(msgid.encode()).hexdigest()[:16]
