@@ -31,7 +31,8 @@ def project(write_config):
 
 def serving_site(config, secrets):
     site = Site.for_config(config, secrets)  # what `newsletter serve` makes
-    return http_serving(make_site_app(site, now_utc, NoticeWorker(config, secrets, now_utc)))
+    worker = NoticeWorker(config, secrets, now_utc, site.key)
+    return http_serving(make_site_app(site, now_utc, worker))
 
 
 def post(url, **fields):
@@ -82,7 +83,9 @@ def test_signup_confirmation_and_the_next_issue_over_http(project, build_day):
         assert done.status == 200 and "You are subscribed" in done.text
         assert status_of(config, "Rita@example.com") == "active"
         assert len(mails(config, "Welcome to Rotation Digest")) == 1
-        assert post(f"{url}{path}").status == 200  # used again: "subscribed already"
+        again = post(f"{url}{path}")
+        assert again.status == 200 and "You are subscribed already" in again.text
+    assert len(mails(config, "Welcome to Rotation Digest")) == 1  # the worker has stopped: once
     built = build_day("2024-07-16")
     result = send_issue(config, built, secrets=secrets, clock=now_utc)
     assert result.report.sent == 1

@@ -159,11 +159,14 @@ def deliver_notices(
 class NoticeWorker:
     """Drains the notices in a background thread until stopped (see the module docstring)."""
 
-    def __init__(self, config: Config, secrets: Secrets, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, config: Config, secrets: Secrets, clock: Callable[[], datetime], key: bytes
+    ) -> None:
         self.config = config
         self.secrets = secrets
         self.clock = clock
-        self.key = unsubscribe_key(config, secrets)  # once: it may warn that it is the local key
+        self.key = key
+        """What signs the links: the site's key, so they verify where they are clicked."""
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="notices", daemon=True)

@@ -22,9 +22,8 @@ if TYPE_CHECKING:
 
     from starlette.applications import Starlette
 
-    from newsletter.app.notices import NoticeWorker
     from newsletter.app.site import Site
-    from newsletter.config import Config
+    from newsletter.config import Config, Secrets
     from newsletter.web.server import Server
 
 SERVE_CONFIG_ENV = "NEWSLETTER_SERVE_CONFIG"
@@ -77,35 +76,40 @@ def _run(server: Server, sock: socket.socket) -> None:
         sock.close()
 
 
-def _public_site(config: Config) -> tuple[Site, NoticeWorker | None]:
-    """The site with the secrets of the environment, and with signups open the worker that
-    sends their confirmation and welcome mails."""
-    from newsletter.app.notices import NoticeWorker  # noqa: PLC0415
+def _public_site(config: Config) -> tuple[Site, Secrets]:
+    """The site with the secrets of the environment (and the secrets, for its notices)."""
     from newsletter.app.site import Site  # noqa: PLC0415
     from newsletter.config import resolve_secrets  # noqa: PLC0415
 
     secrets = resolve_secrets(config, os.environ)
-    site = Site.for_config(config, secrets)
-    notices = NoticeWorker(config, secrets, now_utc) if site.signups else None
-    return site, notices
+    return Site.for_config(config, secrets), secrets
+
+
+def _site_app(config: Config, site: Site, secrets: Secrets) -> Starlette:
+    """The site's app, with signups open running the worker that sends their mails (signed
+    with the site's own key)."""
+    from newsletter.app.notices import NoticeWorker  # noqa: PLC0415
+    from newsletter.web.site import make_site_app  # noqa: PLC0415
+
+    if not site.signups or site.key is None:
+        return make_site_app(site, now_utc)
+    return make_site_app(site, now_utc, NoticeWorker(config, secrets, now_utc, site.key))
 
 
 def site_app() -> Starlette:
     """One worker's public site under `serve --workers N` (uvicorn's app factory): the config
     file the parent named in NEWSLETTER_SERVE_CONFIG, the secrets of the environment."""
     from newsletter.config import load_config  # noqa: PLC0415
-    from newsletter.web.site import make_site_app  # noqa: PLC0415
 
-    site, notices = _public_site(load_config(Path(os.environ[SERVE_CONFIG_ENV])))
-    return make_site_app(site, now_utc, notices)
+    config = load_config(Path(os.environ[SERVE_CONFIG_ENV]))
+    return _site_app(config, *_public_site(config))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from newsletter.web.server import Server, run_workers, server_config  # noqa: PLC0415
-    from newsletter.web.site import make_site_app  # noqa: PLC0415
 
     config = load(args)
-    site, notices = _public_site(config)  # here first: a missing secret is one line
+    site, secrets = _public_site(config)  # here first: a missing secret is one line
     host = args.host or config.web.host
     sock = _listen(host, args.port or config.web.port, "web.port")
     url = _url(host, sock)
@@ -113,14 +117,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"Serving the archive on {url}/ and its feed on {url}/feed.atom{workers} (Ctrl-C stops)")
     if site.unsubscribes:
         print(f"  One-click unsubscribe on {url}/u/<token>")
-    if site.signups:
-        print(f"  Signup on {url}/signup (confirmation mails go out from here)")
     else:
         print(
-            f"  One-click unsubscribe (/u/<token>) is off: env var "
-            f"{config.newsletter.unsubscribe_secret_env} is unset, so no link could be verified",
+            f"  One-click unsubscribe (/u/<token>) and signup are off: env var "
+            f"{config.newsletter.unsubscribe_secret_env} is unset, so no link could be signed "
+            "or verified (set it, then start serve again)",
             file=sys.stderr,
         )
+    if site.signups:
+        print(f"  Signup on {url}/signup (confirmation mails go out from here)")
     sys.stdout.flush()
     log_config = _log_config(args.verbose)
     if args.workers > 1:
@@ -128,8 +133,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         factory = f"{__name__}:{site_app.__name__}"
         run_workers(server_config(factory, log_config=log_config, workers=args.workers), sock)
     else:
-        app = make_site_app(site, now_utc, notices)
-        _run(Server(server_config(app, log_config=log_config)), sock)
+        _run(Server(server_config(_site_app(config, site, secrets), log_config=log_config)), sock)
     print("Stopped.")
     return 0
 

@@ -121,7 +121,8 @@ class SiteEndpoints:
         )
         client = request.client.host if request.client else ""
         page = await run_in_threadpool(self.site.sign_up, form, client, self.clock())
-        self.on_notice()
+        if page.status == HTTPStatus.OK:  # refused posts queue nothing: no drain for them
+            self.on_notice()
         return token_page(page.html, page.status)  # it names the address: never stored
 
     def confirm_form(self, request: Request) -> Response:
@@ -130,7 +131,8 @@ class SiteEndpoints:
 
     def confirm(self, request: Request) -> Response:
         page = self.site.confirm_page(request.path_params["token"], self.clock(), use=True)
-        self.on_notice()
+        if page.status == HTTPStatus.OK:
+            self.on_notice()
         return token_page(page.html, page.status)
 
 
