@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -22,6 +22,7 @@ from newsletter.db.schema import (
     issues,
     ledger,
     mailbox_messages,
+    naive,
     reader,
     subscriber_events,
     subscribers,
@@ -134,12 +135,6 @@ def find_subscriber(engine: Engine, email: str) -> tuple[int, SubscriberStatus] 
     return None if row is None else (int(row.id), SubscriberStatus(row.status))
 
 
-def _utc(moment: datetime) -> datetime:
-    """A stored time as naive UTC: SQLite returns it without a zone, PostgreSQL in the
-    session's."""
-    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
-
-
 def _soft_count(conn: Connection, event: BounceEvent, rule: SoftRule) -> int:
     """The most distinct issues with a soft bounce within any `rule.days` window that holds
     this event, counting only bounces since the subscriber was last made active again."""
@@ -158,11 +153,11 @@ def _soft_count(conn: Connection, event: BounceEvent, rule: SoftRule) -> int:
             bounce_events.c.at <= event.at + window,
         )
     ).all()
-    floor = _utc(since) if since is not None else None
+    floor = naive(since) if since is not None else None
     found = sorted(
-        (_utc(row.at), row.issue_id) for row in rows if floor is None or _utc(row.at) > floor
+        (naive(row.at), row.issue_id) for row in rows if floor is None or naive(row.at) > floor
     )
-    at = _utc(event.at)
+    at = naive(event.at)
     return max(
         (
             len({issue for when, issue in found if start <= when <= start + window})

@@ -10,7 +10,7 @@ journal is WAL with synchronous=NORMAL: a committed row survives a killed proces
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -319,5 +319,6 @@ def open_database(url: str) -> Engine:
 
 
 def naive(moment: datetime) -> datetime:
-    """SQLite returns stored datetimes without their zone; compare everything as naive UTC."""
-    return moment.replace(tzinfo=None)
+    """A stored time as naive UTC, to compare: SQLite returns stored times without their zone
+    (they were written in UTC), PostgreSQL in the session's zone, which need not be UTC."""
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
