@@ -39,8 +39,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from newsletter.app.bounces import read_before_send
-from newsletter.app.weekly import Plan, RunOutcome, log_stage, plan_runs, resumable, run_week
-from newsletter.app.wiring import database
+from newsletter.app.weekly import Plan, RunOutcome, plan_runs, resumable, run_week
+from newsletter.app.wiring import database, log_stage
 from newsletter.config import load_config, resolve_secrets
 from newsletter.errors import ConfigError, NewsletterError, ScheduleError
 

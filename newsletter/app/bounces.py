@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from typing import TYPE_CHECKING
 
-from newsletter.app.send import local_unsubscribe_key
-from newsletter.app.weekly import log_stage
-from newsletter.app.wiring import database
+from newsletter.app.keys import unsubscribe_key
+from newsletter.app.wiring import database, log_stage
 from newsletter.config import require_imap_password
 from newsletter.db import bounces as book
 from newsletter.delivery.inbox import open_inbox
@@ -108,9 +107,7 @@ def process_mailbox(
             "bounces.imap_host (README: Bounces and complaints)"
         )
     password = require_imap_password(config, secrets)
-    context = _Context(
-        config, database(config), secrets.unsubscribe_key or local_unsubscribe_key(config)
-    )
+    context = _Context(config, database(config), unsubscribe_key(config, secrets, warn=False))
     with open_inbox(section, password) as inbox:
         keys = inbox.keys()
         todo = book.unread(context.engine, inbox.name, keys)

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from newsletter.app.send import open_destination, unsubscribe_key
+from newsletter.app.keys import unsubscribe_key
+from newsletter.app.send import open_destination
 from newsletter.app.signing import message_signer
 from newsletter.app.signup import confirm_link, expire_signups
 from newsletter.app.wiring import database

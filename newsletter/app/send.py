@@ -6,18 +6,17 @@ Safe to run again at any time: the ledger makes a second run send only what is m
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from email.utils import make_msgid
-from secrets import token_urlsafe
 from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.app.archive import archive_issue
 from newsletter.app.audience import sync_subscribers
+from newsletter.app.keys import unsubscribe_key
 from newsletter.app.signing import message_signer
 from newsletter.app.wiring import database
 from newsletter.db import ledger as send_ledger
@@ -149,44 +148,6 @@ def open_destination(config: Config, stack: ExitStack) -> tuple[SmtpSection, str
         where = f"built-in capture server, Maildir {config.outbox_dir}"
         return server.settings(config.smtp.timeout_s), where
     return config.smtp, f"SMTP server {config.smtp.host}:{config.smtp.port}"
-
-
-LOCAL_KEY_FILE = "unsubscribe.key"
-
-
-def local_unsubscribe_key(config: Config) -> bytes:
-    """The key this project signs unsubscribe links with when nothing leaves the machine (the
-    built-in server, no key in the environment): made once, kept in var/ readable by its owner
-    only, so the links in the outbox work against `newsletter serve`."""
-    path = config.paths.var_dir / LOCAL_KEY_FILE
-    try:
-        return path.read_bytes().strip()
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = token_urlsafe(32).encode()
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first
-        return path.read_bytes().strip()
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(key + b"\n")
-    return key
-
-
-def unsubscribe_key(config: Config, secrets: Secrets) -> bytes:
-    """The key that signs unsubscribe links: from the environment, or (with the built-in
-    server only, which resolve_secrets enforces) the project's local key, said so."""
-    if secrets.unsubscribe_key is not None:
-        return secrets.unsubscribe_key
-    key = local_unsubscribe_key(config)
-    logger.warning(
-        "%s is unset: unsubscribe links are signed with the local key %s (fine for the built-in "
-        "server and newsletter serve; a real SMTP server needs the variable)",
-        config.newsletter.unsubscribe_secret_env,
-        config.paths.var_dir / LOCAL_KEY_FILE,
-    )
-    return key
 
 
 def send_issue(

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from newsletter.app import signup
 from newsletter.app.audience import unsubscribe
-from newsletter.app.send import local_unsubscribe_key
+from newsletter.app.keys import local_unsubscribe_key
 from newsletter.app.wiring import database
 from newsletter.db.history import delivered_issues
 from newsletter.issue.archive import (

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from newsletter.app.build import Prepared, prepare_issue
 from newsletter.app.review import Approval, approval_state, request_approval
 from newsletter.app.send import send_issue, send_unfinished
+from newsletter.app.wiring import log_stage
 from newsletter.market.calendar import TradingCalendar
 
 if TYPE_CHECKING:
@@ -103,11 +104,6 @@ def resumable(config: Config, fire: datetime, now: datetime) -> date | None:
     if plan.as_of is None or (plan.deadline is not None and now > plan.deadline):
         return None
     return plan.as_of if send_unfinished(config, plan.as_of) else None
-
-
-def log_stage(stage: str, started: float, detail: str) -> None:
-    """One line of the run's log: the stage, what it did, and how long it took."""
-    logger.info("%-8s %s (%.2f s)", stage, detail, time.perf_counter() - started)
 
 
 def run_week(

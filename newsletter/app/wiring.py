@@ -1,4 +1,4 @@
-"""What every use case shares: the project database.
+"""What every use case shares: the project database, and the run's stage log.
 
 The database engine is made once per URL and process, so its connection pool is shared and the
 schema is checked once, whichever use case (or the scheduler's job store) asks.
@@ -6,7 +6,9 @@ schema is checked once, whichever use case (or the scheduler's job store) asks.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from newsletter.db.migrate import SchemaVersion, schema_state, upgrade
@@ -17,6 +19,9 @@ if TYPE_CHECKING:
 
     from newsletter.config import Config
 
+
+stage_log = logging.getLogger("newsletter.schedule")
+"""The scheduled run's log, where each stage writes its line (log_stage)."""
 
 _OPENED: dict[str, Engine] = {}
 _LOCK = threading.Lock()
@@ -58,3 +63,8 @@ def database_schema(config: Config) -> tuple[str, SchemaVersion]:
         return where, schema_state(engine, where)
     finally:
         engine.dispose()
+
+
+def log_stage(stage: str, started: float, detail: str) -> None:
+    """One line of the run's log: the stage, what it did, and how long it took."""
+    stage_log.info("%-8s %s (%.2f s)", stage, detail, time.perf_counter() - started)
