@@ -58,8 +58,9 @@ class Inbox(Protocol):
 class MaildirInbox:
     """A Maildir on this machine (the stdlib's reader; new/ and cur/ alike)."""
 
-    def __init__(self, path: Path) -> None:
-        self.name = f"Maildir {path}"
+    def __init__(self, path: Path, name: str) -> None:
+        self.name = name
+        """What the database remembers this mailbox's messages by (mailbox_name)."""
         self.path = path
         if not path.is_dir():
             raise MailboxError(
@@ -181,7 +182,7 @@ def _log_in(box: BaseMailBox, section: BouncesSection, password: str) -> None:
 def open_inbox(section: BouncesSection, password: str | None) -> Iterator[Inbox]:
     """The configured mailbox, open for reading until the block ends."""
     if section.maildir is not None:
-        yield MaildirInbox(section.maildir)
+        yield MaildirInbox(section.maildir, section.mailbox_name)
         return
     box = _connect(section)
     try:
