@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
+import re
 from datetime import date
 
 import pytest
@@ -57,9 +59,13 @@ def test_a_rare_new_episode_says_since_when(stats):
 
 def test_a_window_inside_a_larger_run_never_says_since(stats):
     inside = rarity("spread", "^RUT-^GSPC", 0.0989, 3, since=None, new=False)
-    subject = write_headline(with_rarities(stats, inside)).subject
+    headline = write_headline(with_rarities(stats, inside))
+    subject = headline.subject
     assert "lead for small caps since" not in subject and "record" not in subject.lower()
     assert subject.endswith(", top 1% since 1987")
+    words = " ".join([subject, headline.preheader, *write_lede(with_rarities(stats, inside))])
+    months = "|".join(calendar.month_name[1:])
+    assert not re.search(rf"(most|largest)[^.]* since ({months}) \d{{4}}", words), words
 
 
 def test_a_rarer_move_leads_and_the_rotation_follows(stats):
