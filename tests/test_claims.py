@@ -99,12 +99,12 @@ def _extreme(windows: pd.Series) -> dict[str, object]:
     sign = 1.0 if values[-1] >= 0 else -1.0
     signed = values * sign
     now, earlier = signed[-1], signed[:-1]
-    new_episode = not any(v >= now for v in earlier[-(SESSIONS - 1) :])
-    as_large = [windows.index[i] for i, v in enumerate(earlier) if v >= now]
+    new_episode = not (earlier[-(SESSIONS - 1) :] >= now).any()
+    as_large = np.flatnonzero(earlier >= now)  # positions of the earlier windows as extreme
     return {
-        "record": all(v < now for v in earlier),
-        "since": f"{as_large[-1]:%B %Y}" if as_large and new_episode else None,
-        "share": math.floor(100 * sum(v < now for v in signed) / len(signed) + 1e-9),
+        "record": bool((earlier < now).all()),
+        "since": f"{windows.index[as_large[-1]]:%B %Y}" if len(as_large) and new_episode else None,
+        "share": math.floor(100 * np.count_nonzero(signed < now) / len(signed) + 1e-9),
         "of": len(signed),
         "first": windows.index[0],
     }
