@@ -70,7 +70,7 @@ def _crowded(axis: Any, renderer: Any, gap_px: float) -> bool:
 
 def thin_numbers(fig: Figure, gap_px: float = 12.0) -> None:
     """Fewer ticks on every numeric axis whose labels would touch: a phone-width chart has
-    room for four or five labels like "+0.5 pp", not six. Needs the figure drawn once (its
+    room for four or five labels like "+0.5 pp", not six. Needs the figure laid out once (its
     layout); measures, never draws."""
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
     for ax in fig.axes:
@@ -92,7 +92,7 @@ def fit_labels(fig: Figure, ax: Any, labels: list[Any], margin_px: float = 10.0)
 
     Each label keeps its size in pixels and its anchor in data units, so the view that fits
     them follows from one drawing: widening moves the anchors closer together, and a few
-    rounds of that arithmetic settle it. Needs the figure drawn once (its layout).
+    rounds of that arithmetic settle it. Needs the figure laid out once.
     """
     if not labels:
         return

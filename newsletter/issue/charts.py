@@ -33,12 +33,13 @@ BAR_ROW_IN = 0.21
 
 
 def _chart(name: str, fig: Any, alt: str, labels: tuple[Any, list[Any]] | None = None) -> Chart:
-    """The drawn chart: laid out once, its value `labels` (an axes and its labels) fitted
-    into their axes and crowded tick numbers thinned, then drawn to PNG."""
+    """The drawn chart: laid out once without rasterising (text is measured, no pixels are
+    painted), its value `labels` (an axes and its labels) fitted into their axes and crowded
+    tick numbers thinned, then rendered to PNG: one rasterisation a chart."""
     if labels is not None:  # the layout makes room for the axes; the view, for the labels
         for label in labels[1]:
             label.set_in_layout(False)
-    fig.canvas.draw()
+    fig.draw_without_rendering()
     if labels is not None:
         fit_labels(fig, *labels)
     thin_numbers(fig)
