@@ -70,8 +70,8 @@ def _crowded(axis: Any, renderer: Any, gap_px: float) -> bool:
 
 def thin_numbers(fig: Figure, gap_px: float = 12.0) -> None:
     """Fewer ticks on every numeric axis whose labels would touch: a phone-width chart has
-    room for four or five labels like "+0.5 pp", not six. Needs the figure laid out once (its
-    layout); measures, never draws."""
+    room for four or five labels like "+0.5 pp", not six. Needs the figure laid out once;
+    measures, never draws."""
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
