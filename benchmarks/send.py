@@ -132,7 +132,7 @@ def measure_naive(config_path: Path, port: int, sample: int) -> float:
     from newsletter.app.build import build_issue  # noqa: PLC0415
     from newsletter.app.data import load_market  # noqa: PLC0415
     from newsletter.config import load_config  # noqa: PLC0415
-    from newsletter.issue.charts import render_charts  # noqa: PLC0415
+    from newsletter.issue.chartpool import draw_here  # noqa: PLC0415
     from newsletter.issue.headline import write_headline  # noqa: PLC0415
     from newsletter.issue.render import make_environment, render_issue  # noqa: PLC0415
     from newsletter.models import Issue  # noqa: PLC0415
@@ -140,7 +140,7 @@ def measure_naive(config_path: Path, port: int, sample: int) -> float:
     config = load_config(config_path)
     built = build_issue(config, AS_OF)
     prices = load_market(config, AS_OF).prices
-    charts = render_charts(prices, built.stats, config.stats.ratio_chart_sessions)
+    charts = draw_here(prices, built.stats, config.stats.ratio_chart_sessions)
     headline = write_headline(built.stats)
     env = make_environment(config.templates.dir)
     started = time.perf_counter()

@@ -14,8 +14,8 @@ from matplotlib.colors import to_hex
 from matplotlib.patches import Rectangle
 from matplotlib.text import Text
 
-from newsletter.issue import charts as charts_module
 from newsletter.issue import chartstyle
+from newsletter.issue.chartpool import draw_here
 
 pytestmark = [pytest.mark.xdist_group("chart-layout"), pytest.mark.slow]  # one worker, once
 WEEKS = ("2024-07-17", "2025-02-20", "2025-09-26", "2008-10-10")
@@ -96,7 +96,7 @@ def drawn(market, build_day):
         for week in WEEKS:
             stats = build_day(week).stats
             prices = market.at(date.fromisoformat(week)).prices
-            charts_module.render_charts(prices, stats, StatsSection().ratio_chart_sessions)
+            draw_here(prices, stats, StatsSection().ratio_chart_sessions)
     finally:
         chartstyle.to_png = original
     return figures

@@ -183,6 +183,16 @@ def test_help_does_not_import_heavy_libraries():
     assert result.stdout.strip() == "[]"
 
 
+def test_the_build_leaves_matplotlib_to_its_chart_workers():
+    """The chart pool's workers import matplotlib while the parent loads the prices; a build's
+    own process, which only hands them the numbers, never does."""
+    code = "import sys, newsletter.app.build; print('matplotlib' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
+
+
 def test_subscribers_import_does_not_import_pandas_or_matplotlib(write_config, tmp_path):
     """An import is a database job: the market and chart libraries cost it 1.5 s and 130 MB."""
     listing = tmp_path / "readers.csv"

@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from datetime import time as time_of_day
@@ -26,7 +27,7 @@ from newsletter.app.files import write_folder
 from newsletter.app.wiring import database
 from newsletter.db.estimates import load_estimates
 from newsletter.errors import DataQualityError, FetchError
-from newsletter.issue.charts import render_charts
+from newsletter.issue.chartpool import ChartPool, draw_here
 from newsletter.issue.headline import Headline, check_text, write_headline
 from newsletter.issue.lede import write_lede
 from newsletter.issue.quality import DataQuality, check_quality
@@ -44,7 +45,7 @@ from newsletter.models import UNSUBSCRIBE_MARKER, Issue, Subscriber
 from newsletter.stats import compute_week_stats, required_tickers
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from datetime import date
     from pathlib import Path
 
@@ -103,16 +104,17 @@ def prepare_issue(
     prices resolve it, before the long part of the build.
     """
     refreshed = None
-    if config.market.is_live:
-        try:
-            refreshed = refresh_market(config, clock, on_progress)
-        except FetchError as err:
-            if not options.allow_stale:
-                raise
-            options = dataclasses.replace(options, stale_reason=str(err))
-    market = load_market(config, requested)
-    on_as_of(market.as_of)
-    built = build_issue(config, requested, out_dir, options=options, market=market)
+    with chart_pool() as pool:  # forked first: its workers import matplotlib meanwhile
+        if config.market.is_live:
+            try:
+                refreshed = refresh_market(config, clock, on_progress)
+            except FetchError as err:
+                if not options.allow_stale:
+                    raise
+                options = dataclasses.replace(options, stale_reason=str(err))
+        market = load_market(config, requested)
+        on_as_of(market.as_of)
+        built = build_issue(config, requested, out_dir, options=options, market=market, pool=pool)
     reason = market.default_reason if requested is None else None
     return Prepared(built, refreshed, options.stale_reason, reason)
 
@@ -143,20 +145,23 @@ def build_issue(
     options: BuildOptions = BuildOptions(),
     market: Market | None = None,
     chart_cache: ChartCache | None = None,
+    pool: ChartPool | None = None,
 ) -> BuiltIssue:
     """Compute, chart and render the issue for the session on or before `requested`.
 
     The data-quality gate refuses the build on any finding unless `options.allow_stale`.
     `market` is what `load_market(config, requested)` returned, for a driver that rebuilds the
     same issue as its words change (the preview); by default the prices are loaded here. Such a
-    driver also passes a `chart_cache` kept with the market.
+    driver also passes a `chart_cache` kept with the market. `pool` draws the charts (by
+    default one is started here where forking is safe and pays: see `chart_pool`).
     """
-    market = market or load_market(config, requested)
-    started = time.perf_counter()
-    dates = market.calendar.report_dates(market.as_of)
-    quality = gate(config, market, dates, options.allow_stale)
-    stats = _compute_stats(config, market, dates)
-    charts = _charts(config, market, stats, chart_cache)
+    with chart_pool(pool) as drawing:
+        market = market or load_market(config, requested)
+        started = time.perf_counter()
+        dates = market.calendar.report_dates(market.as_of)
+        quality = gate(config, market, dates, options.allow_stale)
+        stats = _compute_stats(config, market, dates)
+        charts = _charts(config, market, stats, chart_cache, drawing)
     notes = read_notes(config, market.as_of)
     headline = _headline(stats, options, notes, notes_path(config, market.as_of))
     issue = Issue(
@@ -262,14 +267,33 @@ def chart_workers() -> int:
     return 2 if forks and threading.active_count() == 1 and (os.cpu_count() or 1) > 1 else 1
 
 
+@contextmanager
+def chart_pool(pool: ChartPool | None = None) -> Iterator[ChartPool | None]:
+    """`pool`, or a pool of `chart_workers()` started now when that is more than one (None:
+    the charts are drawn in this process). Forked before the prices load, its workers import
+    matplotlib while this process loads and computes, and this process never does."""
+    workers = chart_workers()
+    if pool is not None or workers == 1:
+        yield pool
+        return
+    with ChartPool(workers) as started:
+        yield started
+
+
 def _charts(
-    config: Config, market: Market, stats: WeekStats, cache: ChartCache | None
+    config: Config,
+    market: Market,
+    stats: WeekStats,
+    cache: ChartCache | None,
+    pool: ChartPool | None,
 ) -> tuple[Chart, ...]:
     """The issue's charts, reused from `cache` while the numbers they draw stay the same."""
     sessions = config.stats.ratio_chart_sessions
 
     def draw() -> tuple[Chart, ...]:
-        return render_charts(market.prices, stats, sessions, workers=chart_workers())
+        if pool is None:
+            return draw_here(market.prices, stats, sessions)
+        return pool.draw(market.prices, stats, sessions)
 
     if cache is None:
         return draw()

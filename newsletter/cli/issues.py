@@ -40,7 +40,12 @@ def build(
     `sending`: the send says it after) its state. With `sending`, the send's start is recorded
     as soon as the issue's session is known."""
     from newsletter.app.build import BuildOptions, prepare_issue  # noqa: PLC0415
-    from newsletter.app.send import intend_send  # noqa: PLC0415
+
+    def record_intent(day: date) -> None:
+        if sending:  # a build alone never loads the delivery code
+            from newsletter.app.send import intend_send  # noqa: PLC0415
+
+            intend_send(config, day, now_utc())
 
     options = BuildOptions(
         subject=args.subject, preheader=args.preheader, allow_stale=args.allow_stale
@@ -54,7 +59,7 @@ def build(
             options=options,
             out_dir=getattr(args, "out", None),
             on_progress=on_progress,
-            on_as_of=lambda day: intend_send(config, day, now_utc()) if sending else None,
+            on_as_of=record_intent,
         )
     if prepared.refreshed is not None:
         print_refresh(prepared.refreshed)

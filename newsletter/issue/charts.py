@@ -7,8 +7,6 @@ alt text starts with that sentence. The look (phone-sized text, palette, card) i
 
 from __future__ import annotations
 
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any, cast
 
 import matplotlib.dates as mdates
@@ -351,10 +349,11 @@ def render_ytd_chart(prices: Prices, stats: WeekStats) -> Chart | None:
     return _chart("ytd", fig, alt, (ax, texts))
 
 
-def _drawers(
+def chart_drawings(
     prices: Prices, stats: WeekStats, ratio_sessions: int
 ) -> list[Callable[[], Chart | None]]:
-    """Each chart's drawing, in the order the email shows them."""
+    """Each chart's drawing, in the order the email shows them (None: the data lack it).
+    issue/chartpool.py runs them, here or in its workers."""
     return [
         lambda: render_ytd_chart(prices, stats),
         lambda: render_spread_distribution_chart(prices, stats),
@@ -362,34 +361,3 @@ def _drawers(
         lambda: render_megacap_chart(stats),
         lambda: render_sector_chart(stats),
     ]
-
-
-_FORKED: list[Callable[[], Chart | None]] = []
-"""The drawings a forked worker runs, by index: set before the fork, inherited, never pickled."""
-
-
-def _draw_forked(index: int) -> Chart | None:
-    return _FORKED[index]()
-
-
-def render_charts(
-    prices: Prices, stats: WeekStats, ratio_sessions: int, *, workers: int = 1
-) -> tuple[Chart, ...]:
-    """Every chart of the digest the data supports, in the order the email shows them.
-
-    With `workers` > 1 the charts are drawn by that many forked processes (each inherits the
-    prices instead of receiving a copy); the caller decides that forking is safe (one thread,
-    a platform that forks). The bytes are the same either way.
-    """
-    drawers = _drawers(prices, stats, ratio_sessions)
-    if workers <= 1:
-        drawn = [draw() for draw in drawers]
-    else:
-        _FORKED[:] = drawers
-        try:
-            context = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-                drawn = list(pool.map(_draw_forked, range(len(drawers))))
-        finally:
-            _FORKED.clear()
-    return tuple(chart for chart in drawn if chart is not None)
