@@ -232,3 +232,44 @@ def test_an_unsubscribed_reader_is_skipped_even_mid_issue(built, configure, tmp_
     assert result.ledger == {"sent": EVERYONE - 1, "skipped": 1}
     assert ADA not in recipients(handler)
     assert Path(tmp_path / "var" / "newsletter.db").is_file() == (database_url is None)
+
+
+ODD_ADDRESSES = [
+    "ada@example.com",
+    "a.b+tag@mail.example.co.uk",
+    "o'brien@example.ie",
+    "x!#$%&'*+/=?^_`{|}~-y@example.com",
+    "ünïcode@example.com",
+    "name@bücher.example",
+    '"quoted local"@example.com',
+    "Ada <ada@example.com>",
+    "a..b@example.com",
+    ".lead@example.com",
+    "trail.@example.com",
+    "a b@example.com",
+    "a@b@example.com",
+    "a(comment)@example.com",
+    "a@[127.0.0.1]",
+    "a@example..com",
+    "<>",
+    "",
+]
+
+
+@pytest.mark.parametrize("address", ODD_ADDRESSES)
+def test_the_fast_envelope_path_quotes_exactly_as_smtplib_does(address):
+    """MAIL FROM and RCPT TO skip smtplib.quoteaddr's parse for a plain dot-atom address:
+    only where quoteaddr itself would give back <address> unchanged."""
+    import random  # noqa: PLC0415
+    import smtplib  # noqa: PLC0415
+    import string  # noqa: PLC0415
+
+    from newsletter.delivery.smtp import _PLAIN_ADDRESS  # noqa: PLC0415
+
+    rng = random.Random(address)
+    alphabet = string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~-.@ \"<>()[],;:\\"
+    generated = ["".join(rng.choices(alphabet, k=rng.randint(1, 24))) for _ in range(400)]
+    for candidate in [address, *generated]:
+        if _PLAIN_ADDRESS.fullmatch(candidate):
+            assert smtplib.quoteaddr(candidate) == f"<{candidate}>", candidate
+    assert bool(_PLAIN_ADDRESS.fullmatch(address)) == (ODD_ADDRESSES.index(address) < 4)
