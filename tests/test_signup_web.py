@@ -45,7 +45,7 @@ def mails(config, subject, count=1):
     deadline = time.monotonic() + 60
     while True:
         found = []
-        if config.outbox_dir.exists():
+        if (config.outbox_dir / "cur").is_dir():  # Maildir makes tmp, new, cur after the folder
             box = mailbox.Maildir(config.outbox_dir, create=False)
             for key in box.iterkeys():
                 message = email.message_from_bytes(box.get_bytes(key), policy=email.policy.default)
