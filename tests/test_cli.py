@@ -184,8 +184,8 @@ def test_help_does_not_import_heavy_libraries():
 
 
 def test_the_build_leaves_matplotlib_to_its_chart_workers():
-    """The chart pool's workers import matplotlib while the parent loads the prices; a build's
-    own process, which only hands them the numbers, never does."""
+    """The chart pool's workers import matplotlib while the parent loads the prices: the
+    build's own modules do not import it (only a worker, or drawing in-process, does)."""
     code = "import sys, newsletter.app.build; print('matplotlib' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

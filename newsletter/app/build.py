@@ -272,8 +272,8 @@ def chart_pool(pool: ChartPool | None = None) -> Iterator[ChartPool | None]:
     """`pool`, or a pool of `chart_workers()` started now when that is more than one (None:
     the charts are drawn in this process). Forked before the prices load, its workers import
     matplotlib while this process loads and computes, and this process never does."""
-    workers = chart_workers()
-    if pool is not None or workers == 1:
+    workers = 1 if pool is not None else chart_workers()
+    if workers == 1:
         yield pool
         return
     with ChartPool(workers) as started:
