@@ -11,14 +11,14 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from newsletter.app.audience import sync_subscribers
-from newsletter.app.send import send_issue
+from newsletter.app.send import StoreLedger, send_issue
 from newsletter.app.wiring import database
 from newsletter.config import Secrets, load_config
 from newsletter.db import ledger, runs
 from newsletter.db.schema import ledger as ledger_table
 from newsletter.db.schema import runs as runs_table
 from newsletter.mail.compose import message_id
-from newsletter.models import LedgerStatus
+from newsletter.models import LedgerStatus, Outcome
 from tests.conftest import both_databases
 
 from .conftest import now_utc, serving
@@ -158,3 +158,29 @@ def test_a_send_that_stops_waiting_on_a_live_peer_says_nothing_is_lost(
     assert "Ledger:  2 claimed, 3 sent" in captured.out
     assert "Another sender is still working: it holds 2 message(s) of this issue" in captured.err
     assert "Nothing is lost" in captured.err
+
+
+@both_databases
+def test_the_senders_kept_connection_survives_a_dropped_link_and_is_given_back(
+    write_config, build_day, database_url
+):
+    """Claims and results share one connection for the run: a link the database dropped under
+    it (a restart, a proxy's idle cut) costs only the transaction it broke, and a finished
+    send leaves no connection checked out of the pool."""
+    config = load_config(write_config(database={"url": database_url}))
+    engine, issue_id = _issue(config, build_day("2024-07-16"))
+    run_id = runs.start_run(engine, runs.issue_queue(issue_id), now_utc())
+    store = StoreLedger(engine, issue_id, run_id, now_utc)
+    first = store.claim(2)
+    assert store._writer is not None
+    store._writer.invalidate()  # the server side of the link is gone
+    store.record([Outcome(first[0].subscriber_id, LedgerStatus.SENT, "250 ok")])
+    rest = store.claim(10)
+    store.close()
+    assert engine.pool.checkedout() == 0
+    assert [d.subscriber_id for d in rest] == sorted(
+        set(range(1, 6)) - {d.subscriber_id for d in first}
+    )
+    counts = ledger.ledger_counts(engine, issue_id)
+    runs.finish_run(engine, run_id, now_utc())
+    assert counts == {LedgerStatus.SENT: 1, LedgerStatus.CLAIMED: 4}

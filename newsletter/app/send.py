@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from datetime import date, datetime
     from pathlib import Path
 
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import Connection, Engine
 
     from newsletter.app.built import BuiltIssue
     from newsletter.config import Config, NewsletterSection, Secrets, SmtpSection
@@ -54,7 +54,9 @@ class StoreLedger:
     """The delivery.sender.Ledger of one issue and run, backed by the database.
 
     The sender's threads take turns at writing: waiting on a lock costs microseconds, while
-    SQLite's own busy handler sleeps for milliseconds when writers collide.
+    SQLite's own busy handler sleeps for milliseconds when writers collide. Claims and results,
+    a transaction or more a message, go over one connection kept for the run (`close` ends
+    it): a checkout and reset from the pool each time cost more than the write.
     """
 
     engine: Engine
@@ -62,14 +64,28 @@ class StoreLedger:
     run_id: int
     clock: Callable[[], datetime]
     _writing: threading.Lock = field(default_factory=threading.Lock)
+    _writer: Connection | None = None
+
+    def _connection(self) -> Connection:
+        if self._writer is None:
+            self._writer = self.engine.connect()
+        return self._writer
+
+    def close(self) -> None:
+        with self._writing:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
 
     def claim(self, limit: int) -> list[Delivery]:
         with self._writing:
-            return send_ledger.claim(self.engine, self.issue_id, self.run_id, limit, self.clock())
+            return send_ledger.claim(
+                self._connection(), self.issue_id, self.run_id, limit, self.clock()
+            )
 
     def record(self, outcomes: Sequence[Outcome]) -> None:
         with self._writing:
-            send_ledger.record(self.engine, self.issue_id, outcomes, self.clock())
+            send_ledger.record(self._connection(), self.issue_id, outcomes, self.clock())
 
     def next_due(self) -> datetime | None:
         return send_ledger.next_due(self.engine, self.issue_id)
@@ -178,7 +194,10 @@ def send_issue(
         counts = send_ledger.ledger_counts(engine, issue_id)
         on_start(counts.get(LedgerStatus.PENDING, 0) + counts.get(LedgerStatus.CLAIMED, 0))
         ledger = StoreLedger(engine, issue_id, run_id, clock)
-        delivered, destination = _deliver(config, built, secrets, ledger, on_progress)
+        try:
+            delivered, destination = _deliver(config, built, secrets, ledger, on_progress)
+        finally:
+            ledger.close()
     finally:
         _finish_run(engine, run_id, clock())
     counts = send_ledger.ledger_counts(engine, issue_id)
@@ -237,7 +256,8 @@ def _envelope_sender(
     signed token names the issue and the subscriber; else the one envelope sender."""
     bounce_address = info.bounce_address
     if bounce_address is None:
-        return lambda job: info.envelope_sender
+        sender = info.envelope_sender  # parsed once: the From: header is the same for everyone
+        return lambda job: sender
     return lambda job: verp_address(
         bounce_address, make_bounce_token(key, info.list_id, issue_id, job.subscriber_id)
     )

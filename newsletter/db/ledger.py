@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from newsletter.db.schema import (
     corrections,
@@ -21,6 +21,7 @@ from newsletter.db.schema import (
     ledger,
     reader,
     subscribers,
+    writing,
 )
 from newsletter.errors import IssueChangedError
 from newsletter.models import (
@@ -233,58 +234,66 @@ def enqueue_audience(
         last_id = chunk[-1].id
 
 
-def claim(engine: Engine, issue_id: int, run_id: int, limit: int, now: datetime) -> list[Delivery]:
+_DUE = (
+    sa.select(
+        ledger.c.subscriber_id,
+        ledger.c.email,
+        ledger.c.name,
+        ledger.c.message_id,
+        ledger.c.attempts,
+        subscribers.c.status.label("subscriber_status"),
+    )
+    .join(subscribers, subscribers.c.id == ledger.c.subscriber_id)
+    .where(
+        ledger.c.issue_id == sa.bindparam("issue"),
+        ledger.c.status == LedgerStatus.PENDING,
+        sa.or_(ledger.c.next_attempt_at.is_(None), ledger.c.next_attempt_at <= sa.bindparam("due")),
+    )
+    .order_by(ledger.c.subscriber_id)
+    .limit(sa.bindparam("most", type_=sa.Integer))
+    .with_for_update(skip_locked=True, of=ledger)
+)
+_OF_THESE = (
+    ledger.c.issue_id == sa.bindparam("issue"),
+    ledger.c.subscriber_id.in_(sa.bindparam("ids", expanding=True)),
+)
+_SKIP = (
+    ledger.update()
+    .where(*_OF_THESE)
+    .values(
+        status=LedgerStatus.SKIPPED,
+        last_reply="subscriber no longer active",
+        updated_at=sa.bindparam("now"),
+    )
+)
+_CLAIM = (
+    ledger.update()
+    .where(*_OF_THESE, ledger.c.status == LedgerStatus.PENDING)
+    .values(
+        status=LedgerStatus.CLAIMED,
+        claimed_by=sa.bindparam("run"),
+        attempts=ledger.c.attempts + 1,
+        updated_at=sa.bindparam("now"),
+    )
+)
+"""A claim's three statements, built once: building them anew cost ten times their run."""
+
+
+def claim(
+    bind: Engine | Connection, issue_id: int, run_id: int, limit: int, now: datetime
+) -> list[Delivery]:
     """Claim up to `limit` due messages for `run_id`; rows of people who left are skipped."""
-    with engine.begin() as conn:
-        due = (
-            sa.select(
-                ledger.c.subscriber_id,
-                ledger.c.email,
-                ledger.c.name,
-                ledger.c.message_id,
-                ledger.c.attempts,
-                subscribers.c.status.label("subscriber_status"),
-            )
-            .join(subscribers, subscribers.c.id == ledger.c.subscriber_id)
-            .where(
-                ledger.c.issue_id == issue_id,
-                ledger.c.status == LedgerStatus.PENDING,
-                sa.or_(ledger.c.next_attempt_at.is_(None), ledger.c.next_attempt_at <= now),
-            )
-            .order_by(ledger.c.subscriber_id)
-            .limit(limit)
-            .with_for_update(skip_locked=True, of=ledger)
-        )
-        rows = conn.execute(due).all()
+    with writing(bind) as conn:
+        rows = conn.execute(_DUE, {"issue": issue_id, "due": now, "most": limit}).all()
         gone = [
             row.subscriber_id for row in rows if row.subscriber_status != SubscriberStatus.ACTIVE
         ]
         if gone:
-            conn.execute(
-                ledger.update()
-                .where(ledger.c.issue_id == issue_id, ledger.c.subscriber_id.in_(gone))
-                .values(
-                    status=LedgerStatus.SKIPPED,
-                    last_reply="subscriber no longer active",
-                    updated_at=now,
-                )
-            )
+            conn.execute(_SKIP, {"issue": issue_id, "ids": gone, "now": now})
         wanted = [row for row in rows if row.subscriber_status == SubscriberStatus.ACTIVE]
         if wanted:
-            conn.execute(
-                ledger.update()
-                .where(
-                    ledger.c.issue_id == issue_id,
-                    ledger.c.subscriber_id.in_([row.subscriber_id for row in wanted]),
-                    ledger.c.status == LedgerStatus.PENDING,
-                )
-                .values(
-                    status=LedgerStatus.CLAIMED,
-                    claimed_by=run_id,
-                    attempts=ledger.c.attempts + 1,
-                    updated_at=now,
-                )
-            )
+            ids = [row.subscriber_id for row in wanted]
+            conn.execute(_CLAIM, {"issue": issue_id, "ids": ids, "run": run_id, "now": now})
     return [
         Delivery(row.subscriber_id, row.email, row.name, row.message_id, row.attempts + 1)
         for row in wanted
@@ -319,7 +328,9 @@ _RECORD = (
 """One prepared statement for every result: it is compiled once, which keeps a record cheap."""
 
 
-def record(engine: Engine, issue_id: int, outcomes: Sequence[Outcome], now: datetime) -> None:
+def record(
+    bind: Engine | Connection, issue_id: int, outcomes: Sequence[Outcome], now: datetime
+) -> None:
     """Write the results of sent or refused messages (one transaction for all of them)."""
     rows = [
         {
@@ -334,7 +345,7 @@ def record(engine: Engine, issue_id: int, outcomes: Sequence[Outcome], now: date
         for outcome in outcomes
     ]
     bounced = [outcome.subscriber_id for outcome in outcomes if outcome.bounce_subscriber]
-    with engine.begin() as conn:
+    with writing(bind) as conn:
         conn.execute(_RECORD, rows)
         if bounced:
             conn.execute(

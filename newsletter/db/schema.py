@@ -9,7 +9,8 @@ journal is WAL with synchronous=NORMAL: a committed row survives a killed proces
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -271,6 +272,18 @@ def _sqlite_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN")
     else:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def writing(bind: Engine | Connection) -> Iterator[Connection]:
+    """One write transaction: on a new connection from an engine, or on a connection its owner
+    keeps open for many (a sender's writes skip the pool's checkout and reset that way)."""
+    if isinstance(bind, Connection):
+        with bind.begin():
+            yield bind
+    else:
+        with bind.begin() as conn:
+            yield conn
 
 
 def reader(engine: Engine) -> Connection:
