@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from newsletter.delivery.guard import AGAIN, RunGuard, Stop
 from newsletter.delivery.recorder import GroupRecorder
+from newsletter.delivery.returns import Returns
 from newsletter.delivery.smtp import SmtpConnection, SmtpFailure, Verdict, classify
 from newsletter.errors import DatabaseError, DeliveryError
 from newsletter.models import Delivery, DeliveryReport, LedgerStatus, Outcome
@@ -192,7 +193,7 @@ class Sender:
     def _worker(
         self,
         jobs: queue.Queue[Delivery | None],
-        results: queue.Queue[tuple[Delivery, Outcome]],
+        returns: Returns,
         recorder: GroupRecorder,
     ) -> None:
         """Send claimed messages over one connection, each result recorded before the next.
@@ -220,7 +221,7 @@ class Sender:
                             local=True,
                         )
                     )
-                results.put((job, outcome))
+                returns.put(job, outcome)
 
     def _deliver(self, connection: SmtpConnection, job: Delivery) -> Outcome:
         if self._stop.is_set():
@@ -251,57 +252,56 @@ class Sender:
         """Claim, send and record until nothing is due within `max_wait_s`, or a stop."""
         report = DeliveryReport()
         jobs: queue.Queue[Delivery | None] = queue.Queue()
-        results: queue.Queue[tuple[Delivery, Outcome]] = queue.Queue()
+        returns = Returns(low=self.policy.connections * CLAIM_PER_CONNECTION // 2)
         recorder = GroupRecorder(ledger)
         workers = [
             threading.Thread(
-                target=self._worker, args=(jobs, results, recorder), daemon=True, name=f"smtp-{i}"
+                target=self._worker, args=(jobs, returns, recorder), daemon=True, name=f"smtp-{i}"
             )
             for i in range(self.policy.connections)
         ]
         for worker in workers:
             worker.start()
         try:
-            self._feed(ledger, jobs, results, report, on_progress)
+            self._feed(ledger, jobs, returns, report, on_progress)
         finally:
             self._stop.set()
             for _ in workers:
                 jobs.put(None)
             for worker in workers:
                 worker.join()
-            self._collect([], results, report, on_progress)
+            self._collect(returns.take(), report, on_progress)
         return self._finish(ledger, report)
 
     def _feed(
         self,
         ledger: Ledger,
         jobs: queue.Queue[Delivery | None],
-        results: queue.Queue[tuple[Delivery, Outcome]],
+        returns: Returns,
         report: DeliveryReport,
         on_progress: Callable[[int], None],
     ) -> None:
-        """Keep the workers supplied with claims and count what comes back."""
-        # Jobs handed to the workers whose outcome this thread has not counted yet. A message
-        # retried soon enough can be claimed again before its first outcome is counted: each
-        # claim counts, so the run cannot end while either job is out.
-        in_flight = 0
+        """Keep the workers supplied with claims and count what comes back.
+
+        `returns.out` counts the jobs whose outcome this thread has not counted yet. A message
+        retried soon enough can be claimed again before its first outcome is counted: each
+        claim counts, so the run cannot end while either job is out.
+        """
         window = self.policy.connections * CLAIM_PER_CONNECTION
         last_beat = time.monotonic()
         while True:
             self._halt(self._guard.overdue())
-            if not self._stop.is_set() and in_flight <= window // 2:
-                for job in ledger.claim(window - in_flight):
-                    in_flight += 1
+            in_flight = returns.out
+            if not self._stop.is_set() and in_flight <= returns.low:
+                claimed = ledger.claim(window - in_flight)
+                returns.hand_out(len(claimed))
+                for job in claimed:
                     jobs.put(job)
-            if not in_flight:
+            if not returns.out:
                 if self._stop.is_set() or not self._next_round(ledger):
                     return
                 continue
-            try:
-                arrived = [results.get(timeout=HEARTBEAT_S)]
-            except queue.Empty:
-                arrived = []
-            in_flight -= self._collect(arrived, results, report, on_progress)
+            self._collect(returns.take(timeout=HEARTBEAT_S), report, on_progress)
             if time.monotonic() - last_beat > HEARTBEAT_S:
                 ledger.heartbeat()
                 last_beat = time.monotonic()
@@ -329,17 +329,10 @@ class Sender:
     def _collect(
         self,
         done: list[tuple[Delivery, Outcome]],
-        results: queue.Queue[tuple[Delivery, Outcome]],
         report: DeliveryReport,
         on_progress: Callable[[int], None],
-    ) -> int:
-        """Count `done` and every other result already waiting (the workers recorded them);
-        returns how many jobs came back."""
-        while True:
-            try:
-                done.append(results.get_nowait())
-            except queue.Empty:
-                break
+    ) -> None:
+        """Count results the workers handed back (and recorded)."""
         for job, outcome in done:
             if outcome.status == LedgerStatus.PENDING and outcome.retry_at is not None:
                 report.retried += 1
@@ -348,7 +341,6 @@ class Sender:
             elif outcome.status != LedgerStatus.PENDING:
                 self._final[job.subscriber_id] = (job.email, outcome)
         on_progress(sum(outcome.status != LedgerStatus.PENDING for _, outcome in done))
-        return len(done)
 
     def _next_round(self, ledger: Ledger) -> bool:
         """With nothing claimable: whether to claim again, after waiting for a retry to fall
