@@ -187,3 +187,28 @@ def test_a_claim_reads_the_next_pending_rows_in_order_without_sorting(tmp_path):
         )
     assert "ix_send_ledger_issue_status_subscriber" in plan, plan
     assert "TEMP B-TREE" not in plan, plan
+
+
+def test_a_write_lock_held_past_the_busy_timeout_is_sqlalchemys_error_and_passes(tmp_path):
+    """The driver runs a writer's BEGIN IMMEDIATE itself: a lock another process holds past the
+    busy timeout must still raise as every other statement's error does (callers catch
+    SQLAlchemyError), and the connection must write once the lock is gone."""
+    import sqlite3  # noqa: PLC0415
+
+    path = tmp_path / "locked.db"
+    engine = open_database(f"sqlite:///{path}")
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        with engine.connect() as conn:
+            conn.connection.driver_connection.execute("PRAGMA busy_timeout=50")
+            holder.execute("BEGIN IMMEDIATE")
+            with pytest.raises(sa.exc.OperationalError, match="database is locked"), conn.begin():
+                pass
+            holder.execute("ROLLBACK")
+            with conn.begin():
+                conn.execute(sa.text("CREATE TABLE after_the_lock (x INTEGER)"))
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM after_the_lock")).scalar_one() == 0
+    finally:
+        holder.close()
+        engine.dispose()
