@@ -12,9 +12,10 @@ Run by hand from the project folder:  python benchmarks/memory.py [--runs 3] [--
     the import's share of a send's peak.
 (d) With --million, (c) and (b) for 1,000,000 subscribers, once each (it takes a while).
 
-Peak RSS is the child's own maximum resident set size, as os.wait4 reports it. Several runs
-print min / median / max; every line carries the load average, since other work on the
-machine slows the figures down (memory far less).
+Peak RSS is the child's own high-water mark (VmHWM, which it reports as it exits; see
+benchmarks/send.PEAK for why not ru_maxrss). Several runs print min / median / max; every line
+carries the load average, since other work on the machine slows the figures down (memory far
+less).
 """
 
 from __future__ import annotations
@@ -33,16 +34,23 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.send import AS_OF, _config, _subscribers, discarding_sink  # noqa: E402
+from benchmarks.send import (  # noqa: E402
+    AS_OF,
+    PEAK,
+    _config,
+    _subscribers,
+    discarding_sink,
+    peak_mb,
+)
 
 HEAVY = ("pandas", "matplotlib")
 SEND = (
-    "import sys; sys.path.insert(0, sys.argv[2]); from pathlib import Path; "
+    f"{PEAK}; sys.path.insert(0, sys.argv[2]); from pathlib import Path; "
     "from benchmarks.send import measure_fast; "
     "sent, seconds = measure_fast(Path(sys.argv[1])); print(sent, seconds)"
 )
 SYNC = (
-    "import sys, time; from datetime import UTC, date, datetime; from pathlib import Path; "
+    f"{PEAK}; import time; from datetime import UTC, date, datetime; from pathlib import Path; "
     "from newsletter.app.audience import sync_subscribers; "
     "from newsletter.app.build import build_issue; from newsletter.config import load_config; "
     "config = load_config(Path(sys.argv[1])); build_issue(config, date.fromisoformat("
@@ -53,19 +61,19 @@ SYNC = (
 
 
 def _run(command: list[str]) -> tuple[str, str, float, float]:
-    """Run `command` to its end: (stdout, stderr, wall seconds, peak RSS in MB)."""
+    """Run `command` (its code begins with benchmarks.send.PEAK) to its end: (stdout, stderr,
+    wall seconds, peak RSS in MB)."""
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         child = subprocess.Popen(command, stdout=out, stderr=err, cwd=REPO, text=True)
-        _pid, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
+        child.wait()
         seconds = time.perf_counter() - started
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
     if child.returncode:
         raise SystemExit(f"{command[:4]} failed ({child.returncode}):\n{stderr[-2000:]}")
-    return stdout, stderr, seconds, usage.ru_maxrss / 1024
+    return stdout, stderr, seconds, peak_mb(stderr)
 
 
 def _spread(values: list[float], unit: str, digits: int = 0) -> str:
@@ -92,7 +100,8 @@ def _import(listing: Path, *flags: str) -> tuple[str, float, float]:
     """`subscribers import` of `listing` into a new database: (stderr, seconds, peak MB)."""
     with tempfile.TemporaryDirectory() as tmp:
         config = _import_config(Path(tmp))
-        command = [sys.executable, *flags, "-m", "newsletter", "subscribers", "import"]
+        cli = f"{PEAK}; import runpy; runpy.run_module('newsletter', run_name='__main__')"
+        command = [sys.executable, *flags, "-c", cli, "subscribers", "import"]
         _out, err, wall, peak = _run([*command, str(listing), "--config", str(config)])
     return err, wall, peak
 
