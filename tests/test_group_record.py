@@ -74,3 +74,36 @@ def test_a_failed_write_raises_in_every_caller_it_held_and_no_other(failing, fai
     errors = run_callers(GroupRecorder(ledger), ledger, range(1, 5))
     assert set(errors) == failed
     assert set(errors.values()) == {"disk full"}
+
+
+class Batches:
+    """Records each batch's ids, at once."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def record(self, outcomes):
+        self.batches.append(sorted(outcome.subscriber_id for outcome in outcomes))
+
+
+def test_the_writer_waits_for_the_other_connections_results_to_share_its_transaction():
+    ledger = Batches()
+    recorder = GroupRecorder(ledger, gather=3, patience_s=30)
+    first = threading.Thread(target=recorder.record, args=(outcome(1),))
+    first.start()
+    first.join(0.2)
+    assert first.is_alive()  # gathering: one of three
+    assert ledger.batches == []
+    others = [threading.Thread(target=recorder.record, args=(outcome(n),)) for n in (2, 3)]
+    for thread in others:
+        thread.start()
+    for thread in [first, *others]:
+        thread.join(30)
+    assert ledger.batches == [[1, 2, 3]]
+
+
+def test_a_lone_result_is_written_once_the_patience_is_spent():
+    ledger = Batches()
+    recorder = GroupRecorder(ledger, gather=3, patience_s=0.05)
+    recorder.record(outcome(7))  # no other connection finishes: written alone, not lost
+    assert ledger.batches == [[7]]

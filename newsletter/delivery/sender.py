@@ -39,6 +39,9 @@ PEER_POLL_S = 1.0
 """How often a sender with nothing left checks on the claims a peer still holds."""
 CLAIM_PER_CONNECTION = 16
 """Messages claimed ahead per connection: enough to keep every connection busy between claims."""
+GATHER_S = 0.002
+"""How long a result waits for those of the other connections (all but one) to share its
+transaction: a fraction of one message's time over a fast link, nothing over a slow one."""
 
 
 class RateLimiter:
@@ -253,7 +256,8 @@ class Sender:
         report = DeliveryReport()
         jobs: queue.Queue[Delivery | None] = queue.Queue()
         returns = Returns(low=self.policy.connections * CLAIM_PER_CONNECTION // 2)
-        recorder = GroupRecorder(ledger)
+        gather = max(1, self.policy.connections - 1)
+        recorder = GroupRecorder(ledger, gather=gather, patience_s=GATHER_S)
         workers = [
             threading.Thread(
                 target=self._worker, args=(jobs, returns, recorder), daemon=True, name=f"smtp-{i}"
