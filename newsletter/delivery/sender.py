@@ -202,8 +202,8 @@ class Sender:
         """Send claimed messages over one connection, each result recorded before the next.
 
         Recording here rather than in the main thread keeps the window between the server's
-        acceptance and the ledger's record to one message per connection; the recorder writes
-        the results of connections that finish at the same moment in one transaction. A result
+        acceptance and the ledger's record to one message per connection; the recorder waits a
+        moment for the other connections' results and writes them in one transaction. A result
         that cannot be recorded (a full disk, a database locked past its timeout) stops the
         run; its claim stays, and the next run sends that message again with the same
         Message-ID.
