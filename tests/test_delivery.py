@@ -10,6 +10,7 @@ import email
 import random
 import smtplib
 import string
+import threading
 from collections import Counter
 from datetime import UTC, datetime
 from email import policy
@@ -21,7 +22,7 @@ import yaml
 from newsletter.app.send import send_issue
 from newsletter.config import Secrets, load_config
 from newsletter.delivery.smtp import _PLAIN_ADDRESS
-from newsletter.errors import DeliveryError
+from newsletter.errors import DatabaseError, DeliveryError
 from tests.conftest import both_databases
 
 from .conftest import REPO, now_utc, serving
@@ -276,3 +277,44 @@ def test_the_fast_envelope_path_quotes_exactly_as_smtplib_does(address, plain):
         if _PLAIN_ADDRESS.fullmatch(candidate):
             assert smtplib.quoteaddr(candidate) == f"<{candidate}>", candidate
     assert bool(_PLAIN_ADDRESS.fullmatch(address)) == plain
+
+
+def test_a_bug_outside_the_exchange_stops_the_run_and_loses_nothing(built, configure, monkeypatch):
+    """A fault of this program between exchanges (here the rate limiter raising, as a bug
+    would) stops the run with one line: the connection's worker goes on handing its jobs
+    back, so the run ends instead of waiting forever for the job it lost, and the next run
+    sends every message once."""
+    from newsletter.delivery import sender  # noqa: PLC0415
+
+    calls = {"n": 0}
+    real_acquire = sender.RateLimiter.acquire
+
+    def acquire_then_break(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("a bug in the limiter")
+        real_acquire(self)
+
+    handler = ScriptedHandler()
+    with serving(handler) as port:
+        config = configure(port, connections=2)
+        monkeypatch.setattr(sender.RateLimiter, "acquire", acquire_then_break)
+        ended: list[BaseException] = []
+
+        def send() -> None:
+            try:
+                send_issue(config, built, secrets=SECRETS, clock=now_utc)
+            except BaseException as err:
+                ended.append(err)
+
+        worker = threading.Thread(target=send, daemon=True)
+        worker.start()
+        worker.join(60)
+        assert not worker.is_alive(), "the run waited forever for a job its worker lost"
+        assert len(ended) == 1
+        assert isinstance(ended[0], DatabaseError)
+        assert "sending failed unexpectedly (a bug in the limiter)" in str(ended[0])
+        monkeypatch.setattr(sender.RateLimiter, "acquire", real_acquire)
+        result = send_issue(config, built, secrets=SECRETS, clock=now_utc)
+    assert result.ledger == {"sent": EVERYONE}
+    assert sorted(stored_ids(handler).values()) == [1] * EVERYONE

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from newsletter.app.audience import sync_subscribers
@@ -160,27 +162,51 @@ def test_a_send_that_stops_waiting_on_a_live_peer_says_nothing_is_lost(
     assert "Nothing is lost" in captured.err
 
 
+def _break_the_link(engine, store) -> object:
+    """Make the next write on the sender's kept connection fail as a real fault would: on
+    PostgreSQL the server ends its session; on SQLite another process holds the write lock
+    past the connection's busy timeout. Returns what holds the lock (None on PostgreSQL)."""
+    driver = store._writer.connection.driver_connection
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as other:
+            other.execute(
+                sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": driver.info.backend_pid}
+            )
+        return None
+    driver.execute("PRAGMA busy_timeout=50")
+    holder = sqlite3.connect(engine.url.database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    return holder
+
+
 @both_databases
-def test_the_senders_kept_connection_survives_a_dropped_link_and_is_given_back(
+def test_the_senders_kept_connection_is_dropped_by_a_failed_write_and_given_back(
     write_config, build_day, database_url
 ):
-    """Claims and results share one connection for the run: a link the database dropped under
-    it (a restart, a proxy's idle cut) costs only the transaction it broke, and a finished
-    send leaves no connection checked out of the pool."""
+    """Claims and results share one connection for the run. A write that fails on it (the
+    server ended the session, a lock held too long) fails alone: the connection is dropped,
+    whatever state it was left in, and the next write takes a new one. After `close` nothing
+    stays checked out of the pool, and a late result is still written, through the pool."""
     config = load_config(write_config(database={"url": database_url}))
     engine, issue_id = _issue(config, build_day("2024-07-16"))
     run_id = runs.start_run(engine, runs.issue_queue(issue_id), now_utc())
     store = StoreLedger(engine, issue_id, run_id, now_utc)
     first = store.claim(2)
-    assert store._writer is not None
-    store._writer.invalidate()  # the server side of the link is gone
-    store.record([Outcome(first[0].subscriber_id, LedgerStatus.SENT, "250 ok")])
+    holder = _break_the_link(engine, store)
+    sent = [Outcome(first[0].subscriber_id, LedgerStatus.SENT, "250 ok")]
+    with pytest.raises(sa.exc.OperationalError):
+        store.record(sent)
+    if holder is not None:
+        holder.close()
+    store.record(sent)
     rest = store.claim(10)
     store.close()
     assert engine.pool.checkedout() == 0
-    assert [d.subscriber_id for d in rest] == sorted(
+    store.record([Outcome(first[1].subscriber_id, LedgerStatus.SENT, "250 ok")])
+    assert engine.pool.checkedout() == 0
+    assert sorted(d.subscriber_id for d in rest) == sorted(
         set(range(1, 6)) - {d.subscriber_id for d in first}
     )
     counts = ledger.ledger_counts(engine, issue_id)
     runs.finish_run(engine, run_id, now_utc())
-    assert counts == {LedgerStatus.SENT: 1, LedgerStatus.CLAIMED: 4}
+    assert counts == {LedgerStatus.SENT: 2, LedgerStatus.CLAIMED: 3}

@@ -10,7 +10,7 @@ import threading
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from email.utils import make_msgid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -49,6 +49,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+T = TypeVar("T")
+
+
 @dataclass
 class StoreLedger:
     """The delivery.sender.Ledger of one issue and run, backed by the database.
@@ -56,7 +59,8 @@ class StoreLedger:
     The sender's threads take turns at writing: waiting on a lock costs microseconds, while
     SQLite's own busy handler sleeps for milliseconds when writers collide. Claims and results,
     a transaction or more a message, go over one connection kept for the run (`close` ends
-    it): a checkout and reset from the pool each time cost more than the write.
+    it): a checkout and reset from the pool each time cost more than the write. A write that
+    fails (a lost link, a lock held too long) drops it; the next write takes a new one.
     """
 
     engine: Engine
@@ -65,27 +69,43 @@ class StoreLedger:
     clock: Callable[[], datetime]
     _writing: threading.Lock = field(default_factory=threading.Lock)
     _writer: Connection | None = None
+    _closed: bool = False
 
-    def _connection(self) -> Connection:
-        if self._writer is None:
-            self._writer = self.engine.connect()
-        return self._writer
+    def _write(self, work: Callable[[Engine | Connection], T]) -> T:
+        """Run `work` on the kept connection (after `close`, on the engine's pool). A failure
+        drops that connection, whatever state it left it in: the next write starts afresh."""
+        with self._writing:
+            if self._closed:
+                return work(self.engine)
+            if self._writer is None:
+                self._writer = self.engine.connect()
+            try:
+                return work(self._writer)
+            except BaseException:
+                self._drop()
+                raise
+
+    def _drop(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except SQLAlchemyError:
+                self._writer.invalidate()
+            self._writer = None
 
     def close(self) -> None:
+        """Give the kept connection back; it never hides the error a send may be raising."""
         with self._writing:
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
+            self._closed = True
+            self._drop()
 
     def claim(self, limit: int) -> list[Delivery]:
-        with self._writing:
-            return send_ledger.claim(
-                self._connection(), self.issue_id, self.run_id, limit, self.clock()
-            )
+        return self._write(
+            lambda bind: send_ledger.claim(bind, self.issue_id, self.run_id, limit, self.clock())
+        )
 
     def record(self, outcomes: Sequence[Outcome]) -> None:
-        with self._writing:
-            send_ledger.record(self._connection(), self.issue_id, outcomes, self.clock())
+        self._write(lambda bind: send_ledger.record(bind, self.issue_id, outcomes, self.clock()))
 
     def next_due(self) -> datetime | None:
         return send_ledger.next_due(self.engine, self.issue_id)

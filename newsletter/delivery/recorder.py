@@ -35,12 +35,15 @@ class GroupRecorder:
         self.gather = gather
         self.patience_s = patience_s
         self._waiting: list[Outcome] = []
-        self._done = threading.Condition()
+        lock = threading.Lock()
+        self._done = threading.Condition(lock)
+        self._arrived = threading.Condition(lock)
+        """Where the writer waits while it gathers: a hand-in wakes it alone."""
         self._writing = False
         self._gathering = False
         self._written = 0
         self._handed = 0
-        self._failures: dict[int, Exception] = {}
+        self._failures: dict[int, BaseException] = {}
 
     def record(self, outcome: Outcome) -> None:
         with self._done:
@@ -48,7 +51,7 @@ class GroupRecorder:
             self._handed += 1
             mine = self._handed
             if self._gathering:
-                self._done.notify_all()
+                self._arrived.notify()
             while self._written < mine and self._writing:
                 self._done.wait()
             if self._written >= mine:
@@ -56,10 +59,10 @@ class GroupRecorder:
                 return
             self._writing = True
             batch = self._gather()
-        error: Exception | None = None
+        error: BaseException | None = None
         try:
             self.ledger.record(batch)
-        except Exception as err:
+        except BaseException as err:  # whatever it is, every caller it held hears of it
             error = err
         with self._done:
             first = self._written + 1
@@ -68,7 +71,7 @@ class GroupRecorder:
                 self._failures.update(dict.fromkeys(range(first, self._written + 1), error))
             self._writing = False
             self._done.notify_all()
-        self._raise_if_failed(mine)
+            self._raise_if_failed(mine)
 
     def _gather(self) -> list[Outcome]:
         """What the writer writes: the results handed in, once `gather` are or time is up
@@ -76,7 +79,7 @@ class GroupRecorder:
         deadline = time.monotonic() + self.patience_s
         self._gathering = True
         while len(self._waiting) < self.gather and (left := deadline - time.monotonic()) > 0:
-            self._done.wait(left)
+            self._arrived.wait(left)
         self._gathering = False
         batch, self._waiting = self._waiting, []
         return batch

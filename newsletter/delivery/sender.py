@@ -210,30 +210,15 @@ class Sender:
         """
         with SmtpConnection(self.settings, self.password) as connection:
             while (job := jobs.get()) is not None:
-                outcome = self._deliver(connection, job)
-                try:
-                    recorder.record(outcome)
-                except Exception as err:  # this machine's fault: never a reader's
-                    logger.debug("recording the result for %s failed", job.email, exc_info=True)
-                    self._halt(
-                        Stop(
-                            f"could not record a result in the database ({err})",
-                            f"Free space or end what holds the database, {AGAIN}: messages in "
-                            "flight may go again with the same Message-ID",
-                            fatal=True,
-                            local=True,
-                        )
-                    )
-                returns.put(job, outcome)
+                returns.put(job, self._send_and_record(connection, recorder, job))
 
-    def _deliver(self, connection: SmtpConnection, job: Delivery) -> Outcome:
-        if self._stop.is_set():
-            return Outcome(job.subscriber_id, LedgerStatus.PENDING, "run stopped before sending")
-        self._limiter.acquire()
+    def _send_and_record(
+        self, connection: SmtpConnection, recorder: GroupRecorder, job: Delivery
+    ) -> Outcome:
+        """One job's outcome, recorded; a bug or a write that fails stops the run, and the
+        worker goes on handing its jobs back, so the run still ends."""
         try:
-            connection.send(self.envelope_sender(job), job.email, self.build(job))
-        except SmtpFailure as failure:
-            return self._outcome(job, failure)
+            outcome = self._deliver(connection, job)
         except Exception as err:  # a bug must not leave the claim hanging
             logger.exception("sending to %s failed unexpectedly", job.email)
             self._halt(
@@ -245,6 +230,29 @@ class Sender:
                 )
             )
             return Outcome(job.subscriber_id, LedgerStatus.PENDING, f"unexpected error: {err}")
+        try:
+            recorder.record(outcome)
+        except Exception as err:  # this machine's fault: never a reader's
+            logger.debug("recording the result for %s failed", job.email, exc_info=True)
+            self._halt(
+                Stop(
+                    f"could not record a result in the database ({err})",
+                    f"Free space or end what holds the database, {AGAIN}: messages in "
+                    "flight may go again with the same Message-ID",
+                    fatal=True,
+                    local=True,
+                )
+            )
+        return outcome
+
+    def _deliver(self, connection: SmtpConnection, job: Delivery) -> Outcome:
+        if self._stop.is_set():
+            return Outcome(job.subscriber_id, LedgerStatus.PENDING, "run stopped before sending")
+        self._limiter.acquire()
+        try:
+            connection.send(self.envelope_sender(job), job.email, self.build(job))
+        except SmtpFailure as failure:
+            return self._outcome(job, failure)
         self._reached.set()
         self._guard.sent()
         return Outcome(job.subscriber_id, LedgerStatus.SENT, "250 accepted")
